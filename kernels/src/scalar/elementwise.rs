@@ -1,0 +1,106 @@
+//! Element-wise and per-channel operations that only appear when a graph cannot be
+//! fused (a standalone add, BatchNorm, ReLU, permutation or softmax). They move
+//! little data, so the scalar code is also the code that runs.
+
+use crate::{KernelError, Planes};
+
+fn len_err(kernel: &'static str) -> KernelError {
+    KernelError::Shape {
+        kernel,
+        what: "operand lengths differ".into(),
+    }
+}
+
+/// `acc = acc + b`, then ReLU if asked.
+pub fn add_assign(acc: &mut [f32], b: &[f32], relu: bool) -> Result<(), KernelError> {
+    if acc.len() != b.len() {
+        return Err(len_err("add"));
+    }
+    for (a, &v) in acc.iter_mut().zip(b) {
+        let s = *a + v;
+        *a = if relu { s.max(0.0) } else { s };
+    }
+    Ok(())
+}
+
+/// `out = a + b`, then ReLU if asked.
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32], relu: bool) -> Result<(), KernelError> {
+    if a.len() != out.len() {
+        return Err(len_err("add"));
+    }
+    out.copy_from_slice(a);
+    add_assign(out, b, relu)
+}
+
+/// `x = max(x, 0)`.
+pub fn relu_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = v.max(0.0);
+    }
+}
+
+/// Per channel `out = x * scale[c] + shift[c]` (a BatchNorm that could not be
+/// folded), then ReLU if asked. Both buffers use the layout of `planes`.
+pub fn affine(
+    planes: &Planes,
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    planes.check("affine", input)?;
+    planes.check("affine", output)?;
+    if scale.len() < planes.channels || shift.len() < planes.channels {
+        return Err(len_err("affine"));
+    }
+    for c in 0..planes.channels {
+        let src = &input[c * planes.stride..][..planes.hw];
+        let dst = &mut output[c * planes.stride..][..planes.hw];
+        for (d, &s) in dst.iter_mut().zip(src) {
+            let v = s * scale[c] + shift[c];
+            *d = if relu { v.max(0.0) } else { v };
+        }
+    }
+    Ok(())
+}
+
+/// Plane copy through a table: output plane `i` is input plane `table[i]`. An
+/// explicit channel shuffle, used only where no consumer can absorb it.
+pub fn permute(
+    planes: &Planes,
+    table: &[u32],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let out_planes = Planes {
+        channels: table.len(),
+        ..*planes
+    };
+    planes.check("permute", input)?;
+    out_planes.check("permute", output)?;
+    for (i, &src) in table.iter().enumerate() {
+        if src as usize >= planes.channels {
+            return Err(KernelError::Shape {
+                kernel: "permute",
+                what: "table entry past the input planes".into(),
+            });
+        }
+        let from = &input[src as usize * planes.stride..][..planes.hw];
+        output[i * planes.stride..][..planes.hw].copy_from_slice(from);
+    }
+    Ok(())
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}

@@ -1,0 +1,3 @@
+//! The `shufflenet` command-line program.
+
+fn main() {}

@@ -10,6 +10,7 @@ pub mod complexity;
 mod error;
 pub mod family;
 pub mod graph;
+pub mod program;
 pub mod reference;
 mod rng;
 

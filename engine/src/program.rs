@@ -425,6 +425,8 @@ pub trait TensorSource {
     fn info(&self, id: TensorId) -> Option<(DType, usize)>;
     /// The data of a u32 tensor, if it exists and is u32.
     fn u32s(&self, id: TensorId) -> Option<&[u32]>;
+    /// The data of an f32 tensor, if it exists and is f32.
+    fn f32s(&self, id: TensorId) -> Option<&[f32]>;
 }
 
 impl TensorSource for [TensorData] {
@@ -434,6 +436,12 @@ impl TensorSource for [TensorData] {
     fn u32s(&self, id: TensorId) -> Option<&[u32]> {
         match self.get(id as usize) {
             Some(TensorData::U32(v)) => Some(v),
+            _ => None,
+        }
+    }
+    fn f32s(&self, id: TensorId) -> Option<&[f32]> {
+        match self.get(id as usize) {
+            Some(TensorData::F32(v)) => Some(v),
             _ => None,
         }
     }

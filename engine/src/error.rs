@@ -1,6 +1,8 @@
 //! The engine's top-level error.
 
+use crate::exec::SessionError;
 use crate::graph::GraphError;
+use crate::plan::PlanError;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +13,12 @@ pub enum Error {
     /// A kernel refused its arguments (an engine bug, reported rather than hidden).
     #[error("kernel: {0}")]
     Kernel(#[from] kernels::KernelError),
+    /// The graph could not be lowered.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A session cannot be created or run with these arguments.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// An argument of an API call is out of range.
     #[error("invalid argument: {0}")]
     Argument(String),

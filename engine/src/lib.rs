@@ -4,12 +4,17 @@
 //! - [`graph`]: the plain network (family builder and ONNX importer produce it);
 //! - [`family`]: the ShuffleNet v1 family of the paper with synthetic weights;
 //! - [`complexity`]: multiply-adds and parameters per op;
-//! - [`reference`]: the scalar executor of the unfused graph, the oracle.
+//! - [`reference`]: the scalar executor of the unfused graph, the oracle;
+//! - [`plan`]: the passes lowering a graph into the fused op list ([`program`]);
+//! - [`arena`] and [`exec`]: binding a program to an input size and running it.
 
+pub mod arena;
 pub mod complexity;
 mod error;
+pub mod exec;
 pub mod family;
 pub mod graph;
+pub mod plan;
 pub mod program;
 pub mod reference;
 mod rng;

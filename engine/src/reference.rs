@@ -371,3 +371,200 @@ pub fn calibrate_batchnorm(graph: &mut Graph, h: usize, w: usize, seed: u64) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{window_out, Pads};
+
+    fn t(c: usize, h: usize, w: usize, data: &[f32]) -> Tensor {
+        Tensor::from_vec(c, h, w, data.to_vec()).unwrap()
+    }
+
+    fn seq(c: usize, h: usize, w: usize) -> Tensor {
+        t(
+            c,
+            h,
+            w,
+            &(0..c * h * w).map(|v| v as f32).collect::<Vec<_>>(),
+        )
+    }
+
+    fn shape(c: usize, h: usize, w: usize) -> Shape {
+        Shape { c, h, w }
+    }
+
+    fn conv3x3_ones(stride: usize) -> Conv {
+        Conv {
+            cin: 1,
+            cout: 1,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride: (stride, stride),
+            pads: Pads::uniform(1),
+            weight: vec![1.0; 9],
+            bias: None,
+        }
+    }
+
+    #[test]
+    fn conv_sums_the_padded_window() {
+        // 1..9 in a 3x3 plane; a 3x3 box filter with zero padding.
+        let x = t(1, 3, 3, &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        let y = conv(&x, &conv3x3_ones(1), shape(1, 3, 3));
+        assert_eq!(y.data, vec![12., 21., 16., 27., 45., 33., 24., 39., 28.]);
+        let y = conv(&x, &conv3x3_ones(2), shape(1, 2, 2));
+        assert_eq!(y.data, vec![12., 16., 24., 28.]);
+    }
+
+    #[test]
+    fn grouped_conv_keeps_groups_apart() {
+        let p = Conv {
+            cin: 2,
+            cout: 4,
+            groups: 2,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            pads: Pads::default(),
+            weight: vec![2., -1., 3., 0.5],
+            bias: Some(vec![0., 1., 0., 0.]),
+        };
+        let x = t(2, 1, 2, &[1., 2., 10., 20.]);
+        let y = conv(&x, &p, shape(4, 1, 2));
+        // outputs 0,1 read channel 0; outputs 2,3 read channel 1.
+        assert_eq!(y.data, vec![2., 4., 0., -1., 30., 60., 5., 10.]);
+    }
+
+    #[test]
+    fn batch_norm_normalises() {
+        let p = BatchNorm {
+            gamma: vec![2.0],
+            beta: vec![0.5],
+            mean: vec![1.0],
+            var: vec![3.0],
+            eps: 1.0,
+        };
+        // (3 - 1) / sqrt(3 + 1) * 2 + 0.5 = 2.5; (-1 - 1) / 2 * 2 + 0.5 = -1.5.
+        assert_eq!(
+            batch_norm(&t(1, 1, 2, &[3., -1.]), &p).data,
+            vec![2.5, -1.5]
+        );
+    }
+
+    #[test]
+    fn relu_clamps() {
+        assert_eq!(relu(&t(3, 1, 1, &[-1., 0., 2.])).data, vec![0., 0., 2.]);
+    }
+
+    #[test]
+    fn shuffle_interleaves_groups() {
+        let x = seq(6, 1, 1);
+        assert_eq!(channel_shuffle(&x, 2).data, vec![0., 3., 1., 4., 2., 5.]);
+        assert_eq!(channel_shuffle(&x, 3).data, vec![0., 2., 4., 1., 3., 5.]);
+        // The inverse of a shuffle with g groups is a shuffle with C/g groups.
+        assert_eq!(channel_shuffle(&channel_shuffle(&x, 2), 3).data, x.data);
+    }
+
+    fn pool3x3s2(kind: PoolKind) -> PoolSpec {
+        PoolSpec {
+            kind,
+            kh: 3,
+            kw: 3,
+            stride: (2, 2),
+            pads: Pads::uniform(1),
+            ceil_mode: false,
+        }
+    }
+
+    #[test]
+    fn max_pool_ignores_padding() {
+        let x = seq(1, 4, 4);
+        let y = pool(&x, &pool3x3s2(PoolKind::Max), shape(1, 2, 2));
+        assert_eq!(y.data, vec![5., 7., 13., 15.]);
+        let neg = t(1, 1, 1, &[-3.0]);
+        let y = pool(&neg, &pool3x3s2(PoolKind::Max), shape(1, 1, 1));
+        assert_eq!(y.data, vec![-3.0]);
+    }
+
+    #[test]
+    fn avg_pool_divisor_follows_count_include_pad() {
+        let x = seq(1, 4, 4);
+        let inc = pool(
+            &x,
+            &pool3x3s2(PoolKind::Avg {
+                count_include_pad: true,
+            }),
+            shape(1, 2, 2),
+        );
+        // Top-left window holds 0, 1, 4, 5 and five padding zeros.
+        assert_eq!(inc.data[0], 10.0 / 9.0);
+        assert_eq!(inc.data[3], 90.0 / 9.0);
+        let exc = pool(
+            &x,
+            &pool3x3s2(PoolKind::Avg {
+                count_include_pad: false,
+            }),
+            shape(1, 2, 2),
+        );
+        assert_eq!(exc.data[0], 10.0 / 4.0);
+        // Right column window: columns 1..3 of rows -1..1: 1+2+3+5+6+7 over 6 or 9.
+        assert_eq!(exc.data[1], 24.0 / 6.0);
+        assert_eq!(inc.data[1], 24.0 / 9.0);
+    }
+
+    #[test]
+    fn ceil_mode_adds_a_partial_window() {
+        assert_eq!(window_out(5, 2, 2, 0, 0, false), Some(2));
+        assert_eq!(window_out(5, 2, 2, 0, 0, true), Some(3));
+        assert_eq!(window_out(4, 3, 2, 1, 1, true), Some(3));
+        // A window may not start in the trailing padding: the third would start at
+        // padded position 4, past the 3 inputs and the leading pad.
+        assert_eq!(window_out(3, 2, 2, 1, 1, true), Some(2));
+        assert_eq!(window_out(2, 3, 1, 0, 0, false), None);
+        let p = PoolSpec {
+            kind: PoolKind::Avg {
+                count_include_pad: true,
+            },
+            kh: 2,
+            kw: 2,
+            stride: (2, 2),
+            pads: Pads::default(),
+            ceil_mode: true,
+        };
+        let y = pool(&seq(1, 3, 3), &p, shape(1, 2, 2));
+        // Windows: {0,1,3,4}, {2,5}, {6,7}, {8}: the part past the input is not counted.
+        assert_eq!(y.data, vec![2.0, 3.5, 6.5, 8.0]);
+    }
+
+    #[test]
+    fn add_concat_pool_fc_softmax() {
+        let a = t(1, 1, 2, &[1., 2.]);
+        let b = t(1, 1, 2, &[10., 20.]);
+        assert_eq!(add(&a, &b).data, vec![11., 22.]);
+        let c = concat(&[&a, &b]);
+        assert_eq!((c.shape, c.data.clone()), (shape(2, 1, 2), vec![1., 2., 10., 20.]));
+        let g = global_avg_pool(&c);
+        assert_eq!((g.shape, g.data.clone()), (shape(2, 1, 1), vec![1.5, 15.]));
+        let f = fc(
+            &g,
+            &Fc {
+                inputs: 2,
+                outputs: 3,
+                weight: vec![1., 0., 0., 1., 2., -0.1],
+                bias: vec![0., 1., 0.5],
+            },
+        );
+        assert_eq!(f.data, vec![1.5, 16., 2.0]);
+        let s = softmax(&t(2, 1, 1, &[0., 2f32.ln()]));
+        assert!((s.data[0] - 1.0 / 3.0).abs() < 1e-6 && (s.data[1] - 2.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nhwc_input_becomes_planar() {
+        let x = to_planar(Layout::Nhwc, 3, 1, 2, &[1., 2., 3., 4., 5., 6.]).unwrap();
+        assert_eq!(x.data, vec![1., 4., 2., 5., 3., 6.]);
+        assert!(to_planar(Layout::Nchw, 3, 1, 2, &[1.0; 5]).is_err());
+    }
+}

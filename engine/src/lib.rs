@@ -14,6 +14,7 @@ mod error;
 pub mod exec;
 pub mod family;
 pub mod graph;
+pub mod npy;
 pub mod plan;
 pub mod program;
 pub mod reference;

@@ -544,7 +544,10 @@ mod tests {
         let b = t(1, 1, 2, &[10., 20.]);
         assert_eq!(add(&a, &b).data, vec![11., 22.]);
         let c = concat(&[&a, &b]);
-        assert_eq!((c.shape, c.data.clone()), (shape(2, 1, 2), vec![1., 2., 10., 20.]));
+        assert_eq!(
+            (c.shape, c.data.clone()),
+            (shape(2, 1, 2), vec![1., 2., 10., 20.])
+        );
         let g = global_avg_pool(&c);
         assert_eq!((g.shape, g.data.clone()), (shape(2, 1, 1), vec![1.5, 15.]));
         let f = fc(

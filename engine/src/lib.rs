@@ -4,12 +4,16 @@
 //! - [`graph`]: the plain network (family builder and ONNX importer produce it);
 //! - [`family`]: the ShuffleNet v1 family of the paper with synthetic weights;
 //! - [`complexity`]: multiply-adds and parameters per op;
-//! - [`reference`]: the scalar executor of the unfused graph, the oracle.
+//! - [`reference`]: the scalar executor of the unfused graph, the oracle;
+//! - [`model_file`]: the model file format (write, inspect);
+//! - [`model`]: a loaded, validated model whose weights are read in place.
 
 pub mod complexity;
 mod error;
 pub mod family;
 pub mod graph;
+pub mod model;
+pub mod model_file;
 pub mod program;
 pub mod reference;
 mod rng;

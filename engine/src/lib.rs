@@ -4,7 +4,7 @@
 //! - [`graph`]: the plain network (family builder and ONNX importer produce it);
 //! - [`family`]: the ShuffleNet v1 family of the paper with synthetic weights;
 //! - [`complexity`]: multiply-adds and parameters per op;
-//! - [`reference`]: the scalar executor of the unfused graph, the oracle;
+//! - [`reference`](mod@reference): the scalar executor of the unfused graph, the oracle;
 //! - [`model_file`]: the model file format (write, inspect);
 //! - [`model`]: a loaded, validated model whose weights are read in place.
 

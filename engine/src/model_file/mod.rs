@@ -1,7 +1,7 @@
 //! The model file, version 1: a lowered program and its tensors in one file that is
-//! mapped and used in place. The layout is documented in [`format`].
+//! mapped and used in place. The layout is documented in [`format`](mod@format).
 //!
-//! - Writing: [`to_bytes`] builds the file in memory; [`write`] writes it to a
+//! - Writing: [`to_bytes`] builds the file in memory; [`write()`] writes it to a
 //!   temporary file in the destination's directory, syncs it and renames it into
 //!   place, so a failed write never leaves a partial file behind.
 //! - Reading: [`crate::model::Model::open`] (a read-only map) and

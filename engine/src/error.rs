@@ -19,6 +19,9 @@ pub enum Error {
     /// A session cannot be created or run with these arguments.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A model file cannot be read, written or trusted.
+    #[error(transparent)]
+    File(#[from] crate::model_file::FileError),
     /// An argument of an API call is out of range.
     #[error("invalid argument: {0}")]
     Argument(String),

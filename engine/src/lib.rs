@@ -4,9 +4,11 @@
 //! - [`graph`]: the plain network (family builder and ONNX importer produce it);
 //! - [`family`]: the ShuffleNet v1 family of the paper with synthetic weights;
 //! - [`complexity`]: multiply-adds and parameters per op;
-//! - [`reference`]: the scalar executor of the unfused graph, the oracle;
+//! - [`reference`](mod@reference): the scalar executor of the unfused graph, the oracle;
 //! - [`plan`]: the passes lowering a graph into the fused op list ([`program`]);
-//! - [`arena`] and [`exec`]: binding a program to an input size and running it.
+//! - [`arena`] and [`exec`]: binding a program to an input size and running it;
+//! - [`model_file`]: the model file format (write, inspect);
+//! - [`model`]: a loaded, validated model whose weights are read in place.
 
 pub mod arena;
 pub mod complexity;
@@ -14,6 +16,8 @@ mod error;
 pub mod exec;
 pub mod family;
 pub mod graph;
+pub mod model;
+pub mod model_file;
 pub mod npy;
 pub mod plan;
 pub mod program;

@@ -82,6 +82,55 @@ pub fn analyze(graph: &Graph, h: usize, w: usize) -> Result<Complexity, Error> {
     })
 }
 
+/// Multiply-adds of one step of a lowered program bound to an input size, counted
+/// as for the graph (convolutions and fully connected layers only).
+pub fn step_macs(step: &crate::program::Step, shape: &crate::exec::StepShape) -> u64 {
+    use crate::program::Step;
+    let out_px = (shape.output.0 * shape.output.1) as u64;
+    match *step {
+        Step::Pointwise { groups, k, m, .. } => groups as u64 * m as u64 * k as u64 * out_px,
+        Step::Depthwise { output, .. } => 9 * output.channels as u64 * out_px,
+        Step::Conv {
+            groups,
+            kh,
+            kw,
+            input,
+            output,
+            ..
+        } => {
+            output.channels as u64
+                * (input.channels / groups.max(1)) as u64
+                * (kh * kw) as u64
+                * out_px
+        }
+        Step::GapFc { input, output, .. } | Step::Fc { input, output, .. } => {
+            input.channels as u64 * output.channels as u64
+        }
+        _ => 0,
+    }
+}
+
+/// Learned parameters of a lowered program: every f32 tensor a conv or classifier
+/// step uses, excluding the zero rows that pad weight panels (BatchNorm is folded,
+/// so it adds nothing).
+pub fn program_params(program: &crate::program::Program) -> u64 {
+    use crate::program::Step;
+    program
+        .steps
+        .iter()
+        .map(|s| match *s {
+            Step::Pointwise { groups, k, m, .. } => (groups * m) as u64 * (k as u64 + 1),
+            Step::Affine { input, .. } => 2 * input.channels as u64,
+            _ => s
+                .tensors()
+                .iter()
+                .filter(|(_, d, _)| *d == crate::program::DType::F32)
+                .map(|(_, _, n)| *n as u64)
+                .sum(),
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +159,24 @@ mod tests {
     fn released_g3_models() {
         assert!(within(mflops(3, 0.5), 38.0, 0.05), "{}", mflops(3, 0.5));
         assert!(within(mflops(3, 2.0), 524.0, 0.05), "{}", mflops(3, 2.0));
+    }
+
+    #[test]
+    fn lowered_program_has_the_graph_macs() {
+        let graph = family::build(3, 0.5, 1).unwrap();
+        let lowered = crate::plan::lower(&graph).unwrap();
+        let plan = crate::exec::ExecPlan::new(&lowered.program, 224, 224, 1 << 30).unwrap();
+        let macs: u64 = lowered
+            .program
+            .steps
+            .iter()
+            .zip(&plan.shapes)
+            .map(|(s, sh)| step_macs(s, sh))
+            .sum();
+        assert_eq!(macs, analyze(&graph, 224, 224).unwrap().macs);
+        // Folding drops BatchNorm's two parameters per channel, adds conv biases.
+        let params = program_params(&lowered.program);
+        assert!(params < analyze(&graph, 224, 224).unwrap().params);
     }
 
     #[test]

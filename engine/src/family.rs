@@ -143,7 +143,7 @@ pub fn build(groups: usize, scale: f32, seed: u64) -> Result<Graph, Error> {
     };
     let x = g.b.push("fc", Op::Fc(fc), &[x], CLASSES);
     let mut graph = g.b.finish(x, "logits")?;
-    reference::calibrate_batchnorm(&mut graph, 96, 96, seed ^ 0xC0FFEE)?;
+    reference::calibrate_batchnorm(&mut graph, 64, 64, seed ^ 0xC0FFEE)?;
     Ok(graph)
 }
 

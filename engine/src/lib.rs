@@ -8,7 +8,8 @@
 //! - [`plan`]: the passes lowering a graph into the fused op list ([`program`]);
 //! - [`arena`] and [`exec`]: binding a program to an input size and running it;
 //! - [`model_file`]: the model file format (write, inspect);
-//! - [`model`]: a loaded, validated model whose weights are read in place.
+//! - [`model`]: a loaded, validated model whose weights are read in place;
+//! - [`session`]: a model bound to an input size, with its arena.
 
 pub mod arena;
 pub mod complexity;
@@ -23,5 +24,6 @@ pub mod plan;
 pub mod program;
 pub mod reference;
 mod rng;
+pub mod session;
 
 pub use error::Error;

@@ -265,9 +265,11 @@ impl Step {
         }
     }
 
-    /// Tensors the step references, with the type and element count each must have.
+    /// Tensors the step references, with the type and element count each must have
+    /// (`usize::MAX` when the count overflows, which no tensor can match).
     pub fn tensors(&self) -> Vec<(TensorId, DType, usize)> {
         use DType::{F32, U32};
+        let mul = |xs: &[usize]| xs.iter().fold(1usize, |a, &x| a.saturating_mul(x));
         let ch = |v: View| v.channels as usize;
         match *self {
             Step::Pointwise {
@@ -281,9 +283,13 @@ impl Step {
             } => {
                 let (g, k, m) = (groups as usize, k as usize, m as usize);
                 vec![
-                    (weights, F32, g * m.div_ceil(kernels::MR) * k * kernels::MR),
-                    (bias, F32, g * m),
-                    (in_rows, U32, g * k),
+                    (
+                        weights,
+                        F32,
+                        mul(&[g, m.div_ceil(kernels::MR), k, kernels::MR]),
+                    ),
+                    (bias, F32, mul(&[g, m])),
+                    (in_rows, U32, mul(&[g, k])),
                 ]
             }
             Step::Depthwise {
@@ -291,7 +297,10 @@ impl Step {
                 bias,
                 output,
                 ..
-            } => vec![(weights, F32, ch(output) * 9), (bias, F32, ch(output))],
+            } => vec![
+                (weights, F32, mul(&[ch(output), 9])),
+                (bias, F32, ch(output)),
+            ],
             Step::Conv {
                 groups,
                 kh,
@@ -305,7 +314,12 @@ impl Step {
                 (
                     weights,
                     F32,
-                    ch(output) * (ch(input) / (groups.max(1) as usize)) * (kh * kw) as usize,
+                    mul(&[
+                        ch(output),
+                        ch(input) / (groups.max(1) as usize),
+                        kh as usize,
+                        kw as usize,
+                    ]),
                 ),
                 (bias, F32, ch(output)),
             ],
@@ -321,7 +335,7 @@ impl Step {
                 input,
                 output,
             } => vec![
-                (weights, F32, ch(input) * ch(output)),
+                (weights, F32, mul(&[ch(input), ch(output)])),
                 (bias, F32, ch(output)),
             ],
             Step::Affine {

@@ -1,3 +1,73 @@
-//! The `shufflenet` command-line program.
+//! The `shufflenet` command-line program: build, inspect, run and benchmark
+//! ShuffleNet v1 models. Run `shufflenet help` for the commands.
 
-fn main() {}
+mod args;
+mod cmd;
+mod json;
+mod load;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: shufflenet <command> [options]
+
+commands:
+  synth   --groups G --scale S [--seed N] -o FILE    write a model with synthetic weights
+  info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
+  plan    [FILE] [--resolution HxW] [--json]          the fused op list and the arena
+  run     FILE --input IN.npy --output OUT.npy [--threads N]
+                                                      one inference; prints the top-5 classes
+  bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
+          [--threads N] [--json]                     latency per resolution (median, min)
+
+FILE is an engine model file or an .onnx file (converted in memory); where FILE is
+optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.";
+
+/// A failure of the command line itself (print the usage) or of the work.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments.
+    Usage(String),
+    /// The command failed.
+    Failed(String),
+}
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Result of a command.
+pub type CliResult = Result<(), CliError>;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = argv.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "synth" => cmd::synth::run(rest),
+        "info" => cmd::info::run(rest),
+        "plan" => cmd::plan::run(rest),
+        "run" => cmd::run::run(rest),
+        "bench" => cmd::bench::run(rest),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(CliError::Usage(format!("unknown command '{other}'"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(e)) => {
+            eprintln!("shufflenet: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("shufflenet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

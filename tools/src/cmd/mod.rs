@@ -1,0 +1,24 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod info;
+pub mod plan;
+pub mod run;
+pub mod synth;
+
+use crate::args::Args;
+use crate::CliError;
+
+/// Parses a subcommand's arguments, mapping errors to usage errors.
+pub fn parse(argv: &[String], switches: &[&str], valued: &[&str]) -> Result<Args, CliError> {
+    Args::parse(argv, switches, valued).map_err(CliError::Usage)
+}
+
+/// At most one positional argument: the model path.
+pub fn model_path(a: &Args) -> Result<Option<&str>, CliError> {
+    match a.positional.as_slice() {
+        [] => Ok(None),
+        [p] => Ok(Some(p.as_str())),
+        _ => Err(CliError::Usage("expected at most one model file".into())),
+    }
+}

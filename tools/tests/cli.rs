@@ -1,0 +1,156 @@
+//! The `shufflenet` program end to end: synth, info, plan, run and bench, their
+//! JSON outputs, and clear errors on bad input.
+
+use shufflenet::npy;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shufflenet"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shufflenet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn ok(args: &[&str]) -> String {
+    let out: Output = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn synth(g: &str, s: &str) -> String {
+    let path = tmp(&format!("g{g}s{s}.snm"));
+    ok(&[
+        "synth",
+        "--groups",
+        g,
+        "--scale",
+        s,
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn synth_info_plan_json() {
+    let m = synth("3", "0.5");
+    let info = ok(&["info", &m, "--json"]);
+    assert!(
+        info.contains("\"mflops\": ") && info.contains("\"params\": "),
+        "{info}"
+    );
+    let mflops: f64 = info
+        .split("\"mflops\": ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((mflops - 38.0).abs() < 0.05 * 38.0, "{mflops}");
+    let plan = ok(&["plan", &m, "--resolution", "96x128", "--json"]);
+    for key in [
+        "\"ops\": [",
+        "\"kernel\": ",
+        "\"peak_bytes\": ",
+        "\"lower_bound_bytes\": ",
+        "\"naive_bytes\": ",
+    ] {
+        assert!(plan.contains(key), "{key} missing in {plan}");
+    }
+    assert!(!plan.contains("\"kernel\": \"permute\""));
+}
+
+#[test]
+fn run_writes_logits_and_matches_itself() {
+    let m = synth("8", "0.25");
+    let input = tmp("x.npy");
+    let data: Vec<f32> = (0..3 * 40 * 56).map(|i| (i % 13) as f32 / 13.0).collect();
+    npy::write(&input, &[1, 3, 40, 56], &data).unwrap();
+    let out = tmp("y.npy");
+    let printed = ok(&[
+        "run",
+        &m,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(printed.starts_with("top-5: "), "{printed}");
+    let y = npy::read(&out).unwrap();
+    assert_eq!(y.shape, vec![1, 1000]);
+    assert!(y.data.iter().all(|v| v.is_finite()));
+    // The top class printed is the largest logit written.
+    let best = (0..1000)
+        .max_by(|&a, &b| y.data[a].total_cmp(&y.data[b]))
+        .unwrap();
+    assert!(
+        printed.starts_with(&format!("top-5: {best} (")),
+        "{printed} vs {best}"
+    );
+}
+
+#[test]
+fn bench_json_lines() {
+    let m = synth("2", "0.25");
+    let out = ok(&[
+        "bench",
+        &m,
+        "--resolutions",
+        "64x64,32x48",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, res) in lines.iter().zip(["64x64", "32x48"]) {
+        assert!(
+            line.contains(&format!("\"resolution\": \"{res}\"")),
+            "{line}"
+        );
+        for key in [
+            "\"mflops\": ",
+            "\"median_ms\": ",
+            "\"min_ms\": ",
+            "\"runs\": 2",
+        ] {
+            assert!(line.contains(key), "{key} missing in {line}");
+        }
+    }
+}
+
+#[test]
+fn errors_are_clear() {
+    let fail = |args: &[&str]| {
+        let out = bin().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(fail(&["frobnicate"]).contains("unknown command"));
+    assert!(fail(&["synth", "--groups", "5", "-o", "/tmp/x"]).contains("groups must be one of"));
+    assert!(fail(&["info", "/nonexistent/model.snm"]).contains("/nonexistent/model.snm"));
+    let junk = tmp("junk.snm");
+    std::fs::write(
+        &junk,
+        b"not a model at all, just some bytes........................................",
+    )
+    .unwrap();
+    assert!(fail(&["info", junk.to_str().unwrap()]).contains("magic"));
+    let m = synth("1", "0.25");
+    let bad = tmp("bad.npy");
+    npy::write(&bad, &[1, 4, 8, 8], &[0.0; 256]).unwrap();
+    assert!(fail(&["run", &m, "--input", bad.to_str().unwrap()]).contains("does not fit"));
+    assert!(fail(&["bench", &m, "--resolutions", "0x5"]).contains("positive"));
+}

@@ -5,8 +5,18 @@ use shufflenet::npy;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// The program, run directly, or through qemu when this test itself runs under qemu
+/// (an aarch64 test binary cannot exec an aarch64 program without binfmt support).
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shufflenet"))
+    let exe = env!("CARGO_BIN_EXE_shufflenet");
+    let direct = Command::new(exe).arg("help").output();
+    if matches!(&direct, Err(e) if e.raw_os_error() == Some(8)) {
+        let mut c = Command::new("qemu-aarch64");
+        c.args(["-cpu", "cortex-a72", exe]);
+        c
+    } else {
+        Command::new(exe)
+    }
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -11,6 +11,9 @@ pub enum Error {
     /// A kernel refused its arguments (an engine bug, reported rather than hidden).
     #[error("kernel: {0}")]
     Kernel(#[from] kernels::KernelError),
+    /// An ONNX file could not be imported.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
     /// An argument of an API call is out of range.
     #[error("invalid argument: {0}")]
     Argument(String),

@@ -2,6 +2,7 @@
 //! the reference executor and matches onnxruntime's logits; malformed files give
 //! their own clear errors and never panic.
 
+use kernels::PoolKind;
 use prost::Message;
 use shufflenet::graph::{Graph, Layout, Op};
 use shufflenet::onnx::proto::{
@@ -78,16 +79,21 @@ fn run_fixture(name: &str) -> Graph {
     let g = onnx::import_file(&fixture(&format!("{name}.onnx")))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let (shape, x) = read_npy(&fixture(&format!("{name}.input.npy")));
-    let (_, want) = read_npy(&fixture(&format!("{name}.logits.npy")));
-    let (h, w) = match g.input.layout {
-        Layout::Nchw => (shape[2], shape[3]),
-        Layout::Nhwc => (shape[1], shape[2]),
+    let (want_shape, want) = read_npy(&fixture(&format!("{name}.logits.npy")));
+    let (c, h, w) = match g.input.layout {
+        Layout::Nchw => (shape[1], shape[2], shape[3]),
+        Layout::Nhwc => (shape[3], shape[1], shape[2]),
     };
     assert_eq!(g.input.default_size, Some((h, w)), "{name}");
-    assert_eq!(g.input.channels, 3);
+    assert_eq!(g.input.channels, c);
     assert_eq!(g.output_name, "logits");
     let y = reference::run(&g, h, w, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(y.data.len(), want.len(), "{name}: class count");
+    let got_shape = [y.shape.c, y.shape.h, y.shape.w];
+    match want_shape[..] {
+        [1, k] => assert_eq!(got_shape, [k, 1, 1], "{name}: output shape"),
+        [1, k, oh, ow] => assert_eq!(got_shape, [k, oh, ow], "{name}: output shape"),
+        _ => panic!("{name}: unexpected reference shape {want_shape:?}"),
+    }
     let max_ref = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let max_diff = y
         .data
@@ -176,6 +182,49 @@ fn mixed_ops_shuffled_nodes_opset21() {
     let p = g.input.preprocess.as_ref().expect("metadata preprocessing");
     assert_eq!(p.mean, vec![123.675, 116.28, 103.53]);
     assert_eq!(p.scale, vec![0.017125, 0.017507, 0.017429]);
+}
+
+/// Pool and conv windows on odd sizes: asymmetric pads, SAME_UPPER/SAME_LOWER,
+/// ceil_mode (a last window starting in the end padding is dropped, as
+/// onnxruntime and PyTorch do), count_include_pad 0 and 1.
+#[test]
+fn window_edge_cases() {
+    let pool = |g: &Graph| match &g.nodes[..] {
+        [n] => match &n.op {
+            Op::Pool(p) => *p,
+            op => panic!("{op:?}"),
+        },
+        nodes => panic!("{nodes:?}"),
+    };
+    let p = pool(&run_fixture("op_avgpool_ceil_cip1"));
+    assert!(
+        p.ceil_mode
+            && p.kind
+                == PoolKind::Avg {
+                    count_include_pad: true
+                }
+    );
+    let p = pool(&run_fixture("op_avgpool_ceil_cip0"));
+    assert!(
+        p.kind
+            == PoolKind::Avg {
+                count_include_pad: false
+            }
+    );
+    // SAME_UPPER at stride 2 on 7x8: one pixel at the bottom on 7, right on 8.
+    let p = pool(&run_fixture("op_avgpool_same_upper_cip0"));
+    assert_eq!(
+        (p.pads.top, p.pads.left, p.pads.bottom, p.pads.right),
+        (1, 0, 1, 1)
+    );
+    let p = pool(&run_fixture("op_maxpool_same_lower"));
+    assert_eq!(
+        (p.pads.top, p.pads.left, p.pads.bottom, p.pads.right),
+        (1, 0, 1, 0)
+    );
+    run_fixture("op_maxpool_ceil");
+    run_fixture("op_conv_group_asym_bias");
+    run_fixture("op_conv_same_upper_s2");
 }
 
 #[test]

@@ -15,6 +15,9 @@ Each model is built with onnx.helper in the layout a real exporter produces:
   Conv and SAME_UPPER convs/pools (asymmetric pads at stride 2), Clip(0, inf) as
   ReLU, AveragePool count_include_pad=0, the shuffle done on NHWC views between
   Transposes, ReduceMean, MatMul + Add, Softmax.
+* ``op_*``: single Conv/MaxPool/AveragePool nodes on odd sizes: asymmetric
+  pads, SAME_UPPER/SAME_LOWER, ceil_mode with and without count_include_pad; the
+  graph output is the NCHW map itself.
 * ``mix_*``: everything else the importer must handle: nodes out of order,
   unused initializers, a symbolic batch, shapes computed with
   Shape/Gather/Unsqueeze/Concat, a shuffle with merged spatial axes, SAME_LOWER,
@@ -384,6 +387,54 @@ SPECS = [
 ]
 
 
+# Single-op models for the window edge cases (output: the NCHW map itself).
+OP_SPECS = [
+    dict(name="op_avgpool_ceil_cip1", shape=(1, 4, 9, 10), opset=19,
+         node=("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 2],
+                                   ceil_mode=1, count_include_pad=1))),
+    dict(name="op_avgpool_ceil_cip0", shape=(1, 4, 9, 10), opset=19,
+         node=("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 2],
+                                   ceil_mode=1, count_include_pad=0))),
+    dict(name="op_avgpool_same_upper_cip0", shape=(1, 3, 7, 8), opset=11,
+         node=("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"))),
+    dict(name="op_maxpool_same_lower", shape=(1, 3, 7, 8), opset=12,
+         node=("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER"))),
+    dict(name="op_maxpool_ceil", shape=(1, 2, 8, 11), opset=10,
+         node=("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 3], pads=[0, 1, 1, 0],
+                               ceil_mode=1))),
+    dict(name="op_conv_group_asym_bias", shape=(1, 4, 9, 7), opset=11,
+         node=("Conv", dict(kernel_shape=[3, 2], strides=[2, 1], pads=[0, 1, 2, 0], group=2)),
+         weight=(6, 2, 3, 2), bias=True),
+    dict(name="op_conv_same_upper_s2", shape=(1, 3, 8, 9), opset=9,
+         node=("Conv", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")),
+         weight=(5, 3, 3, 3), bias=False),
+]
+
+
+def build_op(spec):
+    rng = np.random.default_rng(sum(map(ord, spec["name"])))
+    op, attrs = spec["node"]
+    inits, ins = [], ["image"]
+    if "weight" in spec:
+        w = rng.uniform(-0.5, 0.5, spec["weight"]).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, "W"))
+        ins.append("W")
+        if spec["bias"]:
+            inits.append(numpy_helper.from_array(
+                rng.uniform(-0.5, 0.5, spec["weight"][0]).astype(np.float32), "B"))
+            ins.append("B")
+    node = helper.make_node(op, ins, ["logits"], name=op.lower(), **attrs)
+    graph = helper.make_graph(
+        [node], spec["name"],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(spec["shape"]))],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec["opset"])],
+                              producer_name="hand")
+    model.ir_version = min(model.ir_version, 10)
+    x = rng.standard_normal(spec["shape"]).astype(np.float32)
+    return model, x
+
+
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "engine", "tests", "fixtures", "onnx")
@@ -407,6 +458,21 @@ def main():
         total += size
         print(f"{spec['name']}: {len(model.graph.node)} nodes, logits {logits.shape}, "
               f"max |logit| {np.abs(logits).max():.4g}, {size / 1024:.0f} KiB")
+    for spec in OP_SPECS:
+        model, x = build_op(spec)
+        (y,) = run(model, x)
+        out_type = model.graph.output[0].type.tensor_type
+        for d in y.shape:
+            out_type.shape.dim.add().dim_value = d
+        # No full_check: onnx's shape inference keeps a ceil_mode window that starts
+        # in the end padding, which onnxruntime (like PyTorch and the engine) drops.
+        onnx.checker.check_model(model)
+        base = os.path.join(out_dir, spec["name"])
+        onnx.save(model, base + ".onnx")
+        np.save(base + ".input.npy", x)
+        np.save(base + ".logits.npy", y.astype(np.float32))
+        total += sum(os.path.getsize(base + e) for e in (".onnx", ".input.npy", ".logits.npy"))
+        print(f"{spec['name']}: {x.shape} -> {y.shape}")
     print(f"total {total / 1024:.0f} KiB")
 
 

@@ -165,7 +165,7 @@ fn reshape_act(
         _ => None,
     };
     found.ok_or_else(|| {
-        let hint = if h * w > 1 && target.len() == 2 {
+        let hint = if h.saturating_mul(w) > 1 && target.len() == 2 {
             " (flattening is only supported after global pooling, when H = W = 1)"
         } else {
             " (supported: the channel-shuffle splits, NCHW <-> [1, C] at 1x1, identity)"

@@ -32,7 +32,9 @@
 //!   and the concrete H, W of the declared input size.
 //! - **MaxPool**, **AveragePool**: 2-D windows of any size, `strides`, explicit and
 //!   asymmetric `pads`, `auto_pad` SAME_UPPER/SAME_LOWER/VALID, `count_include_pad`
-//!   0 and 1, `ceil_mode`. An AveragePool whose window covers the whole map with
+//!   0 and 1, `ceil_mode` (as onnxruntime and PyTorch: a last window that would
+//!   start in the end padding is dropped; onnx's own shape inference keeps it). An
+//!   AveragePool whose window covers the whole map with
 //!   no padding (`AvgPool2d(7)` at 224x224) is imported as a global average pool.
 //!   Not supported: dilations other than 1, MaxPool's Indices output.
 //! - **Pad** (mode constant, value 0, pads on H and W only, `axes` in opset 18+)

@@ -802,3 +802,35 @@ fn dropout_mask_output_is_refused_when_read() {
     let e = err(&m);
     assert!(e.to_string().contains("output #1 ('mask')"), "{e}");
 }
+
+#[test]
+fn reshape_shape_computed_from_shape_slice_concat() {
+    // merge's target: Concat([1, -1], Shape(r)[2:4]) = [1, -1, 8, 8].
+    let mut m = tiny();
+    let g = graph_of(&mut m);
+    g.initializer.retain(|t| t.name.as_deref() != Some("s4"));
+    g.initializer.push(int64s("head", &[1, -1]));
+    g.initializer.push(int64s("from", &[2]));
+    g.initializer.push(int64s("to", &[i64::MAX]));
+    g.node.extend([
+        node("shape", "Shape", &["r"], &["sh"], vec![]),
+        node("tail", "Slice", &["sh", "from", "to"], &["hw"], vec![]),
+        node(
+            "cat",
+            "Concat",
+            &["head", "hw"],
+            &["s4"],
+            vec![attr_int("axis", 0)],
+        ),
+    ]);
+    let a = import(&m).unwrap();
+    assert_eq!(a.nodes, import(&tiny()).unwrap().nodes);
+    // A Slice of a computed tensor is refused, naming the node.
+    node_of(&mut m, "tail").input[0] = "r".into();
+    let e = err(&m);
+    assert!(
+        e.to_string()
+            .starts_with("node 'tail' (Slice): slicing a computed tensor"),
+        "{e}"
+    );
+}

@@ -4,7 +4,7 @@
 use super::error::OnnxError;
 use super::import::Sym;
 use super::node::NodeCtx;
-use super::ops::{ints, norm_axes, req};
+use super::ops::{ints, norm_axes, opt_const, req, req_const};
 use super::proto::data_type;
 use super::tensor::{numel, Const, Data};
 use std::rc::Rc;
@@ -220,4 +220,75 @@ pub(crate) fn concat(ctx: &NodeCtx, syms: &[&Sym], axis: i64) -> Result<Vec<Sym>
         (true, false) => out(Const::ints(i)),
         (false, false) => Err(ctx.err("operands of different element types")),
     }
+}
+
+/// `Slice` of a 1-D constant (e.g. `Shape(x)[2:]`).
+pub(crate) fn slice(ctx: &NodeCtx, ins: &[Option<Sym>]) -> Result<Vec<Sym>, OnnxError> {
+    let Sym::Const(data) = req(ctx, ins, 0, "data")? else {
+        return Err(ctx.err(
+            "slicing a computed tensor is not supported (only constants, for shape arithmetic)",
+        ));
+    };
+    let (starts, ends, axes, steps) = if ctx.opset < 10 {
+        ctx.only_attrs(&["starts", "ends", "axes"])?;
+        (
+            ctx.ints("starts")?.unwrap_or_default(),
+            ctx.ints("ends")?.unwrap_or_default(),
+            ctx.ints("axes")?,
+            None,
+        )
+    } else {
+        ctx.only_attrs(&[])?;
+        let list = |i: usize, what: &str| -> Result<Option<Vec<i64>>, OnnxError> {
+            opt_const(ctx, ins, i, what)?
+                .map(|c| ints(ctx, &c, what).map(|v| v.to_vec()))
+                .transpose()
+        };
+        let starts = ints(ctx, &*req_const(ctx, ins, 1, "starts")?, "starts")?.to_vec();
+        let ends = ints(ctx, &*req_const(ctx, ins, 2, "ends")?, "ends")?.to_vec();
+        (starts, ends, list(3, "axes")?, list(4, "steps")?)
+    };
+    let one_d = data.dims.len() == 1
+        && starts.len() == 1
+        && ends.len() == 1
+        && axes
+            .as_ref()
+            .is_none_or(|a| a.len() == 1 && (a[0] == 0 || a[0] == -1))
+        && steps.as_ref().is_none_or(|s| s.len() == 1);
+    if !one_d {
+        return Err(ctx.err(format!(
+            "Slice of a constant of shape {:?} is not supported (only 1-D, one axis)",
+            data.dims
+        )));
+    }
+    let n = data.len() as i64;
+    let step = steps.map_or(1, |s| s[0]);
+    if step == 0 {
+        return Err(ctx.err("step 0"));
+    }
+    let wrap = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
+    let (start, end) = if n == 0 {
+        (0, 0)
+    } else if step > 0 {
+        (wrap(starts[0]).clamp(0, n), wrap(ends[0]).clamp(0, n))
+    } else {
+        (
+            wrap(starts[0]).clamp(0, n - 1),
+            wrap(ends[0]).clamp(-1, n - 1),
+        )
+    };
+    let mut pick = Vec::new();
+    let mut i = start;
+    while (step > 0 && i < end) || (step < 0 && i > end) {
+        pick.push(i as usize);
+        i = i.saturating_add(step);
+    }
+    let data = match &data.data {
+        Data::F32(v) => Data::F32(pick.iter().map(|&i| v[i]).collect()),
+        Data::I64(v) => Data::I64(pick.iter().map(|&i| v[i]).collect()),
+    };
+    out(Const {
+        dims: vec![pick.len()],
+        data,
+    })
 }

@@ -57,7 +57,8 @@
 //! - **Identity**, **Dropout** (inference; its mask output unused), **Cast** to
 //!   FLOAT of a tensor (identity).
 //! - Shape arithmetic on constants: **Constant**, **Shape**, **Gather** (1-D),
-//!   **Cast**, **Concat** (1-D), **Add/Sub/Mul/Div**, **Reshape**, **Unsqueeze**,
+//!   **Slice** (1-D), **Cast**, **Concat** (1-D), **Add/Sub/Mul/Div**, **Reshape**,
+//!   **Unsqueeze**,
 //!   **Squeeze**, **Flatten**.
 //! - **Transpose** `[0, 3, 1, 2]` of the graph input (a tf2onnx NHWC model): the
 //!   engine's input is then NHWC ([`Layout::Nhwc`](crate::graph::Layout)).

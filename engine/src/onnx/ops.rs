@@ -48,6 +48,7 @@ pub(crate) fn import_node(
         "Shape" => consts::shape(ctx, ins),
         "Gather" => consts::gather(ctx, ins),
         "Cast" => consts::cast(ctx, ins),
+        "Slice" => consts::slice(ctx, ins),
         _ => Err(OnnxError::UnsupportedOp {
             node: ctx.name.clone(),
             op: ctx.op.to_string(),

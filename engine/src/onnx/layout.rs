@@ -59,7 +59,12 @@ pub(crate) fn resolve_reshape(
     let mismatch = |what: String| {
         let mut msg = format!("cannot reshape {input:?} ({total} elements) to {shape:?}: {what}");
         // The reshape that opens a channel shuffle: say so in its own terms.
-        if input.len() == 4 && (shape.len() == 5 || shape.len() == 4) && input[0] == 1 {
+        let split = match (input, shape.len()) {
+            ([1, _, _, _], 5) => true,
+            ([1, _, h, w], 4) => usize::try_from(shape[3]).ok() == h.checked_mul(*w),
+            _ => false,
+        };
+        if split && matches!(shape[0], -1..=1) {
             if let Some(&g) = shape.get(1).filter(|&&g| g > 0) {
                 msg.push_str(&format!(
                     "; as a channel shuffle, {} channels do not split into {g} groups",

@@ -97,6 +97,7 @@ mod ops;
 pub mod proto;
 mod tensor;
 mod topo;
+mod window;
 
 pub use error::OnnxError;
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// A model file cannot be read, written or trusted.
     #[error(transparent)]
     File(#[from] crate::model_file::FileError),
+    /// An ONNX file could not be imported.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
     /// An argument of an API call is out of range.
     #[error("invalid argument: {0}")]
     Argument(String),

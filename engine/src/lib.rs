@@ -9,7 +9,8 @@
 //! - [`arena`] and [`exec`]: binding a program to an input size and running it;
 //! - [`model_file`]: the model file format (write, inspect);
 //! - [`model`]: a loaded, validated model whose weights are read in place;
-//! - [`session`]: a model bound to an input size, with its arena.
+//! - [`session`]: a model bound to an input size, with its arena;
+//! - [`onnx`]: the ONNX importer (ONNX file -> [`graph::Graph`]).
 
 pub mod arena;
 pub mod complexity;
@@ -20,6 +21,7 @@ pub mod graph;
 pub mod model;
 pub mod model_file;
 pub mod npy;
+pub mod onnx;
 pub mod plan;
 pub mod program;
 pub mod reference;

@@ -2,7 +2,7 @@
 
 use crate::CliError;
 use shufflenet::model::Model;
-use shufflenet::{family, plan};
+use shufflenet::{family, onnx, plan};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,9 +22,8 @@ pub fn model(path: Option<&str>) -> Result<Arc<Model>, CliError> {
     if p.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
-        return Err(CliError::Failed(format!(
-            "{path}: ONNX import is not available yet"
-        )));
+        let graph = onnx::import_file(p)?;
+        return Ok(Arc::new(Model::from_lowered(&plan::lower(&graph)?)?));
     }
     Ok(Arc::new(Model::open(p)?))
 }

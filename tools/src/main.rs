@@ -13,6 +13,7 @@ usage: shufflenet <command> [options]
 
 commands:
   synth   --groups G --scale S [--seed N] -o FILE    write a model with synthetic weights
+  convert IN.onnx -o FILE                             convert an ONNX model to the engine's file
   info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
   plan    [FILE] [--resolution HxW] [--json]          the fused op list and the arena
   run     FILE --input IN.npy --output OUT.npy [--threads N]
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "synth" => cmd::synth::run(rest),
+        "convert" => cmd::convert::run(rest),
         "info" => cmd::info::run(rest),
         "plan" => cmd::plan::run(rest),
         "run" => cmd::run::run(rest),

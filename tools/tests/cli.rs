@@ -164,3 +164,42 @@ fn errors_are_clear() {
     assert!(fail(&["run", &m, "--input", bad.to_str().unwrap()]).contains("does not fit"));
     assert!(fail(&["bench", &m, "--resolutions", "0x5"]).contains("positive"));
 }
+
+#[test]
+fn convert_and_run_onnx_match_onnxruntime() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/onnx");
+    for name in ["pt_g3_w025_64x64_op13", "tf_g3_w025_96x128_op13_nhwc"] {
+        let onnx = dir.join(format!("{name}.onnx"));
+        let input = dir.join(format!("{name}.input.npy"));
+        let want = npy::read(&dir.join(format!("{name}.logits.npy"))).unwrap();
+        let converted = tmp(&format!("{name}.snm"));
+        let msg = ok(&[
+            "convert",
+            onnx.to_str().unwrap(),
+            "-o",
+            converted.to_str().unwrap(),
+        ]);
+        assert!(msg.contains("fused ops"), "{msg}");
+        // Both the converted file and the .onnx directly.
+        for model in [converted.to_str().unwrap(), onnx.to_str().unwrap()] {
+            let out = tmp(&format!("{name}.out.npy"));
+            ok(&[
+                "run",
+                model,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            let got = npy::read(&out).unwrap();
+            let max_ref = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let err = got
+                .data
+                .iter()
+                .zip(&want.data)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-4 * max_ref + 1e-5, "{name} via {model}: {err}");
+        }
+    }
+}

@@ -165,7 +165,8 @@ mod tests {
     fn lowered_program_has_the_graph_macs() {
         let graph = family::build(3, 0.5, 1).unwrap();
         let lowered = crate::plan::lower(&graph).unwrap();
-        let plan = crate::exec::ExecPlan::new(&lowered.program, 224, 224, 1 << 30).unwrap();
+        let plan =
+            crate::exec::ExecPlan::new(&lowered.program, 224, 224, &Default::default()).unwrap();
         let macs: u64 = lowered
             .program
             .steps

@@ -5,7 +5,9 @@
 //! by sessions on many threads; a `Session` is `Send` and used by one thread at a
 //! time (`run` takes `&mut self`).
 
-use crate::exec::{self, ExecPlan, SessionError, DEFAULT_MAX_ARENA_BYTES};
+use crate::exec::{
+    self, ExecOptions, ExecPlan, SessionError, DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES,
+};
 use crate::model::Model;
 use crate::program::Program;
 use crate::Error;
@@ -18,6 +20,10 @@ pub struct SessionOptions {
     pub threads: usize,
     /// Refuse input sizes whose arena would exceed this many bytes.
     pub max_arena_bytes: usize,
+    /// Stream units and the stem band by band through cache-sized buffers.
+    pub stream: bool,
+    /// Cache budget of one streamed chain's band buffers, in bytes.
+    pub band_bytes: usize,
 }
 
 impl Default for SessionOptions {
@@ -25,6 +31,8 @@ impl Default for SessionOptions {
         SessionOptions {
             threads: 1,
             max_arena_bytes: DEFAULT_MAX_ARENA_BYTES,
+            stream: true,
+            band_bytes: DEFAULT_BAND_BYTES,
         }
     }
 }
@@ -35,6 +43,8 @@ pub struct Session {
     plan: ExecPlan,
     arena: Vec<f32>,
     options: SessionOptions,
+    /// Worker threads, created once with the session (`None` for one thread).
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Session {
@@ -61,7 +71,12 @@ impl Session {
         if !(1..=256).contains(&options.threads) {
             return Err(SessionError::Threads(options.threads).into());
         }
-        let plan = ExecPlan::new(model.program(), height, width, options.max_arena_bytes)?;
+        let exec_options = ExecOptions {
+            max_arena_bytes: options.max_arena_bytes,
+            stream: options.stream,
+            band_bytes: options.band_bytes,
+        };
+        let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
         let mut arena = Vec::new();
         arena
             .try_reserve_exact(plan.layout.peak)
@@ -72,25 +87,36 @@ impl Session {
                 limit: options.max_arena_bytes as u64,
             })?;
         arena.resize(plan.layout.peak, 0.0);
+        let pool = if options.threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(options.threads)
+                .thread_name(|i| format!("shufflenet-{i}"))
+                .build()
+                .map_err(|e| SessionError::ThreadPool(e.to_string()))?;
+            Some(pool)
+        } else {
+            None
+        };
         Ok(Session {
             model,
             plan,
             arena,
             options,
+            pool,
         })
     }
 
     /// Runs one inference: `input` holds `C * H * W` values in the model's input
     /// layout; the result (e.g. 1000 logits) is written to the front of `output`.
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
-        exec::execute(
-            &self.plan,
-            self.model.program(),
-            &*self.model,
-            &mut self.arena,
-            input,
-            output,
-        )
+        let (plan, model, arena) = (&self.plan, &*self.model, &mut self.arena);
+        let threads = self.options.threads;
+        let mut run =
+            move || exec::execute(plan, model.program(), model, arena, input, output, threads);
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
     }
 
     /// Values one run writes to the output.

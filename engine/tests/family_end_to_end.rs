@@ -4,13 +4,15 @@
 //!   stride-2 concat with zero copies;
 //! - has a sound arena (no two live buffers overlap, peak >= lower bound), and a run
 //!   over an arena poisoned with NaN gives exactly the same result (no step reads
-//!   memory no earlier step wrote).
+//!   memory no earlier step wrote);
+//! - gives the same result streamed band by band (one-row bands, and bands sized
+//!   by a small cache budget) and bit-identical results on 2 threads.
 //!
 //! Host: 64x64 and 96x128. aarch64 (under qemu, where this is slow): 64x64.
 
 use kernels::PoolKind;
 use shufflenet::arena;
-use shufflenet::exec::{execute, ExecPlan, DEFAULT_MAX_ARENA_BYTES};
+use shufflenet::exec::{execute, ExecOptions, ExecPlan, Stage};
 use shufflenet::program::{LoweredModel, Step};
 use shufflenet::{family, plan, reference};
 
@@ -68,45 +70,72 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
             check_structure(&lowered, &format!("g={g} s={s}"));
             for &(h, w) in SIZES {
                 let what = format!("g={g} s={s} {h}x{w}");
-                let p = ExecPlan::new(&lowered.program, h, w, DEFAULT_MAX_ARENA_BYTES).unwrap();
-                arena::check(&p.layout, &p.lifetimes).unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert!(p.layout.lower_bound <= p.layout.peak && p.layout.peak <= p.naive_floats);
-
                 let x = input(3 * h * w, g * 100 + h);
                 let want = reference::run(&graph, h, w, &x).unwrap().data;
-                let tensors = lowered.tensors.as_slice();
-                let mut got = vec![0.0; 1000];
-                let mut poisoned_out = vec![0.0; 1000];
-                execute(
-                    &p,
-                    &lowered.program,
-                    tensors,
-                    &mut vec![0.0; p.layout.peak],
-                    &x,
-                    &mut got,
-                )
-                .unwrap();
-                let mut poisoned = vec![f32::NAN; p.layout.peak];
-                execute(
-                    &p,
-                    &lowered.program,
-                    tensors,
-                    &mut poisoned,
-                    &x,
-                    &mut poisoned_out,
-                )
-                .unwrap();
-                assert_eq!(got, poisoned_out, "{what}: a step read unwritten memory");
-
                 let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    scale > 0.0 && err <= 1e-5 * scale,
-                    "{what}: max error {err} vs max logit {scale}"
-                );
+                let tensors = lowered.tensors.as_slice();
+                // Whole tensors; streamed in one-row bands, on 1 and 2 threads;
+                // streamed in bands sized by a small cache budget.
+                let whole = ExecOptions {
+                    stream: false,
+                    ..Default::default()
+                };
+                let one_row = ExecOptions {
+                    band_bytes: 0,
+                    ..Default::default()
+                };
+                let banded = ExecOptions {
+                    band_bytes: 3 << 10,
+                    ..Default::default()
+                };
+                let mut outs = Vec::new();
+                let configs: &[(ExecOptions, usize)] = if cfg!(target_arch = "aarch64") {
+                    &[(whole, 1), (one_row, 1), (one_row, 2)]
+                } else {
+                    &[(whole, 1), (one_row, 1), (one_row, 2), (banded, 1)]
+                };
+                for &(opts, threads) in configs {
+                    let p = ExecPlan::new(&lowered.program, h, w, &opts).unwrap();
+                    arena::check(&p.layout, &p.lifetimes).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert!(
+                        p.layout.lower_bound <= p.layout.peak && p.layout.peak <= p.naive_floats
+                    );
+                    let units = p
+                        .stages
+                        .iter()
+                        .filter(|s| matches!(s, Stage::Unit(_)))
+                        .count();
+                    let stems = p
+                        .stages
+                        .iter()
+                        .filter(|s| matches!(s, Stage::Stem(_)))
+                        .count();
+                    if opts.band_bytes == 0 {
+                        assert_eq!((units, stems), (16, 1), "{what}: one-row bands stream all");
+                    }
+                    assert!(opts.stream || units + stems == 0);
+                    let mut got = vec![0.0; 1000];
+                    let mut poisoned_out = vec![0.0; 1000];
+                    let run = |arena: &mut [f32], out: &mut [f32]| {
+                        execute(&p, &lowered.program, tensors, arena, &x, out, threads).unwrap()
+                    };
+                    run(&mut vec![0.0; p.layout.peak], &mut got);
+                    run(&mut vec![f32::NAN; p.layout.peak], &mut poisoned_out);
+                    assert_eq!(
+                        got, poisoned_out,
+                        "{what} {opts:?}: a step read unwritten memory"
+                    );
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        scale > 0.0 && err <= 1e-5 * scale,
+                        "{what} {opts:?}: max error {err} vs max logit {scale}"
+                    );
+                    outs.push(got);
+                }
+                assert_eq!(outs[1], outs[2], "{what}: 2 threads differ from 1");
             }
         }
     }

@@ -3,7 +3,7 @@
 use super::{model_path, parse};
 use crate::{json, load, CliResult};
 use shufflenet::complexity::{program_params, step_macs};
-use shufflenet::exec::{ExecPlan, DEFAULT_MAX_ARENA_BYTES};
+use shufflenet::exec::ExecPlan;
 
 /// Runs the command.
 pub fn run(argv: &[String]) -> CliResult {
@@ -11,7 +11,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let model = load::model(model_path(&a)?)?;
     let (h, w) = load::resolution(a.value("resolution"), &model)?;
     let program = model.program();
-    let plan = ExecPlan::new(program, h, w, DEFAULT_MAX_ARENA_BYTES)?;
+    let plan = ExecPlan::new(program, h, w, &Default::default())?;
     let macs: u64 = program
         .steps
         .iter()

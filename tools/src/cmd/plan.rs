@@ -1,10 +1,10 @@
-//! `shufflenet plan`: the fused op list with shapes, MFLOPs and arena offsets, and
-//! the arena summary.
+//! `shufflenet plan`: the fused op list with shapes, MFLOPs, arena offsets and band
+//! streaming, and the arena summary.
 
 use super::{model_path, parse};
-use crate::{json, load, CliResult};
+use crate::{json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
-use shufflenet::exec::{ExecPlan, DEFAULT_MAX_ARENA_BYTES};
+use shufflenet::exec::{ExecOptions, ExecPlan, Stage, DEFAULT_BAND_BYTES};
 use shufflenet::program::View;
 
 fn shape(plan: &ExecPlan, v: View) -> String {
@@ -12,45 +12,79 @@ fn shape(plan: &ExecPlan, v: View) -> String {
     format!("{}x{h}x{w}", v.channels)
 }
 
-fn offset_bytes(plan: &ExecPlan, v: View) -> usize {
-    plan.range(v).start * 4
+/// Where a view lives: its arena offset in bytes, or `None` for a tensor that only
+/// exists band by band.
+fn offset(plan: &ExecPlan, v: View) -> Option<usize> {
+    plan.lifetimes[v.buffer as usize].map(|_| plan.range(v).start * 4)
 }
 
 /// Runs the command.
 pub fn run(argv: &[String]) -> CliResult {
-    let a = parse(argv, &["json"], &["resolution"])?;
+    let a = parse(argv, &["json", "no-stream"], &["resolution", "band-kib"])?;
     let model = load::model(model_path(&a)?)?;
     let (h, w) = load::resolution(a.value("resolution"), &model)?;
     let program = model.program();
-    let plan = ExecPlan::new(program, h, w, DEFAULT_MAX_ARENA_BYTES)?;
-    let (peak, lower, naive) = (
-        plan.layout.peak * 4,
-        plan.layout.lower_bound * 4,
-        plan.naive_floats * 4,
-    );
+    let band_kib: usize = a
+        .parsed("band-kib", DEFAULT_BAND_BYTES >> 10)
+        .map_err(CliError::Usage)?;
+    let opts = ExecOptions {
+        stream: !a.flag("no-stream"),
+        band_bytes: band_kib << 10,
+        ..Default::default()
+    };
+    let plan = ExecPlan::new(program, h, w, &opts)?;
+    let whole = ExecPlan::new(
+        program,
+        h,
+        w,
+        &ExecOptions {
+            stream: false,
+            ..opts
+        },
+    )?;
+    let peak = plan.layout.peak * 4;
+    let lower = plan.layout.lower_bound * 4;
+    let naive = plan.naive_floats * 4;
+    let unstreamed = whole.layout.peak * 4;
+    let mut band = vec![String::new(); program.steps.len()];
+    for stage in &plan.stages {
+        let (steps, rows): (&[usize], usize) = match stage {
+            Stage::Unit(u) => (&u.steps, u.rows),
+            Stage::Stem(s) => (&s.steps, s.rows),
+            Stage::Step(_) => continue,
+        };
+        for &s in steps {
+            band[s] = format!("band of {rows} rows");
+        }
+    }
     let mut ops = Vec::new();
     for (i, (step, sh)) in program.steps.iter().zip(&plan.shapes).enumerate() {
         let input = step.reads()[0];
         let output = step.writes();
         let mflops = step_macs(step, sh) as f64 / 1e6;
+        let at = |v: View| offset(&plan, v);
         if a.flag("json") {
+            let num = |o: Option<usize>| o.map_or("null".to_string(), |b| b.to_string());
             ops.push(json::object(&[
                 ("index", i.to_string()),
                 ("kernel", json::string(step.kernel())),
                 ("input", json::string(&shape(&plan, input))),
                 ("output", json::string(&shape(&plan, output))),
                 ("mflops", json::number(mflops)),
-                ("input_offset", offset_bytes(&plan, input).to_string()),
-                ("output_offset", offset_bytes(&plan, output).to_string()),
+                ("input_offset", num(at(input))),
+                ("output_offset", num(at(output))),
+                ("streamed", json::string(&band[i])),
             ]));
         } else {
+            let show = |o: Option<usize>| o.map_or("band".to_string(), |b| format!("@{b}"));
             println!(
-                "{i:>3} {:<20} {:>14} -> {:<14} {mflops:>8.2} MFLOPs  in @{:<10} out @{}",
+                "{i:>3} {:<20} {:>14} -> {:<14} {mflops:>8.2} MFLOPs  in {:<11} out {:<11} {}",
                 step.kernel(),
                 shape(&plan, input),
                 shape(&plan, output),
-                offset_bytes(&plan, input),
-                offset_bytes(&plan, output)
+                show(at(input)),
+                show(at(output)),
+                band[i]
             );
         }
     }
@@ -64,6 +98,7 @@ pub fn run(argv: &[String]) -> CliResult {
                 ("peak_bytes", peak.to_string()),
                 ("lower_bound_bytes", lower.to_string()),
                 ("naive_bytes", naive.to_string()),
+                ("unstreamed_peak_bytes", unstreamed.to_string()),
             ])
         );
     } else {
@@ -78,6 +113,10 @@ pub fn run(argv: &[String]) -> CliResult {
         println!(
             "naive total  {naive} bytes ({:.2} MiB, every op output its own buffer)",
             mb(naive)
+        );
+        println!(
+            "unstreamed   {unstreamed} bytes ({:.2} MiB, the same plan without band streaming)",
+            mb(unstreamed)
         );
     }
     Ok(())

@@ -1,0 +1,210 @@
+//! Binding a program to an input size ([`ExecPlan`]: shapes, the schedule of
+//! whole-tensor steps and band-streamed chains, lifetimes, the arena layout) and
+//! running it over one arena ([`execute`]). Running allocates nothing: every buffer,
+//! band and scratch area is a range of the arena, split into disjoint slices with
+//! safe `split_at_mut`; threads split kernels by output channels.
+
+mod parallel;
+mod plan;
+mod step;
+mod stream;
+
+pub use plan::{
+    input_rows, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand, DEFAULT_BAND_BYTES,
+    DEFAULT_MAX_ARENA_BYTES,
+};
+
+use crate::graph::Layout as InputLayout;
+use crate::program::{Program, TensorSource, View};
+use crate::Error;
+use std::ops::Range;
+
+/// Why a program cannot be bound to an input size, or a run's arguments are wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The input size does not work with the network.
+    #[error("input size {h}x{w}: {what}")]
+    Size {
+        /// Height.
+        h: usize,
+        /// Width.
+        w: usize,
+        /// What goes wrong, naming the step.
+        what: String,
+    },
+    /// The arena would exceed the configured limit.
+    #[error("input size {h}x{w} needs a {needed}-byte arena, above the {limit}-byte limit")]
+    ArenaTooLarge {
+        /// Height.
+        h: usize,
+        /// Width.
+        w: usize,
+        /// Bytes needed.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The input buffer has the wrong number of elements.
+    #[error("input has {got} values, expected {expected} ({layout} {c}x{h}x{w})")]
+    InputLength {
+        /// Elements given.
+        got: usize,
+        /// Elements expected.
+        expected: usize,
+        /// Layout.
+        layout: InputLayout,
+        /// Channels.
+        c: usize,
+        /// Height.
+        h: usize,
+        /// Width.
+        w: usize,
+    },
+    /// The output buffer is too small.
+    #[error("output holds {got} values, the network produces {needed}")]
+    OutputCapacity {
+        /// Capacity given.
+        got: usize,
+        /// Values produced.
+        needed: usize,
+    },
+    /// Bad thread count.
+    #[error("thread count must be between 1 and 256, got {0}")]
+    Threads(usize),
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    ThreadPool(String),
+}
+
+/// Splits `arena` into disjoint mutable slices, one per range, in the order given.
+/// Errors (rather than aliasing) if two ranges overlap.
+pub(crate) fn split<const N: usize>(
+    arena: &mut [f32],
+    ranges: [Range<usize>; N],
+) -> Result<[&mut [f32]; N], Error> {
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_unstable_by_key(|&i| ranges[i].start);
+    let mut out: [&mut [f32]; N] = std::array::from_fn(|_| Default::default());
+    let mut rest = arena;
+    let mut consumed = 0;
+    for &i in &order {
+        let r = &ranges[i];
+        if r.start < consumed || r.end < r.start || r.end - consumed > rest.len() {
+            return Err(Error::Argument(format!(
+                "arena ranges overlap or overflow at {r:?}"
+            )));
+        }
+        let tail = std::mem::take(&mut rest).split_at_mut(r.start - consumed).1;
+        let (mine, tail) = tail.split_at_mut(r.len());
+        out[i] = mine;
+        rest = tail;
+        consumed = r.end;
+    }
+    Ok(out)
+}
+
+fn tensor_f32<T: TensorSource + ?Sized>(t: &T, id: u32) -> Result<&[f32], Error> {
+    t.f32s(id)
+        .ok_or_else(|| Error::Argument(format!("tensor {id} missing")))
+}
+
+fn tensor_u32<T: TensorSource + ?Sized>(t: &T, id: u32) -> Result<&[u32], Error> {
+    t.u32s(id)
+        .ok_or_else(|| Error::Argument(format!("tensor {id} missing")))
+}
+
+/// Copies the user's input (in `layout`) into the planar input buffer.
+fn load_input(layout: InputLayout, c: usize, input: &[f32], planar: &mut [f32]) {
+    match layout {
+        InputLayout::Nchw => planar.copy_from_slice(input),
+        InputLayout::Nhwc => {
+            let hw = planar.len() / c.max(1);
+            for (p, pixel) in input.chunks_exact(c).enumerate() {
+                for (ch, &v) in pixel.iter().enumerate() {
+                    planar[ch * hw + p] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `program` as bound by `plan` over `arena` (at least `plan.layout.peak`
+/// floats): loads `input` (in the program's input layout), runs every stage, copies
+/// the result to the front of `output`. With `threads > 1` the kernels split over
+/// that many rayon workers (call it inside the session's pool).
+pub fn execute<T: TensorSource + ?Sized>(
+    plan: &ExecPlan,
+    program: &Program,
+    tensors: &T,
+    arena: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+    threads: usize,
+) -> Result<(), Error> {
+    let c = program.input.channels;
+    let expected = c * plan.h * plan.w;
+    if input.len() != expected {
+        return Err(SessionError::InputLength {
+            got: input.len(),
+            expected,
+            layout: program.input.layout,
+            c,
+            h: plan.h,
+            w: plan.w,
+        }
+        .into());
+    }
+    let needed = plan.output_len(program);
+    if output.len() < needed {
+        return Err(SessionError::OutputCapacity {
+            got: output.len(),
+            needed,
+        }
+        .into());
+    }
+    if arena.len() < plan.layout.peak {
+        return Err(Error::Argument("arena smaller than the plan".into()));
+    }
+    let input_view = View {
+        buffer: 0,
+        offset: 0,
+        channels: c as u32,
+    };
+    let [planar] = split(arena, [plan.range(input_view)])?;
+    load_input(program.input.layout, c, input, planar);
+    for stage in &plan.stages {
+        match stage {
+            Stage::Step(i) => {
+                step::run_step(plan, *i, &program.steps[*i], tensors, arena, threads)?
+            }
+            Stage::Unit(u) => stream::run_unit(plan, u, &program.steps, tensors, arena, threads)?,
+            Stage::Stem(s) => stream::run_stem(plan, s, &program.steps, tensors, arena, threads)?,
+        }
+    }
+    let [result] = split(arena, [plan.range(program.output)])?;
+    output[..needed].copy_from_slice(result);
+    Ok(())
+}
+
+/// Runs a lowered model once on an `h x w` input, allocating a fresh arena: a
+/// convenience for tests and tools; sessions reuse their arena.
+pub fn run_lowered(
+    model: &crate::program::LoweredModel,
+    h: usize,
+    w: usize,
+    input: &[f32],
+) -> Result<Vec<f32>, Error> {
+    let plan = ExecPlan::new(&model.program, h, w, &ExecOptions::default())?;
+    let mut arena = vec![0.0; plan.layout.peak];
+    let mut out = vec![0.0; plan.output_len(&model.program)];
+    execute(
+        &plan,
+        &model.program,
+        model.tensors.as_slice(),
+        &mut arena,
+        input,
+        &mut out,
+        1,
+    )?;
+    Ok(out)
+}

@@ -1,0 +1,552 @@
+//! Binding a program to one input size: every step's shapes, the schedule (which
+//! chains of steps stream band by band), lifetimes, and the arena layout.
+
+use super::SessionError;
+use crate::arena::{self, Lifetime};
+use crate::graph::{window_out, Pads};
+use crate::program::{Program, Step, View};
+use kernels::PoolKind;
+use std::ops::Range;
+
+/// Default limit on the arena of one session: 1 GiB.
+pub const DEFAULT_MAX_ARENA_BYTES: usize = 1 << 30;
+
+/// Default budget for the band buffers of one streamed chain: half of a typical
+/// mobile L2 (256 KiB of 512 KiB), leaving room for the weights and the streamed
+/// input and output rows.
+pub const DEFAULT_BAND_BYTES: usize = 256 << 10;
+
+/// How a program is bound to an input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Refuse layouts whose arena exceeds this many bytes.
+    pub max_arena_bytes: usize,
+    /// Stream pointwise -> depthwise -> pointwise units and conv -> max pool band by
+    /// band through small buffers instead of whole intermediate tensors.
+    pub stream: bool,
+    /// Budget in bytes for the band buffers of one streamed chain; the band height
+    /// is the largest that fits.
+    pub band_bytes: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            max_arena_bytes: DEFAULT_MAX_ARENA_BYTES,
+            stream: true,
+            band_bytes: DEFAULT_BAND_BYTES,
+        }
+    }
+}
+
+/// Spatial sizes seen by one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepShape {
+    /// Input height and width.
+    pub input: (usize, usize),
+    /// Output height and width.
+    pub output: (usize, usize),
+}
+
+/// A pointwise -> depthwise -> pointwise chain run band by band: the depthwise
+/// output is produced `rows` rows at a time; both intermediate tensors live only in
+/// band buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitBand {
+    /// The three steps.
+    pub steps: [usize; 3],
+    /// Depthwise output rows per band.
+    pub rows: usize,
+    /// Rows the first band buffer holds (input rows of one band).
+    pub in_rows: usize,
+    /// Arena area of the first pointwise conv's band.
+    pub band_in: usize,
+    /// Arena area of the depthwise conv's band.
+    pub band_out: usize,
+}
+
+/// A convolution -> max pool chain run band by band: the conv output lives only in a
+/// band buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StemBand {
+    /// The two steps.
+    pub steps: [usize; 2],
+    /// Pool output rows per band.
+    pub rows: usize,
+    /// Conv output rows the band buffer holds.
+    pub in_rows: usize,
+    /// Arena area of the band.
+    pub band: usize,
+}
+
+/// One entry of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A step on whole tensors.
+    Step(usize),
+    /// A streamed unit.
+    Unit(UnitBand),
+    /// A streamed stem.
+    Stem(StemBand),
+}
+
+/// A program bound to one input size.
+#[derive(Clone, Debug)]
+pub struct ExecPlan {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Per step.
+    pub shapes: Vec<StepShape>,
+    /// What runs, in order.
+    pub stages: Vec<Stage>,
+    /// Height and width of every buffer; scratch areas after the buffers are
+    /// `(floats, 1)`.
+    pub buffer_hw: Vec<(usize, usize)>,
+    /// Scratch area of each step (the pooled vector of a GAP+FC).
+    pub scratch: Vec<Option<usize>>,
+    /// Live range of every buffer and scratch area (`None`: never allocated, e.g. a
+    /// tensor that only exists band by band).
+    pub lifetimes: Vec<Option<Lifetime>>,
+    /// Where everything lives.
+    pub layout: arena::Layout,
+    /// Floats if every step's output (and the input) had its own buffer.
+    pub naive_floats: usize,
+}
+
+fn size_err(h: usize, w: usize, step: usize, s: &Step, what: &str) -> SessionError {
+    SessionError::Size {
+        h,
+        w,
+        what: format!("step {step} ({}): {what}", s.kernel()),
+    }
+}
+
+/// Output height and width of a step whose input is `hw`.
+fn output_hw(step: &Step, (h, w): (usize, usize)) -> Result<(usize, usize), &'static str> {
+    let win = |kh: usize, kw: usize, sh: usize, sw: usize, p: Pads, ceil: bool| {
+        Ok((
+            window_out(h, kh, sh, p.top, p.bottom, ceil).ok_or("input smaller than the window")?,
+            window_out(w, kw, sw, p.left, p.right, ceil).ok_or("input smaller than the window")?,
+        ))
+    };
+    match *step {
+        Step::Depthwise { stride, pads, .. } => {
+            win(3, 3, stride as usize, stride as usize, pads, false)
+        }
+        Step::Conv {
+            kh,
+            kw,
+            stride,
+            pads,
+            ..
+        } => win(
+            kh as usize,
+            kw as usize,
+            stride.0 as usize,
+            stride.1 as usize,
+            pads,
+            false,
+        ),
+        Step::Pool { spec, .. } => win(
+            spec.kh,
+            spec.kw,
+            spec.stride.0,
+            spec.stride.1,
+            spec.pads,
+            spec.ceil_mode,
+        ),
+        Step::GapFc { .. } | Step::GlobalAvgPool { .. } => Ok((1, 1)),
+        Step::Fc { .. } | Step::Softmax { .. } if (h, w) != (1, 1) => Err("needs a 1x1 input"),
+        _ => Ok((h, w)),
+    }
+}
+
+/// Input rows `[lo, hi)` that output rows `rows` of a window op read, clipped to
+/// the `len` input rows.
+pub fn input_rows(
+    rows: &Range<usize>,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    len: usize,
+) -> Range<usize> {
+    let lo = (rows.start * stride).saturating_sub(pad);
+    let hi = ((rows.end - 1) * stride + k).saturating_sub(pad).min(len);
+    lo..hi
+}
+
+/// Largest band height (output rows) whose buffers fit `budget` bytes, at least 1.
+fn band_rows(
+    out_rows: usize,
+    stride: usize,
+    k: usize,
+    bytes_per_band: impl Fn(usize, usize) -> usize,
+    budget: usize,
+) -> (usize, usize) {
+    let in_rows = |r: usize| (r - 1) * stride + k;
+    let mut r = 1;
+    while r < out_rows && bytes_per_band(r + 1, in_rows(r + 1)) <= budget {
+        r += 1;
+    }
+    (r, in_rows(r))
+}
+
+/// Who writes and reads each buffer.
+struct Uses {
+    writers: Vec<Vec<usize>>,
+    readers: Vec<Vec<usize>>,
+}
+
+impl Uses {
+    fn of(program: &Program) -> Uses {
+        let n = program.buffers.len();
+        let mut u = Uses {
+            writers: vec![Vec::new(); n],
+            readers: vec![Vec::new(); n],
+        };
+        for (i, s) in program.steps.iter().enumerate() {
+            u.writers[s.writes().buffer as usize].push(i);
+            for r in s.reads() {
+                u.readers[r.buffer as usize].push(i);
+            }
+        }
+        u
+    }
+
+    /// True when `v` is a whole buffer written only by step `w` and read only by `r`.
+    fn private(&self, program: &Program, v: View, w: usize, r: usize) -> bool {
+        let b = v.buffer as usize;
+        b != 0
+            && v.buffer != program.output.buffer
+            && v.offset == 0
+            && v.channels == program.buffers[b].channels
+            && self.writers[b] == [w]
+            && self.readers[b] == [r]
+    }
+}
+
+impl ExecPlan {
+    /// Infers every shape for an `h x w` input, picks the streamed chains and lays
+    /// out the arena, refusing sizes that do not fit the network or would exceed
+    /// `opts.max_arena_bytes`.
+    pub fn new(
+        program: &Program,
+        h: usize,
+        w: usize,
+        opts: &ExecOptions,
+    ) -> Result<ExecPlan, SessionError> {
+        if h == 0 || w == 0 {
+            return Err(SessionError::Size {
+                h,
+                w,
+                what: "height and width must be positive".into(),
+            });
+        }
+        let nb = program.buffers.len();
+        let mut hw: Vec<Option<(usize, usize)>> = vec![None; nb];
+        hw[0] = Some((h, w));
+        let mut shapes = Vec::with_capacity(program.steps.len());
+        let mut naive = 0usize;
+        for (i, step) in program.steps.iter().enumerate() {
+            let err = |what: &str| size_err(h, w, i, step, what);
+            let reads = step.reads();
+            let in_hw =
+                hw[reads[0].buffer as usize].ok_or_else(|| err("reads an unwritten buffer"))?;
+            if reads.iter().any(|r| hw[r.buffer as usize] != Some(in_hw)) {
+                return Err(err("operands have different sizes"));
+            }
+            let out_hw = output_hw(step, in_hw).map_err(err)?;
+            let out = step.writes();
+            match hw[out.buffer as usize] {
+                Some(prev) if prev != out_hw => {
+                    return Err(err(&format!(
+                        "writes {}x{} into a buffer of {}x{} (concat parts disagree)",
+                        out_hw.0, out_hw.1, prev.0, prev.1
+                    )))
+                }
+                _ => hw[out.buffer as usize] = Some(out_hw),
+            }
+            naive = out_hw
+                .0
+                .checked_mul(out_hw.1)
+                .and_then(|p| p.checked_mul(out.channels as usize))
+                .and_then(|x| naive.checked_add(x))
+                .ok_or_else(|| err("size overflows"))?;
+            shapes.push(StepShape {
+                input: in_hw,
+                output: out_hw,
+            });
+        }
+        let overflow = || SessionError::Size {
+            h,
+            w,
+            what: "tensor sizes overflow".into(),
+        };
+        let mut buffer_hw: Vec<(usize, usize)> = hw.iter().map(|x| x.unwrap_or((0, 0))).collect();
+        let mut sizes: Vec<usize> = buffer_hw
+            .iter()
+            .zip(&program.buffers)
+            .map(|(&(bh, bw), d)| (d.channels as usize).checked_mul(bh)?.checked_mul(bw))
+            .collect::<Option<_>>()
+            .ok_or_else(overflow)?;
+        naive = naive.checked_add(sizes[0]).ok_or_else(overflow)?;
+
+        // Lifetimes of the buffers, then the schedule, which adds scratch areas and
+        // retires streamed buffers.
+        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; nb];
+        lifetimes[0] = Some(Lifetime { first: 0, last: 0 });
+        let touch = |b: usize, t: usize, lifetimes: &mut Vec<Option<Lifetime>>| {
+            let l = lifetimes[b].get_or_insert(Lifetime { first: t, last: t });
+            l.last = l.last.max(t);
+        };
+        for (i, step) in program.steps.iter().enumerate() {
+            for r in step.reads() {
+                touch(r.buffer as usize, i, &mut lifetimes);
+            }
+            touch(step.writes().buffer as usize, i, &mut lifetimes);
+        }
+        let last = program.steps.len().saturating_sub(1);
+        touch(program.output.buffer as usize, last, &mut lifetimes);
+
+        let mut areas = Areas {
+            buffer_hw: &mut buffer_hw,
+            sizes: &mut sizes,
+            lifetimes: &mut lifetimes,
+        };
+        let uses = Uses::of(program);
+        let mut stages = Vec::new();
+        let mut scratch = vec![None; program.steps.len()];
+        let mut i = 0;
+        while i < program.steps.len() {
+            if let Step::GapFc { input, .. } = program.steps[i] {
+                scratch[i] = Some(areas.add(input.channels as usize, i, i));
+            }
+            let stage = if opts.stream {
+                unit_band(program, &shapes, &uses, i, opts.band_bytes, &mut areas)
+                    .map(Stage::Unit)
+                    .or_else(|| {
+                        stem_band(program, &shapes, &uses, i, opts.band_bytes, &mut areas)
+                            .map(Stage::Stem)
+                    })
+            } else {
+                None
+            };
+            let stage = stage.unwrap_or(Stage::Step(i));
+            i += match stage {
+                Stage::Unit(_) => 3,
+                Stage::Stem(_) => 2,
+                Stage::Step(_) => 1,
+            };
+            stages.push(stage);
+        }
+        // A streamed chain interleaves its steps band by band: every tensor it
+        // touches must stay alive (and apart) from its first step to its last.
+        for stage in &stages {
+            let chain: &[usize] = match stage {
+                Stage::Unit(u) => &u.steps,
+                Stage::Stem(s) => &s.steps,
+                Stage::Step(_) => continue,
+            };
+            let (first, last) = (chain[0], chain[chain.len() - 1]);
+            for &s in chain {
+                let step = &program.steps[s];
+                for v in step.reads().into_iter().chain([step.writes()]) {
+                    if let Some(l) = &mut lifetimes[v.buffer as usize] {
+                        l.first = l.first.min(first);
+                        l.last = l.last.max(last);
+                    }
+                }
+            }
+        }
+
+        let layout = arena::plan(&sizes, &lifetimes).ok_or_else(overflow)?;
+        let needed = layout.peak as u64 * 4;
+        if needed > opts.max_arena_bytes as u64 {
+            return Err(SessionError::ArenaTooLarge {
+                h,
+                w,
+                needed,
+                limit: opts.max_arena_bytes as u64,
+            });
+        }
+        Ok(ExecPlan {
+            h,
+            w,
+            shapes,
+            stages,
+            buffer_hw,
+            scratch,
+            lifetimes,
+            layout,
+            naive_floats: naive,
+        })
+    }
+
+    /// Floats per plane of a buffer.
+    pub fn plane(&self, buffer: u32) -> usize {
+        let (h, w) = self.buffer_hw[buffer as usize];
+        h * w
+    }
+
+    /// Arena range of a view.
+    pub fn range(&self, v: View) -> Range<usize> {
+        let plane = self.plane(v.buffer);
+        let start = self.layout.offsets[v.buffer as usize] + v.offset as usize * plane;
+        start..start + v.channels as usize * plane
+    }
+
+    /// Arena range of a scratch area.
+    pub fn area(&self, a: usize) -> Range<usize> {
+        let start = self.layout.offsets[a];
+        start..start + self.buffer_hw[a].0
+    }
+
+    /// Number of values the network writes to the output.
+    pub fn output_len(&self, program: &Program) -> usize {
+        program.output.channels as usize * self.plane(program.output.buffer)
+    }
+}
+
+/// The arena areas under construction.
+struct Areas<'a> {
+    buffer_hw: &'a mut Vec<(usize, usize)>,
+    sizes: &'a mut Vec<usize>,
+    lifetimes: &'a mut Vec<Option<Lifetime>>,
+}
+
+impl Areas<'_> {
+    /// Adds a scratch area of `floats` floats alive over steps `first..=last`.
+    fn add(&mut self, floats: usize, first: usize, last: usize) -> usize {
+        self.buffer_hw.push((floats, 1));
+        self.sizes.push(floats);
+        self.lifetimes.push(Some(Lifetime { first, last }));
+        self.sizes.len() - 1
+    }
+
+    /// A buffer that will only exist band by band: never allocated.
+    fn retire(&mut self, buffer: u32) {
+        self.lifetimes[buffer as usize] = None;
+    }
+}
+
+/// Steps `i..i+3` as a streamed pointwise -> depthwise -> pointwise chain, if they
+/// form one whose intermediates are private to it.
+fn unit_band(
+    program: &Program,
+    shapes: &[StepShape],
+    uses: &Uses,
+    i: usize,
+    budget: usize,
+    areas: &mut Areas,
+) -> Option<UnitBand> {
+    let steps = program.steps.get(i..i + 3)?;
+    let (
+        Step::Pointwise {
+            input: x,
+            output: b1,
+            ..
+        },
+        Step::Depthwise {
+            input: dw_in,
+            output: b2,
+            stride,
+            pads,
+            ..
+        },
+        Step::Pointwise {
+            input: p2_in,
+            output: out,
+            ..
+        },
+    ) = (&steps[0], &steps[1], &steps[2])
+    else {
+        return None;
+    };
+    if dw_in != b1
+        || p2_in != b2
+        || !uses.private(program, *b1, i, i + 1)
+        || !uses.private(program, *b2, i + 1, i + 2)
+    {
+        return None;
+    }
+    // Writing over the first conv's input is safe band by band only when the
+    // depthwise conv never looks more than one row ahead (stride 1, pad 1): the
+    // first conv has always read a row before the last conv overwrites it.
+    if out.buffer == x.buffer && (out != x || *stride != 1 || pads.top != 1 || pads.bottom != 1) {
+        return None;
+    }
+    let (stride, c) = (*stride as usize, b1.channels as usize);
+    let ((_, w1), (h2, w2)) = (shapes[i + 1].input, shapes[i + 1].output);
+    let bytes = |r: usize, rin: usize| 4 * c * (rin * w1 + r * w2);
+    let (rows, in_rows) = band_rows(h2, stride, 3, bytes, budget);
+    if rows >= h2 {
+        return None; // One band holds everything: nothing to save.
+    }
+    areas.retire(b1.buffer);
+    areas.retire(b2.buffer);
+    Some(UnitBand {
+        steps: [i, i + 1, i + 2],
+        rows,
+        in_rows,
+        band_in: areas.add(c * in_rows * w1, i, i + 2),
+        band_out: areas.add(c * rows * w2, i, i + 2),
+    })
+}
+
+/// Steps `i..i+2` as a streamed conv -> max pool chain, if the conv output is
+/// private to it.
+fn stem_band(
+    program: &Program,
+    shapes: &[StepShape],
+    uses: &Uses,
+    i: usize,
+    budget: usize,
+    areas: &mut Areas,
+) -> Option<StemBand> {
+    let steps = program.steps.get(i..i + 2)?;
+    let (Step::Conv { output: c_out, .. }, Step::Pool { spec, input, .. }) = (&steps[0], &steps[1])
+    else {
+        return None;
+    };
+    if spec.kind != PoolKind::Max || input != c_out || !uses.private(program, *c_out, i, i + 1) {
+        return None;
+    }
+    let c = c_out.channels as usize;
+    let ((_, wc), (hp, _)) = (shapes[i + 1].input, shapes[i + 1].output);
+    let bytes = |_: usize, rin: usize| 4 * c * rin * wc;
+    let (rows, in_rows) = band_rows(hp, spec.stride.0, spec.kh, bytes, budget);
+    if rows >= hp {
+        return None;
+    }
+    areas.retire(c_out.buffer);
+    Some(StemBand {
+        steps: [i, i + 1],
+        rows,
+        in_rows,
+        band: areas.add(c * in_rows * wc, i, i + 1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_rows_cover_the_windows() {
+        // 3x3 stride 1 pad 1 over 10 rows: output rows 0..4 read rows 0..5.
+        assert_eq!(input_rows(&(0..4), 1, 1, 3, 10), 0..5);
+        assert_eq!(input_rows(&(4..8), 1, 1, 3, 10), 3..9);
+        assert_eq!(input_rows(&(8..10), 1, 1, 3, 10), 7..10);
+        // stride 2 pad 1 over 9 rows: output rows 2..4 read rows 3..8.
+        assert_eq!(input_rows(&(2..4), 2, 1, 3, 9), 3..8);
+    }
+
+    #[test]
+    fn band_height_fits_the_budget() {
+        let (r, rin) = band_rows(100, 1, 3, |r, rin| 10 * (r + rin), 200);
+        assert_eq!((r, rin), (9, 11));
+        assert_eq!(band_rows(100, 1, 3, |_, _| 1000, 10), (1, 3));
+    }
+}

@@ -1,0 +1,71 @@
+//! `Session::run` makes no heap allocation, on one thread or several, streamed or
+//! not. A counting global allocator sees every thread; this binary holds this one
+//! test so nothing else allocates while it counts.
+
+use shufflenet::model::Model;
+use shufflenet::session::{Session, SessionOptions};
+use shufflenet::{family, plan};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only adds an atomic counter.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+#[test]
+fn running_allocates_nothing() {
+    let graph = family::build(3, 0.5, 2).unwrap();
+    let model = Arc::new(Model::from_lowered(&plan::lower(&graph).unwrap()).unwrap());
+    for (threads, stream) in [(1, false), (1, true), (2, false), (2, true)] {
+        let opts = SessionOptions {
+            threads,
+            stream,
+            band_bytes: 8 << 10,
+            ..Default::default()
+        };
+        let mut session = Session::new(model.clone(), 96, 80, opts).unwrap();
+        let x = vec![0.25; session.input_len()];
+        let mut out = vec![0.0; session.output_len()];
+        // The first run may set up thread-locals in the pool's threads.
+        session.run(&x, &mut out).unwrap();
+        COUNT.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            session.run(&x, &mut out).unwrap();
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        let n = COUNT.load(Ordering::SeqCst);
+        assert_eq!(
+            n, 0,
+            "{threads} thread(s), stream {stream}: run allocated {n} times"
+        );
+        assert!(out.iter().all(|v| v.is_finite()));
+    }
+}

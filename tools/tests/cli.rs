@@ -203,3 +203,25 @@ fn convert_and_run_onnx_match_onnxruntime() {
         }
     }
 }
+
+#[test]
+fn bench_compare_reports_ratios() {
+    let out = ok(&[
+        "bench",
+        "--compare",
+        "--resolutions",
+        "32x32",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for (line, scale) in lines.iter().zip(["0.5", "1", "2"]) {
+        assert!(line.contains(&format!("\"scale\": {scale}")), "{line}");
+        assert!(line.contains("\"efficiency_ratio\": "), "{line}");
+    }
+    assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
+}

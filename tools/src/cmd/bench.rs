@@ -1,88 +1,58 @@
 //! `shufflenet bench`: latency per resolution (median and min of timed runs after a
-//! warm-up), with progress on stderr.
+//! warm-up), with progress on stderr. `--compare` runs 0.5x, 1x and 2x (g = 3)
+//! interleaved at each resolution and prints the paper's Table 8 view: the speedup
+//! between model sizes next to their FLOP ratio, and the efficiency ratio
+//! E = GFLOP/s(0.5x) / GFLOP/s(2x).
 
 use super::{model_path, parse};
 use crate::{args, json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
+use shufflenet::model::Model;
 use shufflenet::session::{Session, SessionOptions};
+use shufflenet::{family, plan};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
-/// One measured resolution.
+/// Timings of one model at one resolution.
 #[derive(Clone, Debug)]
-pub struct Measurement {
+struct Measurement {
     /// Multiply-adds, millions.
-    pub mflops: f64,
+    mflops: f64,
     /// Median latency.
-    pub median_ms: f64,
+    median_ms: f64,
     /// Fastest run.
-    pub min_ms: f64,
+    min_ms: f64,
 }
 
 impl Measurement {
     /// Useful GFLOP/s at the median (2 FLOPs per multiply-add).
-    pub fn gflops(&self) -> f64 {
+    fn gflops(&self) -> f64 {
         2.0 * self.mflops / self.median_ms
     }
-}
 
-/// Times `session` `runs` times after `warmup` untimed runs; reports progress.
-pub fn measure(
-    session: &mut Session,
-    label: &str,
-    warmup: usize,
-    runs: usize,
-) -> Result<(f64, f64), CliError> {
-    let x: Vec<f32> = (0..session.input_len())
-        .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let mut out = vec![0.0; session.output_len()];
-    let mut times = Vec::with_capacity(runs);
-    for i in 0..warmup + runs {
-        let t = Instant::now();
-        session.run(&x, &mut out)?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if i >= warmup {
-            times.push(ms);
+    fn from_times(mflops: f64, mut times: Vec<f64>) -> Measurement {
+        times.sort_by(f64::total_cmp);
+        Measurement {
+            mflops,
+            median_ms: times[times.len() / 2],
+            min_ms: times[0],
         }
-        eprint!("\r{label}: run {}/{}   ", i + 1, warmup + runs);
-        let _ = std::io::stderr().flush();
     }
-    eprint!("\r{:<60}\r", "");
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], times[0]))
 }
 
-/// Runs the command.
-pub fn run(argv: &[String]) -> CliResult {
-    let a = parse(
-        argv,
-        &["json"],
-        &["resolutions", "runs", "warmup", "threads"],
-    )?;
-    let res = args::resolutions(a.value("resolutions").unwrap_or("224x224,480x640,720x1280"))
-        .map_err(CliError::Usage)?;
-    let runs: usize = a.parsed("runs", 20).map_err(CliError::Usage)?;
-    let warmup: usize = a.parsed("warmup", 3).map_err(CliError::Usage)?;
-    let threads: usize = a.parsed("threads", 1).map_err(CliError::Usage)?;
-    if runs == 0 {
-        return Err(CliError::Usage("--runs must be at least 1".into()));
-    }
-    let model = load::model(model_path(&a)?)?;
-    if !a.flag("json") {
-        println!(
-            "{} ({} kernels, {threads} thread(s))",
-            model.program().description,
-            kernels::dispatch::isa()
-        );
-        println!(
-            "{:>10} {:>9} {:>10} {:>10} {:>9}",
-            "resolution", "MFLOPs", "median ms", "min ms", "GFLOP/s"
-        );
-    }
-    for (h, w) in res {
-        let mut session = Session::new(
-            model.clone(),
+/// A session with its input and output buffers.
+struct Bench {
+    session: Session,
+    input: Vec<f32>,
+    output: Vec<f32>,
+    mflops: f64,
+}
+
+impl Bench {
+    fn new(model: Arc<Model>, h: usize, w: usize, threads: usize) -> Result<Bench, CliError> {
+        let session = Session::new(
+            model,
             h,
             w,
             SessionOptions {
@@ -98,13 +68,103 @@ pub fn run(argv: &[String]) -> CliResult {
             .zip(&plan.shapes)
             .map(|(s, sh)| step_macs(s, sh))
             .sum();
-        let (median_ms, min_ms) = measure(&mut session, &format!("{h}x{w}"), warmup, runs)?;
-        let m = Measurement {
+        let input = (0..session.input_len())
+            .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let output = vec![0.0; session.output_len()];
+        Ok(Bench {
+            session,
+            input,
+            output,
             mflops: macs as f64 / 1e6,
-            median_ms,
-            min_ms,
-        };
-        if a.flag("json") {
+        })
+    }
+
+    /// One timed run, in milliseconds.
+    fn time(&mut self) -> Result<f64, CliError> {
+        let t = Instant::now();
+        self.session.run(&self.input, &mut self.output)?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    }
+}
+
+/// Runs every bench `warmup + runs` times, interleaved (one run of each in turn, so
+/// all see the same machine load), and returns the timed runs of each.
+fn interleaved(
+    benches: &mut [Bench],
+    label: &str,
+    warmup: usize,
+    runs: usize,
+) -> Result<Vec<Vec<f64>>, CliError> {
+    let mut times = vec![Vec::with_capacity(runs); benches.len()];
+    for i in 0..warmup + runs {
+        for (b, t) in benches.iter_mut().zip(&mut times) {
+            let ms = b.time()?;
+            if i >= warmup {
+                t.push(ms);
+            }
+        }
+        eprint!("\r{label}: round {}/{}   ", i + 1, warmup + runs);
+        let _ = std::io::stderr().flush();
+    }
+    eprint!("\r{:<60}\r", "");
+    Ok(times)
+}
+
+struct Settings {
+    resolutions: Vec<(usize, usize)>,
+    runs: usize,
+    warmup: usize,
+    threads: usize,
+    json: bool,
+}
+
+/// Runs the command.
+pub fn run(argv: &[String]) -> CliResult {
+    let a = parse(
+        argv,
+        &["json", "compare"],
+        &["resolutions", "runs", "warmup", "threads"],
+    )?;
+    let s = Settings {
+        resolutions: args::resolutions(
+            a.value("resolutions").unwrap_or("224x224,480x640,720x1280"),
+        )
+        .map_err(CliError::Usage)?,
+        runs: a.parsed("runs", 20).map_err(CliError::Usage)?,
+        warmup: a.parsed("warmup", 3).map_err(CliError::Usage)?,
+        threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
+        json: a.flag("json"),
+    };
+    if s.runs == 0 {
+        return Err(CliError::Usage("--runs must be at least 1".into()));
+    }
+    if a.flag("compare") {
+        if !a.positional.is_empty() {
+            return Err(CliError::Usage(
+                "--compare uses the built-in 0.5x, 1x and 2x g=3 models".into(),
+            ));
+        }
+        return compare(&s);
+    }
+    let model = load::model(model_path(&a)?)?;
+    if !s.json {
+        println!(
+            "{} ({} kernels, {} thread(s))",
+            model.program().description,
+            kernels::dispatch::isa(),
+            s.threads
+        );
+        println!(
+            "{:>10} {:>9} {:>10} {:>10} {:>9}",
+            "resolution", "MFLOPs", "median ms", "min ms", "GFLOP/s"
+        );
+    }
+    for &(h, w) in &s.resolutions {
+        let mut b = [Bench::new(model.clone(), h, w, s.threads)?];
+        let times = interleaved(&mut b, &format!("{h}x{w}"), s.warmup, s.runs)?;
+        let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
+        if s.json {
             println!(
                 "{}",
                 json::object(&[
@@ -113,8 +173,8 @@ pub fn run(argv: &[String]) -> CliResult {
                     ("median_ms", json::number(m.median_ms)),
                     ("min_ms", json::number(m.min_ms)),
                     ("gflops", json::number(m.gflops())),
-                    ("runs", runs.to_string()),
-                    ("threads", threads.to_string()),
+                    ("runs", s.runs.to_string()),
+                    ("threads", s.threads.to_string()),
                     ("isa", json::string(kernels::dispatch::isa())),
                 ])
             );
@@ -127,6 +187,93 @@ pub fn run(argv: &[String]) -> CliResult {
                 m.min_ms,
                 m.gflops()
             );
+        }
+    }
+    Ok(())
+}
+
+/// The paper-style comparison of 0.5x, 1x and 2x (g = 3).
+fn compare(s: &Settings) -> CliResult {
+    const SCALES: [f32; 3] = [0.5, 1.0, 2.0];
+    let models: Vec<Arc<Model>> = SCALES
+        .iter()
+        .map(|&scale| {
+            let graph = family::build(3, scale, family::DEFAULT_SEED)?;
+            Ok(Arc::new(Model::from_lowered(&plan::lower(&graph)?)?))
+        })
+        .collect::<Result<_, CliError>>()?;
+    if !s.json {
+        println!(
+            "ShuffleNet v1 g=3, {} kernels, {} thread(s), median of {} interleaved runs",
+            kernels::dispatch::isa(),
+            s.threads,
+            s.runs
+        );
+        println!(
+            "{:>10} {:>5} {:>8} {:>9} {:>8}   {:>9} {:>9}",
+            "resolution", "scale", "MFLOPs", "median ms", "GFLOP/s", "FLOP x", "time x"
+        );
+    }
+    for &(h, w) in &s.resolutions {
+        let mut benches = models
+            .iter()
+            .map(|m| Bench::new(m.clone(), h, w, s.threads))
+            .collect::<Result<Vec<_>, _>>()?;
+        let times = interleaved(&mut benches, &format!("{h}x{w}"), s.warmup, s.runs)?;
+        let ms: Vec<Measurement> = benches
+            .iter()
+            .zip(times)
+            .map(|(b, t)| Measurement::from_times(b.mflops, t))
+            .collect();
+        let e = ms[0].gflops() / ms[2].gflops();
+        for (i, m) in ms.iter().enumerate() {
+            let (flop_x, time_x) = if i == 0 {
+                (f64::NAN, f64::NAN)
+            } else {
+                (
+                    m.mflops / ms[i - 1].mflops,
+                    m.median_ms / ms[i - 1].median_ms,
+                )
+            };
+            if s.json {
+                println!(
+                    "{}",
+                    json::object(&[
+                        ("resolution", json::string(&format!("{h}x{w}"))),
+                        ("scale", json::number(SCALES[i] as f64)),
+                        ("mflops", json::number(m.mflops)),
+                        ("median_ms", json::number(m.median_ms)),
+                        ("min_ms", json::number(m.min_ms)),
+                        ("gflops", json::number(m.gflops())),
+                        ("flop_ratio", json::number(flop_x)),
+                        ("time_ratio", json::number(time_x)),
+                        ("efficiency_ratio", json::number(e)),
+                        ("runs", s.runs.to_string()),
+                        ("threads", s.threads.to_string()),
+                    ])
+                );
+            } else {
+                let ratio = |x: f64| {
+                    if x.is_nan() {
+                        String::new()
+                    } else {
+                        format!("{x:.2}")
+                    }
+                };
+                println!(
+                    "{:>10} {:>5} {:>8.1} {:>9.3} {:>8.2}   {:>9} {:>9}",
+                    format!("{h}x{w}"),
+                    format!("{}x", SCALES[i]),
+                    m.mflops,
+                    m.median_ms,
+                    m.gflops(),
+                    ratio(flop_x),
+                    ratio(time_x)
+                );
+            }
+        }
+        if !s.json {
+            println!("{:>10} E = GFLOP/s(0.5x) / GFLOP/s(2x) = {e:.2}", "");
         }
     }
     Ok(())

@@ -103,6 +103,30 @@ pub(crate) fn split<const N: usize>(
     Ok(out)
 }
 
+/// The output slice and the input slice of a single-input step. The input is read
+/// from the caller's buffer when it is the external input (see
+/// [`ExecPlan::external_input`]).
+pub(crate) fn out_in<'a>(
+    p: &ExecPlan,
+    arena: &'a mut [f32],
+    ext: &'a [f32],
+    out: Range<usize>,
+    input: View,
+) -> Result<(&'a mut [f32], &'a [f32]), Error> {
+    if input.buffer == 0 && p.external_input {
+        let plane = p.plane(0);
+        let r = input.offset as usize * plane..(input.offset + input.channels) as usize * plane;
+        let i = ext
+            .get(r)
+            .ok_or_else(|| Error::Argument("input view outside the input".into()))?;
+        let [o] = split(arena, [out])?;
+        Ok((o, i))
+    } else {
+        let [o, i] = split(arena, [out, p.range(input)])?;
+        Ok((o, i))
+    }
+}
+
 fn tensor_f32<T: TensorSource + ?Sized>(t: &T, id: u32) -> Result<&[f32], Error> {
     t.f32s(id)
         .ok_or_else(|| Error::Argument(format!("tensor {id} missing")))
@@ -165,20 +189,26 @@ pub fn execute<T: TensorSource + ?Sized>(
     if arena.len() < plan.layout.peak {
         return Err(Error::Argument("arena smaller than the plan".into()));
     }
-    let input_view = View {
-        buffer: 0,
-        offset: 0,
-        channels: c as u32,
-    };
-    let [planar] = split(arena, [plan.range(input_view)])?;
-    load_input(program.input.layout, c, input, planar);
+    if !plan.external_input {
+        let input_view = View {
+            buffer: 0,
+            offset: 0,
+            channels: c as u32,
+        };
+        let [planar] = split(arena, [plan.range(input_view)])?;
+        load_input(program.input.layout, c, input, planar);
+    }
     for stage in &plan.stages {
         match stage {
             Stage::Step(i) => {
-                step::run_step(plan, *i, &program.steps[*i], tensors, arena, threads)?
+                step::run_step(plan, *i, &program.steps[*i], tensors, arena, input, threads)?
             }
-            Stage::Unit(u) => stream::run_unit(plan, u, &program.steps, tensors, arena, threads)?,
-            Stage::Stem(s) => stream::run_stem(plan, s, &program.steps, tensors, arena, threads)?,
+            Stage::Unit(u) => {
+                stream::run_unit(plan, u, &program.steps, tensors, arena, input, threads)?
+            }
+            Stage::Stem(s) => {
+                stream::run_stem(plan, s, &program.steps, tensors, arena, input, threads)?
+            }
         }
     }
     let [result] = split(arena, [plan.range(program.output)])?;

@@ -113,6 +113,9 @@ pub struct ExecPlan {
     pub layout: arena::Layout,
     /// Floats if every step's output (and the input) had its own buffer.
     pub naive_floats: usize,
+    /// The steps read the caller's input directly (it is planar and only read by
+    /// single-input steps): buffer 0 takes no arena space and no copy.
+    pub external_input: bool,
 }
 
 fn size_err(h: usize, w: usize, step: usize, s: &Step, what: &str) -> SessionError {
@@ -191,6 +194,31 @@ fn band_rows(
         r += 1;
     }
     (r, in_rows(r))
+}
+
+/// True when the steps can read the caller's input in place: it is planar, no step
+/// writes it, and every step reading it has it as its only input.
+fn reads_input_in_place(program: &Program) -> bool {
+    program.input.layout == crate::graph::Layout::Nchw
+        && program.output.buffer != 0
+        && program.steps.iter().all(|s| {
+            let reads_input = s.reads().iter().any(|v| v.buffer == 0);
+            s.writes().buffer != 0
+                && (!reads_input
+                    || matches!(
+                        s,
+                        Step::Pointwise {
+                            accumulate: false,
+                            ..
+                        } | Step::Depthwise { .. }
+                            | Step::Conv { .. }
+                            | Step::Pool { .. }
+                            | Step::GlobalAvgPool { .. }
+                            | Step::Fc { .. }
+                            | Step::Affine { .. }
+                            | Step::Permute { .. }
+                    ))
+        })
 }
 
 /// Who writes and reads each buffer.
@@ -297,6 +325,7 @@ impl ExecPlan {
         // retires streamed buffers.
         let mut lifetimes: Vec<Option<Lifetime>> = vec![None; nb];
         lifetimes[0] = Some(Lifetime { first: 0, last: 0 });
+        let external_input = reads_input_in_place(program);
         let touch = |b: usize, t: usize, lifetimes: &mut Vec<Option<Lifetime>>| {
             let l = lifetimes[b].get_or_insert(Lifetime { first: t, last: t });
             l.last = l.last.max(t);
@@ -341,6 +370,9 @@ impl ExecPlan {
             };
             stages.push(stage);
         }
+        if external_input {
+            lifetimes[0] = None;
+        }
         // A streamed chain interleaves its steps band by band: every tensor it
         // touches must stay alive (and apart) from its first step to its last.
         for stage in &stages {
@@ -381,6 +413,7 @@ impl ExecPlan {
             lifetimes,
             layout,
             naive_floats: naive,
+            external_input,
         })
     }
 

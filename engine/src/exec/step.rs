@@ -3,7 +3,7 @@
 //! split over threads by output channels.
 
 use super::parallel::for_parts;
-use super::{split, tensor_f32, tensor_u32, ExecPlan};
+use super::{out_in, split, tensor_f32, tensor_u32, ExecPlan};
 use crate::graph::Pads;
 use crate::program::{Step, TensorSource, View};
 use crate::Error;
@@ -179,12 +179,13 @@ pub fn run_step<T: TensorSource + ?Sized>(
     step: &Step,
     t: &T,
     arena: &mut [f32],
+    ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
     let out_r = p.range(step.writes());
     match *step {
         Step::Pointwise { input, output, .. } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             let span = |v: View| PixelSpan {
                 stride: p.plane(v.buffer),
                 start: 0,
@@ -205,7 +206,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             output,
             ..
         } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             let (params, g) = (depthwise_of(step, t)?, geom(p, i, input, output, pads));
             par_channels(
                 out,
@@ -221,7 +222,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             output,
             ..
         } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             let (params, g) = (conv_of(step, t)?, geom(p, i, input, output, pads));
             par_channels(
                 out,
@@ -236,7 +237,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             input,
             output,
         } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             let (params, g) = (pool_of(&spec), geom(p, i, input, output, spec.pads));
             par_channels(
                 out,
@@ -263,7 +264,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             dispatch::gap_fc(&fc, &planes(p, input), inp, pooled, out)?;
         }
         Step::GlobalAvgPool { input, .. } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             dispatch::global_avg_pool(&planes(p, input), inp, out)?;
         }
         Step::Fc {
@@ -272,7 +273,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             input,
             output,
         } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             let fc = kernels::Fc {
                 inputs: input.channels as usize,
                 outputs: output.channels as usize,
@@ -307,7 +308,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             input,
             ..
         } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             dispatch::affine(
                 &planes(p, input),
                 tensor_f32(t, scale)?,
@@ -326,7 +327,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
             dispatch::softmax_in_place(out);
         }
         Step::Permute { table, input, .. } => {
-            let [out, inp] = split(arena, [out_r, p.range(input)])?;
+            let (out, inp) = out_in(p, arena, ext, out_r, input)?;
             dispatch::permute(&planes(p, input), tensor_u32(t, table)?, inp, out)?;
         }
     }

@@ -8,7 +8,7 @@
 
 use super::plan::{input_rows, StemBand, UnitBand};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};
-use super::{split, ExecPlan};
+use super::{out_in, split, ExecPlan};
 use crate::program::{Step, TensorSource};
 use crate::Error;
 use kernels::{dispatch, PixelSpan, PlaneGeom};
@@ -56,6 +56,7 @@ pub fn run_unit<T: TensorSource + ?Sized>(
     steps: &[Step],
     t: &T,
     arena: &mut [f32],
+    ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
     let [s1, s2, s3] = u.steps;
@@ -86,7 +87,7 @@ pub fn run_unit<T: TensorSource + ?Sized>(
         let need = input_rows(&rows, stride, pads.top, 3, h1);
         // First conv: the new input rows into the first band.
         {
-            let [band, xs] = split(arena, [p.area(u.band_in), p.range(*x)])?;
+            let (band, xs) = out_in(p, arena, ext, p.area(u.band_in), *x)?;
             let todo = window.advance(need.clone(), band, channels, stride_in, w1);
             if !todo.is_empty() {
                 let spans = (
@@ -146,6 +147,7 @@ pub fn run_stem<T: TensorSource + ?Sized>(
     steps: &[Step],
     t: &T,
     arena: &mut [f32],
+    ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
     let [sc, sp] = s.steps;
@@ -169,7 +171,7 @@ pub fn run_stem<T: TensorSource + ?Sized>(
         let rows = r0..(r0 + s.rows).min(hp);
         let need = input_rows(&rows, spec.stride.0, spec.pads.top, spec.kh, hc);
         {
-            let [band, inp] = split(arena, [p.area(s.band), p.range(*input)])?;
+            let (band, inp) = out_in(p, arena, ext, p.area(s.band), *input)?;
             let todo = window.advance(need.clone(), band, conv.cout, band_stride, wc);
             if !todo.is_empty() {
                 // Conv output rows `todo` read input rows from `first` on: start the

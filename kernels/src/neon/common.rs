@@ -1,18 +1,8 @@
 //! Small NEON helpers shared by the kernels: partial-vector loads and stores for
-//! tails, the weight-lane FMA of one 3-tap row, and the constant rows that stand in
-//! for padding rows.
+//! tails, the weight-lane FMA of one 3-tap row, and the column-step plan (with its
+//! `tbl` gather indices for border columns) of the 3-wide window kernels.
 
 use core::arch::aarch64::*;
-
-/// Floats in [`ZERO_ROW`] and [`NEG_INF_ROW`]: the widest input row a window kernel
-/// serves from its fast path (a padding row points at one of these).
-pub(crate) const PAD_ROW_LEN: usize = 4096;
-
-/// A row of zeros standing in for a padding row above or below a plane.
-pub(crate) static ZERO_ROW: [f32; PAD_ROW_LEN] = [0.0; PAD_ROW_LEN];
-
-/// A row of negative infinities: a padding row for max pooling.
-pub(crate) static NEG_INF_ROW: [f32; PAD_ROW_LEN] = [f32::NEG_INFINITY; PAD_ROW_LEN];
 
 /// A zero vector.
 #[inline(always)]
@@ -103,29 +93,147 @@ pub(crate) unsafe fn load_filter(w: *const f32) -> [float32x4_t; 3] {
     unsafe { [vld1q_f32(w), vld1q_f32(w.add(4)), vld1q_dup_f32(w.add(8))] }
 }
 
-/// Byte-index vector for `vqtbl*q_u8` that gathers, for lanes `t = 0..4`, the float
-/// at position `first + t` of a row whose valid positions are `0..len`, from a
-/// register table holding the row's floats `off .. off + table_floats`. Lanes whose
-/// position is outside the row (padding) or outside the table get index 0xFF, which
-/// the table lookup turns into zero (or, with `vqtbx`, leaves the fill value).
-pub(crate) fn gather_index(
-    first: isize,
-    len: usize,
-    off: usize,
-    table_floats: usize,
-) -> uint8x16_t {
-    let mut bytes = [0xFFu8; 16];
-    for t in 0..4 {
-        let pos = first + t as isize;
-        if pos >= 0 && (pos as usize) < len {
-            let rel = pos as usize;
-            if rel >= off && rel - off < table_floats {
-                for b in 0..4 {
-                    bytes[t * 4 + b] = ((rel - off) * 4 + b) as u8;
+/// Most edge steps a row plan holds (sane geometries need at most 5).
+pub(crate) const MAX_EDGES: usize = 8;
+
+/// A 4-output column step of a 3-wide window kernel that touches the row's border.
+/// Its taps are gathered with `tbl` from `N` vectors loaded at columns `offs[k]`
+/// (`N` = 2 for stride 1, 4 for stride 2; all loads inside the row).
+#[derive(Clone, Copy)]
+pub(crate) struct EdgeStep {
+    /// First output column of the step.
+    pub x0: usize,
+    /// Input column of each loaded vector (the first `N` used).
+    pub offs: [usize; 4],
+    /// Gather indices of the taps `dx = 0, 1, 2`: lane `t` of tap `dx` is input
+    /// column `stride * (x0 + t) - pad_left + dx`, or index 0xFF (zero, or the
+    /// fill value with `tbx`) when that column is padding.
+    pub idx: [uint8x16_t; 3],
+}
+
+/// How the output columns of every row of a call are covered by 4-wide column
+/// steps: `body` steps at `x0 = body_x0 + 4 s` read their window with plain loads
+/// inside the row; the remaining steps (row borders, and a last step overlapping
+/// the previous one when `out_w % 4 != 0`) are edge steps.
+#[derive(Clone, Copy)]
+pub(crate) struct RowPlan {
+    /// First output column of the body steps.
+    pub body_x0: usize,
+    /// Number of body steps.
+    pub body_steps: usize,
+    /// The edge steps (first `n_edges` valid).
+    pub edges: [EdgeStep; MAX_EDGES],
+    /// Number of edge steps.
+    pub n_edges: usize,
+}
+
+impl RowPlan {
+    /// Plans a row of `out_w` outputs of a 3-wide window with stride `stride` over
+    /// `in_w` inputs, `pad_left` padding columns on the left (any padding on the
+    /// right). A body step's window starts at input column `stride * x0 - pad_left`
+    /// and reads `body_span` floats from there; an edge step loads `n_vec` vectors.
+    /// `None` when the row is outside the fast path: `out_w < 4`, `in_w < 4`, or
+    /// more than [`MAX_EDGES`] edge steps (an output far wider than its input).
+    pub(crate) fn new(
+        out_w: usize,
+        in_w: usize,
+        pad_left: usize,
+        stride: usize,
+        body_span: usize,
+        n_vec: usize,
+    ) -> Option<RowPlan> {
+        if out_w < 4 || in_w < 4 {
+            return None;
+        }
+        let no_idx = [0xFFu8; 16];
+        // SAFETY: reads 16 bytes from a local array of 16 bytes.
+        let no_idx = unsafe { vld1q_u8(no_idx.as_ptr()) };
+        let mut plan = RowPlan {
+            body_x0: 0,
+            body_steps: 0,
+            edges: [EdgeStep {
+                x0: 0,
+                offs: [0; 4],
+                idx: [no_idx; 3],
+            }; MAX_EDGES],
+            n_edges: 0,
+        };
+        let add_edge = |plan: &mut RowPlan, x0: usize| -> Option<()> {
+            if plan.n_edges == MAX_EDGES {
+                return None;
+            }
+            let base = (stride * x0) as isize - pad_left as isize;
+            let mut offs = [0usize; 4];
+            let span = 4 * n_vec;
+            for (k, o) in offs.iter_mut().enumerate().take(n_vec) {
+                *o = if in_w >= span {
+                    base.clamp(0, (in_w - span) as isize) as usize + 4 * k
+                } else {
+                    (4 * k).min(in_w - 4)
+                };
+            }
+            let idx = [0, 1, 2].map(|dx| {
+                let mut bytes = [0xFFu8; 16];
+                for t in 0..4 {
+                    let pos = base + dx + (stride * t) as isize;
+                    if pos < 0 || pos >= in_w as isize {
+                        continue;
+                    }
+                    let pos = pos as usize;
+                    if let Some(k) = (0..n_vec).find(|&k| (offs[k]..offs[k] + 4).contains(&pos)) {
+                        for b in 0..4 {
+                            bytes[t * 4 + b] = (16 * k + 4 * (pos - offs[k]) + b) as u8;
+                        }
+                    }
                 }
+                // SAFETY: reads 16 bytes from a local array of 16 bytes.
+                unsafe { vld1q_u8(bytes.as_ptr()) }
+            });
+            plan.edges[plan.n_edges] = EdgeStep { x0, offs, idx };
+            plan.n_edges += 1;
+            Some(())
+        };
+        for i in 0..out_w / 4 {
+            let x0 = 4 * i;
+            let base = (stride * x0) as isize - pad_left as isize;
+            if base >= 0 && base as usize + body_span <= in_w {
+                if plan.body_steps == 0 {
+                    plan.body_x0 = x0;
+                }
+                plan.body_steps += 1;
+            } else {
+                add_edge(&mut plan, x0)?;
             }
         }
+        if out_w % 4 != 0 {
+            add_edge(&mut plan, out_w - 4)?;
+        }
+        Some(plan)
     }
-    // SAFETY: reads 16 bytes from a local array of 16 bytes.
-    unsafe { vld1q_u8(bytes.as_ptr()) }
+}
+
+/// Reinterprets two vectors as a 32-byte lookup table.
+#[inline(always)]
+pub(crate) fn table2(a: float32x4_t, b: float32x4_t) -> uint8x16x2_t {
+    // SAFETY: register-only reinterpretation.
+    unsafe { uint8x16x2_t(vreinterpretq_u8_f32(a), vreinterpretq_u8_f32(b)) }
+}
+
+/// Reinterprets four vectors as a 64-byte lookup table.
+#[inline(always)]
+pub(crate) fn table4(
+    a: float32x4_t,
+    b: float32x4_t,
+    c: float32x4_t,
+    d: float32x4_t,
+) -> uint8x16x4_t {
+    // SAFETY: register-only reinterpretation.
+    unsafe {
+        uint8x16x4_t(
+            vreinterpretq_u8_f32(a),
+            vreinterpretq_u8_f32(b),
+            vreinterpretq_u8_f32(c),
+            vreinterpretq_u8_f32(d),
+        )
+    }
 }

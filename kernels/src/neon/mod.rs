@@ -5,13 +5,42 @@
 //! [`crate::params`] at entry and only then uses unchecked pointer access.
 
 mod common;
+mod dwconv3x3_s1;
+mod dwconv3x3_s2;
 mod pointwise_gemm_8x12;
+mod sweep_s2;
+
+use crate::{Depthwise3x3, KernelError, PlaneGeom};
+use std::ops::Range;
 
 pub use crate::scalar::conv2d::conv2d;
-pub use crate::scalar::dwconv3x3::dwconv3x3;
 pub use crate::scalar::gap_fc::{fc, gap_fc, global_avg_pool};
 pub use crate::scalar::pool::pool;
 pub use pointwise_gemm_8x12::pointwise;
+
+/// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).
+/// Stride 1 and 2 run the NEON kernels; outputs narrower than 4 columns, inputs
+/// wider than 4096 columns and outputs far wider than their input (more than 8
+/// border steps per row) run the scalar twin.
+pub fn dwconv3x3(
+    p: &Depthwise3x3,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) -> Result<(), KernelError> {
+    p.check(g, input, output, &channels)?;
+    let done = if p.stride == 1 {
+        dwconv3x3_s1::run(p, g, input, output, channels.clone())
+    } else {
+        dwconv3x3_s2::run(p, g, input, output, channels.clone())
+    };
+    if done {
+        Ok(())
+    } else {
+        crate::scalar::dwconv3x3::dwconv3x3(p, g, input, output, channels)
+    }
+}
 
 /// Name of the instruction set this path uses.
 pub fn isa() -> &'static str {

@@ -43,6 +43,9 @@ impl Rng {
     }
 }
 
+/// A measured call, ready to run.
+type Call = Box<dyn FnMut()>;
+
 /// One measured call.
 struct Case {
     name: String,
@@ -53,7 +56,7 @@ struct Case {
     /// How often the call runs per inference of 1x g=3 at 224x224.
     per_inference: u64,
     /// Builds the call's buffers (seeded) and returns the call.
-    build: Box<dyn FnOnce(&mut Rng) -> Box<dyn FnMut()>>,
+    build: Box<dyn FnOnce(&mut Rng) -> Call>,
 }
 
 fn shuffle_table(c: usize, groups: usize) -> Vec<u32> {

@@ -205,7 +205,7 @@ impl RowPlan {
                 add_edge(&mut plan, x0)?;
             }
         }
-        if out_w % 4 != 0 {
+        if !out_w.is_multiple_of(4) {
             add_edge(&mut plan, out_w - 4)?;
         }
         Some(plan)

@@ -1,11 +1,11 @@
 //! 3x3 depthwise convolution, stride 2, per plane: column sweeps
 //! ([`super::sweep_s2`]) where inside the row each input row costs two `ld2`
-//! (even/odd columns at the window start, even columns two later) and the taps
-//! feed one or two outputs (nine lane FMAs per output), border columns gather
-//! their taps with `tbl`, and padding rows are never visited.
+//! (even/odd columns at the window start, even columns two later) and its taps
+//! feed one or two outputs (nine lane FMAs each); border columns gather their taps
+//! with `tbl`, and padding rows are never visited.
 
 use super::common::{fma_taps, load_filter, RowPlan};
-use super::sweep_s2::{sweep, Body, Edge, Op};
+use super::sweep_s2::{self, Op, Ops, Planes};
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
 use std::ops::Range;
@@ -21,8 +21,8 @@ struct Conv<const RELU: bool> {
 impl<const RELU: bool> Op for Conv<RELU> {
     type Row = [float32x4_t; 3];
     #[inline(always)]
-    fn reduce(self, t: [float32x4_t; 3]) -> [float32x4_t; 3] {
-        t
+    fn reduce(self, t: &[float32x4_t; 3]) -> [float32x4_t; 3] {
+        *t
     }
     #[inline(always)]
     fn init(self) -> float32x4_t {
@@ -33,13 +33,34 @@ impl<const RELU: bool> Op for Conv<RELU> {
         fma_taps(acc, row, &self.w, dy)
     }
     #[inline(always)]
-    fn finish(self, v: float32x4_t, _y: usize) -> float32x4_t {
+    fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
         // SAFETY: register-only NEON arithmetic.
         unsafe {
             if RELU {
                 vmaxq_f32(v, vdupq_n_f32(0.0))
             } else {
                 v
+            }
+        }
+    }
+}
+
+/// Filters and biases of the call's planes (plane `i` uses `w + 9 i`, `bias[i]`).
+#[derive(Clone, Copy)]
+struct Filters<const RELU: bool> {
+    w: *const f32,
+    bias: *const f32,
+}
+
+impl<const RELU: bool, const N: usize> Ops<N> for Filters<RELU> {
+    type O = Conv<RELU>;
+    #[inline(always)]
+    unsafe fn op(self, i: usize, _x0: &[usize; N]) -> Conv<RELU> {
+        // SAFETY: plane i of the call has its 9 weights and its bias (`check`).
+        unsafe {
+            Conv {
+                w: load_filter(self.w.add(9 * i)),
+                bias: vld1q_dup_f32(self.bias.add(i)),
             }
         }
     }
@@ -62,53 +83,37 @@ pub(crate) fn run(
     let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, 10, 4) else {
         return false;
     };
-    if p.relu {
-        planes::<true>(p, g, input, output, channels, &plan);
-    } else {
-        planes::<false>(p, g, input, output, channels, &plan);
-    }
-    true
-}
-
-/// The column sweeps of every plane.
-fn planes<const RELU: bool>(
-    p: &Depthwise3x3,
-    g: &PlaneGeom,
-    input: &[f32],
-    output: &mut [f32],
-    channels: Range<usize>,
-    plan: &RowPlan,
-) {
-    for c in channels.clone() {
-        let op = Conv::<RELU> {
-            // SAFETY: `check` proved `weights` holds `9 * channels.end` floats.
-            w: unsafe { load_filter(p.weights.as_ptr().add(9 * c)) },
-            // SAFETY: register-only broadcast.
-            bias: unsafe { vdupq_n_f32(p.bias[c]) },
+    // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at
+    // `c * in_stride`), output planes `0 .. channels.len()` (`out_h * out_w` floats
+    // at `i * out_stride`), `9 * channels.end` weights and `channels.end` biases
+    // are inside their buffers; the plan keeps every load inside its row and every
+    // store inside its output row.
+    unsafe {
+        let pl = Planes {
+            src: input.as_ptr().add(channels.start * g.in_stride),
+            in_stride: g.in_stride,
+            dst: output.as_mut_ptr(),
+            out_stride: g.out_stride,
+            n: channels.len(),
+            in_w: g.in_w,
+            in_h: g.in_h,
+            out_w: g.out_w,
+            out_h: g.out_h,
         };
-        // SAFETY: `check` proved input plane `c` (`in_h * in_w` floats at
-        // `c * in_stride`) and output plane `c - channels.start` (`out_h * out_w`
-        // floats at `(c - start) * out_stride`) are inside their buffers; every
-        // step has `x0 + 4 <= out_w` and its loads inside the row (`RowPlan`).
-        unsafe {
-            let src = input.as_ptr().add(c * g.in_stride);
-            let dst = output.as_mut_ptr().add((c - channels.start) * g.out_stride);
-            let (iw, ih, ow, oh, pt) = (g.in_w, g.in_h, g.out_w, g.out_h, g.pad_top);
-            for s in 0..plan.body_steps {
-                let x0 = plan.body_x0 + 4 * s;
-                let t = Body {
-                    col: 2 * x0 - g.pad_left,
-                };
-                sweep(src, iw, ih, dst.add(x0), ow, oh, pt, t, op);
-            }
-            for e in &plan.edges[..plan.n_edges] {
-                let t = Edge::<false> {
-                    offs: e.offs,
-                    idx: e.idx,
-                    fill: op.bias,
-                };
-                sweep(src, iw, ih, dst.add(e.x0), ow, oh, pt, t, op);
-            }
+        let (w, bias) = (
+            p.weights.as_ptr().add(9 * channels.start),
+            p.bias.as_ptr().add(channels.start),
+        );
+        let (pl, plan, l, z) = (&pl, &plan, g.pad_left, vdupq_n_f32(0.0));
+        let (f, t) = (Filters::<false> { w, bias }, Filters::<true> { w, bias });
+        match (p.relu, g.pad_top) {
+            (false, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
+            (false, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
+            (false, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+            (true, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, t),
+            (true, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, t),
+            (true, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, t),
         }
     }
+    true
 }

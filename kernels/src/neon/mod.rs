@@ -5,18 +5,21 @@
 //! [`crate::params`] at entry and only then uses unchecked pointer access.
 
 mod common;
+mod conv3x3s2_stem;
 mod dwconv3x3_s1;
 mod dwconv3x3_s2;
+mod gap_fc;
 mod pointwise_gemm_8x12;
+mod pool3x3s2;
 mod sweep_s2;
 
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
-pub use crate::scalar::conv2d::conv2d;
-pub use crate::scalar::gap_fc::{fc, gap_fc, global_avg_pool};
-pub use crate::scalar::pool::pool;
+pub use conv3x3s2_stem::conv2d;
+pub use gap_fc::{fc, gap_fc, global_avg_pool};
 pub use pointwise_gemm_8x12::pointwise;
+pub use pool3x3s2::pool;
 
 /// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).
 /// Stride 1 and 2 run the NEON kernels; outputs narrower than 4 columns, inputs

@@ -60,11 +60,14 @@ pub fn conv2d(
                     wpack[(j * K + k) * MR + r] = p.weights[oc * K + k];
                 }
             }
-            fill_bias_table(
-                &mut bias_tab[j * BIAS_TAB..][..BIAS_TAB],
-                |r| p.bias[c0 + j * MR + r],
-                rows_j,
-            );
+            // SAFETY: panel j < BLOCK_PANELS has its BIAS_TAB floats.
+            unsafe {
+                fill_bias_table(
+                    bias_tab.as_mut_ptr().add(j * BIAS_TAB),
+                    |r| p.bias[c0 + j * MR + r],
+                    rows_j,
+                );
+            }
         }
         for y in 0..g.out_h {
             let mut cx = 0;

@@ -14,6 +14,7 @@
 use super::common::{load_part, store_part, zero};
 use crate::{KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
+use core::mem::MaybeUninit;
 
 /// Pixels per register tile: three q registers per weight row.
 pub(crate) const NR: usize = 12;
@@ -38,11 +39,22 @@ pub(crate) struct TileMode {
 
 /// Fills a panel's bias table: vector `j * MR + r` (for `j < NR / 4`) holds the bias
 /// of row `r` in all lanes, rows past `rows` hold zero.
-pub(crate) fn fill_bias_table(tab: &mut [f32], bias_of_row: impl Fn(usize) -> f32, rows: usize) {
+///
+/// # Safety
+/// `tab .. tab + BIAS_TAB` must be writable (it may be uninitialised).
+pub(crate) unsafe fn fill_bias_table(
+    tab: *mut f32,
+    bias_of_row: impl Fn(usize) -> f32,
+    rows: usize,
+) {
     for r in 0..MR {
         let v = if r < rows { bias_of_row(r) } else { 0.0 };
-        for j in 0..NR / 4 {
-            tab[(j * MR + r) * 4..][..4].fill(v);
+        // SAFETY: writes vectors j * MR + r < BIAS_TAB / 4 (caller's contract).
+        unsafe {
+            let b = vdupq_n_f32(v);
+            for j in 0..NR / 4 {
+                vst1q_f32(tab.add((j * MR + r) * 4), b);
+            }
         }
     }
 }
@@ -349,9 +361,16 @@ pub fn pointwise(
     let c0 = p.channels_of(&call.panels).start;
     let ppg = p.panels_per_group();
     let k = p.k;
-    let mut bias_tab = [0f32; PB * BIAS_TAB];
-    let mut offs = [0usize; KC];
-    let mut packed = [0f32; KC * NR];
+    // Scratch on the stack, left uninitialised (zeroing 20 KiB would cost more
+    // than a small call): every float is written before it is read.
+    let mut bias_tab = MaybeUninit::<[f32; PB * BIAS_TAB]>::uninit();
+    let mut offs = MaybeUninit::<[usize; KC]>::uninit();
+    let mut packed = MaybeUninit::<[f32; KC * NR]>::uninit();
+    let (bias_tab, offs_p, packed) = (
+        bias_tab.as_mut_ptr().cast::<f32>(),
+        offs.as_mut_ptr().cast::<usize>(),
+        packed.as_mut_ptr().cast::<f32>(),
+    );
     let mut panel = call.panels.start;
     while panel < call.panels.end {
         let g = panel / ppg;
@@ -363,18 +382,28 @@ pub fn pointwise(
         for (i, pn) in (panel..end).enumerate() {
             prow[i] = p.rows_in_panel(pn);
             pch[i] = p.channel_of(pn, 0) - c0;
-            fill_bias_table(
-                &mut bias_tab[i * BIAS_TAB..][..BIAS_TAB],
-                |r| p.bias[p.channel_of(pn, r)],
-                prow[i],
-            );
+            // SAFETY: panel i < PB of the block has its BIAS_TAB floats.
+            unsafe {
+                fill_bias_table(
+                    bias_tab.add(i * BIAS_TAB),
+                    |r| p.bias[p.channel_of(pn, r)],
+                    prow[i],
+                );
+            }
         }
         let mut k0 = 0;
         while k0 < k {
             let kc = KC.min(k - k0);
-            for (o, &row) in offs.iter_mut().zip(&p.in_rows[g * k + k0..g * k + k0 + kc]) {
-                *o = row as usize * call.input.stride + call.input.start;
+            for (kk, &row) in p.in_rows[g * k + k0..g * k + k0 + kc].iter().enumerate() {
+                // SAFETY: kk < kc <= KC entries of the offsets array.
+                unsafe {
+                    offs_p
+                        .add(kk)
+                        .write(row as usize * call.input.stride + call.input.start)
+                };
             }
+            // SAFETY: the first kc offsets were written just above.
+            let offs = unsafe { std::slice::from_raw_parts(offs_p, kc) };
             let mode = TileMode {
                 first: k0 == 0,
                 accumulate: p.epilogue.accumulate,
@@ -387,8 +416,10 @@ pub fn pointwise(
                 let lanes = n - 4 * (nv - 1);
                 // SAFETY: `check` proved every K row offset plus `count` pixels is
                 // inside `input` (`max_row * stride + start + count <= len`), and
-                // `px + n <= count`; `packed` holds KC rows of NR floats.
-                unsafe { pack(input.as_ptr(), &offs[..kc], px, n, packed.as_mut_ptr()) };
+                // `px + n <= count`; `packed` holds KC rows of NR floats. The tiles
+                // below read exactly the kc rows of 4 nv floats written here, and
+                // the bias tables filled above.
+                unsafe { pack(input.as_ptr(), offs, px, n, packed) };
                 let out_px = call.output.start + px;
                 for i in 0..end - panel {
                     // SAFETY: `check` proved the weights hold all panels of the call
@@ -400,9 +431,9 @@ pub fn pointwise(
                         tile_dyn(
                             nv,
                             kc,
-                            packed.as_ptr(),
+                            packed,
                             p.weights.as_ptr().add(((panel + i) * k + k0) * MR),
-                            bias_tab.as_ptr().add(i * BIAS_TAB),
+                            bias_tab.add(i * BIAS_TAB),
                             output
                                 .as_mut_ptr()
                                 .add(pch[i] * call.output.stride + out_px),

@@ -333,6 +333,7 @@ fn report(path: &str) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let (mut sum_i, mut sum_m) = (0u64, 0u64);
+    let mut classes: Vec<(&str, u64, u64)> = Vec::new();
     for (c, w) in cases.iter().zip(&windows) {
         let i = w[total];
         let flops = if c.macs > 0 {
@@ -357,6 +358,26 @@ fn report(path: &str) {
         );
         sum_i += i * c.per_inference;
         sum_m += c.macs * c.per_inference;
+        let class = kernel_class(&c.name);
+        let at = classes
+            .iter()
+            .position(|(n, _, _)| *n == class)
+            .unwrap_or_else(|| {
+                classes.push((class, 0, 0));
+                classes.len() - 1
+            });
+        classes[at].1 += i * c.per_inference;
+        classes[at].2 += c.macs * c.per_inference;
+    }
+    println!("\n| kernel class, per inference | instructions | MACs | FLOPs/instr |");
+    println!("|---|---:|---:|---:|");
+    for (class, i, m) in &classes {
+        let flops = if *m > 0 {
+            format!("{:.2}", 2.0 * *m as f64 / *i as f64)
+        } else {
+            "-".into()
+        };
+        println!("| {class} | {i} | {m} | {flops} |");
     }
     println!(
         "\nKernel calls of one inference (1x g=3, 224x224): {:.2}M instructions, {:.1}M MACs, {:.2} FLOPs/instr",
@@ -364,6 +385,23 @@ fn report(path: &str) {
         sum_m as f64 / 1e6,
         2.0 * sum_m as f64 / sum_i as f64
     );
+}
+
+/// The kernel a case name measures.
+fn kernel_class(name: &str) -> &'static str {
+    if name.contains("gconv") {
+        "pointwise"
+    } else if name.contains("dw s1") {
+        "depthwise s1"
+    } else if name.contains("dw s2") {
+        "depthwise s2"
+    } else if name.contains("pool") {
+        "pools"
+    } else if name.starts_with("conv1") {
+        "stem conv"
+    } else {
+        "gap+fc"
+    }
 }
 
 fn main() {

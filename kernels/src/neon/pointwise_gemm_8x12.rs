@@ -210,20 +210,38 @@ pub(crate) unsafe fn tile<const NV: usize, const H: usize>(
             load_out::<NV, H>(&mut acc, &rp, rows, lanes, false);
         }
 
-        // Four K steps per iteration, bounded by the packed-pixel pointer.
+        // Eight K steps per iteration, bounded by the packed-pixel pointer, then
+        // a block of four.
         let (mut b, mut w) = (b, w);
-        let end4 = b.add((kc & !3) * 4 * NV);
-        while b != end4 {
+        let step4 = |acc: &mut [[float32x4_t; NV]; MR], b: *const f32, w: *const f32| {
             let wa = vld1q_f32_x4(w);
             let x0 = ldx::<NV>(b);
-            step::<NV, H>(&mut acc, &x0, wa.0, wa.1);
+            step::<NV, H>(acc, &x0, wa.0, wa.1);
             let x1 = ldx::<NV>(b.add(4 * NV));
-            step::<NV, H>(&mut acc, &x1, wa.2, wa.3);
+            step::<NV, H>(acc, &x1, wa.2, wa.3);
             let wb = vld1q_f32_x4(w.add(2 * MR));
             let x2 = ldx::<NV>(b.add(8 * NV));
-            step::<NV, H>(&mut acc, &x2, wb.0, wb.1);
+            step::<NV, H>(acc, &x2, wb.0, wb.1);
             let x3 = ldx::<NV>(b.add(12 * NV));
-            step::<NV, H>(&mut acc, &x3, wb.2, wb.3);
+            step::<NV, H>(acc, &x3, wb.2, wb.3);
+        };
+        let end16 = b.add((kc & !15) * 4 * NV);
+        while b != end16 {
+            step4(&mut acc, b, w);
+            step4(&mut acc, b.add(16 * NV), w.add(4 * MR));
+            step4(&mut acc, b.add(32 * NV), w.add(8 * MR));
+            step4(&mut acc, b.add(48 * NV), w.add(12 * MR));
+            b = b.add(64 * NV);
+            w = w.add(16 * MR);
+        }
+        if kc & 8 != 0 {
+            step4(&mut acc, b, w);
+            step4(&mut acc, b.add(16 * NV), w.add(4 * MR));
+            b = b.add(32 * NV);
+            w = w.add(8 * MR);
+        }
+        if kc & 4 != 0 {
+            step4(&mut acc, b, w);
             b = b.add(16 * NV);
             w = w.add(4 * MR);
         }

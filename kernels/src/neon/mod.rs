@@ -23,8 +23,8 @@ pub use pool3x3s2::pool;
 
 /// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).
 /// Stride 1 and 2 run the NEON kernels; inputs or outputs narrower than 4 columns
-/// and outputs far wider than their input (more than 8
-/// border steps per row) run the scalar twin.
+/// and outputs far wider than their input (more than 8 border steps per row) run
+/// the scalar twin.
 pub fn dwconv3x3(
     p: &Depthwise3x3,
     g: &PlaneGeom,

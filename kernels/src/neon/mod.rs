@@ -1,11 +1,49 @@
 //! aarch64 NEON kernels (`std::arch::aarch64` intrinsics). NEON is baseline on
 //! aarch64, so no runtime detection is needed.
+//!
+//! One file per microkernel; every public function calls the same `check` from
+//! [`crate::params`] at entry and only then uses unchecked pointer access.
 
-pub use crate::scalar::conv2d::conv2d;
-pub use crate::scalar::dwconv3x3::dwconv3x3;
-pub use crate::scalar::gap_fc::{fc, gap_fc, global_avg_pool};
-pub use crate::scalar::pointwise::pointwise;
-pub use crate::scalar::pool::pool;
+mod common;
+mod conv3x3s2_stem;
+mod dwconv3x3_s1;
+mod dwconv3x3_s2;
+mod gap_fc;
+mod pointwise_gemm_8x12;
+mod pool3x3s2;
+mod sweep_s2;
+
+use crate::{Depthwise3x3, KernelError, PlaneGeom};
+use std::ops::Range;
+
+pub use conv3x3s2_stem::conv2d;
+pub use gap_fc::{fc, gap_fc, global_avg_pool};
+pub use pointwise_gemm_8x12::pointwise;
+pub use pool3x3s2::pool;
+
+/// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).
+/// Stride 1 and 2 run the NEON kernels; inputs or outputs narrower than 4 columns
+/// and outputs far wider than their input (more than 8 border steps per row) run
+/// the scalar twin.
+pub fn dwconv3x3(
+    p: &Depthwise3x3,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) -> Result<(), KernelError> {
+    p.check(g, input, output, &channels)?;
+    let done = if p.stride == 1 {
+        dwconv3x3_s1::run(p, g, input, output, channels.clone())
+    } else {
+        dwconv3x3_s2::run(p, g, input, output, channels.clone())
+    };
+    if done {
+        Ok(())
+    } else {
+        crate::scalar::dwconv3x3::dwconv3x3(p, g, input, output, channels)
+    }
+}
 
 /// Name of the instruction set this path uses.
 pub fn isa() -> &'static str {

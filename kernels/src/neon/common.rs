@@ -1,0 +1,239 @@
+//! Small NEON helpers shared by the kernels: partial-vector loads and stores for
+//! tails, the weight-lane FMA of one 3-tap row, and the column-step plan (with its
+//! `tbl` gather indices for border columns) of the 3-wide window kernels.
+
+use core::arch::aarch64::*;
+
+/// A zero vector.
+#[inline(always)]
+pub(crate) fn zero() -> float32x4_t {
+    // SAFETY: NEON is baseline on aarch64; register-only.
+    unsafe { vdupq_n_f32(0.0) }
+}
+
+/// Loads the first `n` floats at `p` (`n` in `1..=4`), zero in the other lanes.
+///
+/// # Safety
+/// `p .. p + n` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn load_part(p: *const f32, n: usize) -> float32x4_t {
+    // SAFETY: each branch reads exactly the first `n` floats at `p`, which the
+    // caller guarantees are readable.
+    unsafe {
+        let z = vdupq_n_f32(0.0);
+        match n {
+            1 => vld1q_lane_f32::<0>(p, z),
+            2 => vcombine_f32(vld1_f32(p), vdup_n_f32(0.0)),
+            3 => vld1q_lane_f32::<2>(p.add(2), vcombine_f32(vld1_f32(p), vdup_n_f32(0.0))),
+            _ => vld1q_f32(p),
+        }
+    }
+}
+
+/// Stores the first `n` lanes of `v` at `p` (`n` in `1..=4`).
+///
+/// # Safety
+/// `p .. p + n` must be writable.
+#[inline(always)]
+pub(crate) unsafe fn store_part(p: *mut f32, v: float32x4_t, n: usize) {
+    // SAFETY: each branch writes exactly the first `n` floats at `p`, which the
+    // caller guarantees are writable.
+    unsafe {
+        match n {
+            1 => vst1q_lane_f32::<0>(p, v),
+            2 => vst1_f32(p, vget_low_f32(v)),
+            3 => {
+                vst1_f32(p, vget_low_f32(v));
+                vst1q_lane_f32::<2>(p.add(2), v);
+            }
+            _ => vst1q_f32(p, v),
+        }
+    }
+}
+
+/// `acc + t0 * w[3dy] + t1 * w[3dy + 1] + t2 * w[3dy + 2]` for the 3x3 filter held
+/// in the lanes of `w` (taps 0-3, 4-7, 8 in lane 0 of `w[2]`). `dy` is a constant
+/// after inlining, so the match folds away.
+#[inline(always)]
+pub(crate) fn fma_taps(
+    acc: float32x4_t,
+    t: &[float32x4_t; 3],
+    w: &[float32x4_t; 3],
+    dy: usize,
+) -> float32x4_t {
+    // SAFETY: NEON is baseline on aarch64; these intrinsics only touch registers.
+    unsafe {
+        match dy {
+            0 => {
+                let a = vfmaq_laneq_f32::<0>(acc, t[0], w[0]);
+                let a = vfmaq_laneq_f32::<1>(a, t[1], w[0]);
+                vfmaq_laneq_f32::<2>(a, t[2], w[0])
+            }
+            1 => {
+                let a = vfmaq_laneq_f32::<3>(acc, t[0], w[0]);
+                let a = vfmaq_laneq_f32::<0>(a, t[1], w[1]);
+                vfmaq_laneq_f32::<1>(a, t[2], w[1])
+            }
+            _ => {
+                let a = vfmaq_laneq_f32::<2>(acc, t[0], w[1]);
+                let a = vfmaq_laneq_f32::<3>(a, t[1], w[1]);
+                vfmaq_laneq_f32::<0>(a, t[2], w[2])
+            }
+        }
+    }
+}
+
+/// Loads a 3x3 filter (9 floats) into three vectors for [`fma_taps`].
+///
+/// # Safety
+/// `w .. w + 9` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn load_filter(w: *const f32) -> [float32x4_t; 3] {
+    // SAFETY: reads w[0..8] and w[8], all inside the caller's 9 floats.
+    unsafe { [vld1q_f32(w), vld1q_f32(w.add(4)), vld1q_dup_f32(w.add(8))] }
+}
+
+/// Most edge steps a row plan holds (sane geometries need at most 5).
+pub(crate) const MAX_EDGES: usize = 8;
+
+/// A 4-output column step of a 3-wide window kernel that touches the row's border.
+/// Its taps are gathered with `tbl` from `N` vectors loaded at columns `offs[k]`
+/// (`N` = 2 for stride 1, 4 for stride 2; all loads inside the row).
+#[derive(Clone, Copy)]
+pub(crate) struct EdgeStep {
+    /// First output column of the step.
+    pub x0: usize,
+    /// Input column of each loaded vector (the first `N` used).
+    pub offs: [usize; 4],
+    /// Gather indices of the taps `dx = 0, 1, 2`: lane `t` of tap `dx` is input
+    /// column `stride * (x0 + t) - pad_left + dx`, or index 0xFF (zero, or the
+    /// fill value with `tbx`) when that column is padding.
+    pub idx: [uint8x16_t; 3],
+}
+
+/// How the output columns of every row of a call are covered by 4-wide column
+/// steps: `body` steps at `x0 = body_x0 + 4 s` read their window with plain loads
+/// inside the row; the remaining steps (row borders, and a last step overlapping
+/// the previous one when `out_w % 4 != 0`) are edge steps.
+#[derive(Clone, Copy)]
+pub(crate) struct RowPlan {
+    /// First output column of the body steps.
+    pub body_x0: usize,
+    /// Number of body steps.
+    pub body_steps: usize,
+    /// The edge steps (first `n_edges` valid).
+    pub edges: [EdgeStep; MAX_EDGES],
+    /// Number of edge steps.
+    pub n_edges: usize,
+}
+
+impl RowPlan {
+    /// Plans a row of `out_w` outputs of a 3-wide window with stride `stride` over
+    /// `in_w` inputs, `pad_left` padding columns on the left (any padding on the
+    /// right). A body step's window starts at input column `stride * x0 - pad_left`
+    /// and reads `body_span` floats from there; an edge step loads `n_vec` vectors.
+    /// `None` when the row is outside the fast path: `out_w < 4`, `in_w < 4`, or
+    /// more than [`MAX_EDGES`] edge steps (an output far wider than its input).
+    pub(crate) fn new(
+        out_w: usize,
+        in_w: usize,
+        pad_left: usize,
+        stride: usize,
+        body_span: usize,
+        n_vec: usize,
+    ) -> Option<RowPlan> {
+        if out_w < 4 || in_w < 4 {
+            return None;
+        }
+        let no_idx = [0xFFu8; 16];
+        // SAFETY: reads 16 bytes from a local array of 16 bytes.
+        let no_idx = unsafe { vld1q_u8(no_idx.as_ptr()) };
+        let mut plan = RowPlan {
+            body_x0: 0,
+            body_steps: 0,
+            edges: [EdgeStep {
+                x0: 0,
+                offs: [0; 4],
+                idx: [no_idx; 3],
+            }; MAX_EDGES],
+            n_edges: 0,
+        };
+        let add_edge = |plan: &mut RowPlan, x0: usize| -> Option<()> {
+            if plan.n_edges == MAX_EDGES {
+                return None;
+            }
+            let base = (stride * x0) as isize - pad_left as isize;
+            let mut offs = [0usize; 4];
+            let span = 4 * n_vec;
+            for (k, o) in offs.iter_mut().enumerate().take(n_vec) {
+                *o = if in_w >= span {
+                    base.clamp(0, (in_w - span) as isize) as usize + 4 * k
+                } else {
+                    (4 * k).min(in_w - 4)
+                };
+            }
+            let idx = [0, 1, 2].map(|dx| {
+                let mut bytes = [0xFFu8; 16];
+                for t in 0..4 {
+                    let pos = base + dx + (stride * t) as isize;
+                    if pos < 0 || pos >= in_w as isize {
+                        continue;
+                    }
+                    let pos = pos as usize;
+                    if let Some(k) = (0..n_vec).find(|&k| (offs[k]..offs[k] + 4).contains(&pos)) {
+                        for b in 0..4 {
+                            bytes[t * 4 + b] = (16 * k + 4 * (pos - offs[k]) + b) as u8;
+                        }
+                    }
+                }
+                // SAFETY: reads 16 bytes from a local array of 16 bytes.
+                unsafe { vld1q_u8(bytes.as_ptr()) }
+            });
+            plan.edges[plan.n_edges] = EdgeStep { x0, offs, idx };
+            plan.n_edges += 1;
+            Some(())
+        };
+        for i in 0..out_w / 4 {
+            let x0 = 4 * i;
+            let base = (stride * x0) as isize - pad_left as isize;
+            if base >= 0 && base as usize + body_span <= in_w {
+                if plan.body_steps == 0 {
+                    plan.body_x0 = x0;
+                }
+                plan.body_steps += 1;
+            } else {
+                add_edge(&mut plan, x0)?;
+            }
+        }
+        if !out_w.is_multiple_of(4) {
+            add_edge(&mut plan, out_w - 4)?;
+        }
+        Some(plan)
+    }
+}
+
+/// Reinterprets two vectors as a 32-byte lookup table.
+#[inline(always)]
+pub(crate) fn table2(a: float32x4_t, b: float32x4_t) -> uint8x16x2_t {
+    // SAFETY: register-only reinterpretation.
+    unsafe { uint8x16x2_t(vreinterpretq_u8_f32(a), vreinterpretq_u8_f32(b)) }
+}
+
+/// Reinterprets four vectors as a 64-byte lookup table.
+#[inline(always)]
+pub(crate) fn table4(
+    a: float32x4_t,
+    b: float32x4_t,
+    c: float32x4_t,
+    d: float32x4_t,
+) -> uint8x16x4_t {
+    // SAFETY: register-only reinterpretation.
+    unsafe {
+        uint8x16x4_t(
+            vreinterpretq_u8_f32(a),
+            vreinterpretq_u8_f32(b),
+            vreinterpretq_u8_f32(c),
+            vreinterpretq_u8_f32(d),
+        )
+    }
+}

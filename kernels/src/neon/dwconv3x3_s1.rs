@@ -1,0 +1,361 @@
+//! 3x3 depthwise convolution, stride 1, per plane, as column sweeps.
+//!
+//! A plane's output columns are covered by 4-wide column steps ([`RowPlan`]); each
+//! step sweeps down the plane once. Every input row is loaded once per sweep and
+//! its three shifted windows (taps `dx = 0, 1, 2`) are added into the three output
+//! rows it feeds (three rolling accumulators, unrolled by three so they rotate by
+//! renaming): per input row one `ldp`, two `ext`, nine lane FMAs, one `mov` (the
+//! bias of the new accumulator) and one store. Inside the row (window inside the
+//! input) the taps are `ext` of two loaded vectors; the border columns gather them
+//! with `tbl` from two vectors loaded inside the row (lanes outside the input read
+//! as zero). Rows above and below the plane are padding and are simply not
+//! visited, so any pad of 0..=2 costs no branches in the loop. A row whose width
+//! is not a multiple of 4 ends with a step overlapping the previous one (the same
+//! values are rewritten).
+
+use super::common::{fma_taps, load_filter, table2, RowPlan};
+use crate::{Depthwise3x3, PlaneGeom};
+use core::arch::aarch64::*;
+use std::ops::Range;
+
+/// The three taps of one input row for one column step.
+trait Taps: Copy {
+    /// Taps of the row starting at `row`.
+    ///
+    /// # Safety
+    /// The step's loads must be inside the row (guaranteed by [`RowPlan`]).
+    unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3];
+}
+
+/// Column step inside the row: the window starts at column `col`.
+#[derive(Clone, Copy)]
+struct Body {
+    col: usize,
+}
+
+impl Taps for Body {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3] {
+        // SAFETY: reads columns col .. col + 8, inside the row (body condition).
+        unsafe {
+            let p = row.add(self.col);
+            let a = vld1q_f32(p);
+            let b = vld1q_f32(p.add(4));
+            [a, vextq_f32::<1>(a, b), vextq_f32::<2>(a, b)]
+        }
+    }
+}
+
+/// Border column step: taps gathered from the vectors at columns `offs`.
+#[derive(Clone, Copy)]
+struct Edge {
+    offs: [usize; 2],
+    idx: [uint8x16_t; 3],
+}
+
+impl Taps for Edge {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3] {
+        // SAFETY: the plan put both 4-float loads inside the row; `tbl` is
+        // register-only.
+        unsafe {
+            let tab = table2(
+                vld1q_f32(row.add(self.offs[0])),
+                vld1q_f32(row.add(self.offs[1])),
+            );
+            self.idx.map(|ix| vreinterpretq_f32_u8(vqtbl2q_u8(tab, ix)))
+        }
+    }
+}
+
+/// The planes of one call: plane `i` (of `n`) reads `src + i * in_stride`, writes
+/// `dst + i * out_stride`, with filter `w + 9 i` and bias `bias[i]`.
+#[derive(Clone, Copy)]
+struct Planes {
+    src: *const f32,
+    in_stride: usize,
+    dst: *mut f32,
+    out_stride: usize,
+    w: *const f32,
+    bias: *const f32,
+    n: usize,
+}
+
+/// The column steps one sweep computes together (one or two), each with its own
+/// taps; sharing the sweep halves the per-sweep row bookkeeping.
+trait Steps<const N: usize>: Copy {
+    /// Taps of every step for the row starting at `row`.
+    ///
+    /// # Safety
+    /// As for [`Taps::taps`].
+    unsafe fn taps(self, row: *const f32) -> [[float32x4_t; 3]; N];
+}
+
+impl<A: Taps> Steps<1> for (A,) {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [[float32x4_t; 3]; 1] {
+        // SAFETY: forwarded contract.
+        unsafe { [self.0.taps(row)] }
+    }
+}
+
+impl<A: Taps, B: Taps> Steps<2> for (A, B) {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [[float32x4_t; 3]; 2] {
+        // SAFETY: forwarded contract.
+        unsafe { [self.0.taps(row), self.1.taps(row)] }
+    }
+}
+
+/// Two border steps gathering from the same two vectors (narrow rows, or the
+/// last two steps of a row): one pair of loads, six `tbl`.
+#[derive(Clone, Copy)]
+struct EdgePair {
+    offs: [usize; 2],
+    idx: [[uint8x16_t; 3]; 2],
+}
+
+impl Steps<2> for EdgePair {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [[float32x4_t; 3]; 2] {
+        // SAFETY: as for `Edge::taps`.
+        unsafe {
+            let tab = table2(
+                vld1q_f32(row.add(self.offs[0])),
+                vld1q_f32(row.add(self.offs[1])),
+            );
+            self.idx
+                .map(|idx| idx.map(|ix| vreinterpretq_f32_u8(vqtbl2q_u8(tab, ix))))
+        }
+    }
+}
+
+/// `acc[k] + taps[k] . w[dy]` for every step `k`.
+#[inline(always)]
+fn fma_n<const N: usize>(
+    acc: [float32x4_t; N],
+    x: &[[float32x4_t; 3]; N],
+    w: &[float32x4_t; 3],
+    dy: usize,
+) -> [float32x4_t; N] {
+    let mut out = acc;
+    for k in 0..N {
+        out[k] = fma_taps(acc[k], &x[k], w, dy);
+    }
+    out
+}
+
+/// One column sweep of `N` steps over every plane: outputs
+/// `(y, x0[k] .. x0[k] + 4)` for every output row `y`. Input rows `0 .. rows` are
+/// visited (`rows = min(in_h, out_h + 2 - PT)`, `PT` the padding rows above).
+/// The plane loop is innermost but one, so the steps' setup is paid once per call.
+///
+/// # Safety
+/// For every plane, `src + r * in_w` is a row of the plane for `r < rows` and
+/// `t`'s loads stay in the row; `dst + y * out_w + x0[k] .. + 4` is writable for
+/// `y < out_h`; `w` and `bias` hold the planes' filters and biases.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
+    pl: &Planes,
+    in_w: usize,
+    rows: usize,
+    x0: [usize; N],
+    out_w: usize,
+    out_h: usize,
+    t: S,
+) {
+    // SAFETY: loads through `t.taps` of rows r < rows of plane i < n; stores at
+    // rows 0 <= y < out_h (the steady loops store rows r + PT - 2 for r < rows,
+    // which are < out_h because rows <= out_h + 2 - PT).
+    unsafe {
+        let z = vdupq_n_f32(0.0);
+        let st = |row: *mut f32, v: [float32x4_t; N]| {
+            for k in 0..N {
+                let v = if RELU { vmaxq_f32(v[k], z) } else { v[k] };
+                vst1q_f32(row.add(x0[k]), v);
+            }
+        };
+        let pt = PT;
+        for i in 0..pl.n {
+            let src = pl.src.add(i * pl.in_stride);
+            let dst = pl.dst.add(i * pl.out_stride);
+            let w = load_filter(pl.w.add(9 * i));
+            let bias = [vld1q_dup_f32(pl.bias.add(i)); N];
+            // `a` accumulates output `r + pt - 2` (completed by row r), `b` output
+            // `r + pt - 1`; row r starts output `r + pt`.
+            let (mut a, mut b) = (bias, bias);
+            let mut r = 0;
+            // Rows whose `dy = 2` output lies above the plane: nothing to store.
+            while r < rows && r + pt < 2 {
+                let x = t.taps(src.add(r * in_w));
+                a = fma_n(b, &x, &w, 1);
+                b = fma_n(bias, &x, &w, 0);
+                r += 1;
+            }
+            if r < rows {
+                let mut p = src.add(r * in_w);
+                let mut q = dst.add((r + pt - 2) * out_w);
+                // Steady state: three rows per iteration, accumulators renamed.
+                while r + 3 <= rows {
+                    let x = t.taps(p);
+                    a = fma_n(a, &x, &w, 2);
+                    st(q, a);
+                    b = fma_n(b, &x, &w, 1);
+                    let mut c = fma_n(bias, &x, &w, 0);
+                    let x = t.taps(p.add(in_w));
+                    b = fma_n(b, &x, &w, 2);
+                    st(q.add(out_w), b);
+                    c = fma_n(c, &x, &w, 1);
+                    a = fma_n(bias, &x, &w, 0);
+                    let x = t.taps(p.add(2 * in_w));
+                    c = fma_n(c, &x, &w, 2);
+                    st(q.add(2 * out_w), c);
+                    a = fma_n(a, &x, &w, 1);
+                    b = fma_n(bias, &x, &w, 0);
+                    p = p.add(3 * in_w);
+                    q = q.add(3 * out_w);
+                    r += 3;
+                }
+                while r < rows {
+                    let x = t.taps(p);
+                    a = fma_n(a, &x, &w, 2);
+                    st(q, a);
+                    a = fma_n(b, &x, &w, 1);
+                    b = fma_n(bias, &x, &w, 0);
+                    p = p.add(in_w);
+                    q = q.add(out_w);
+                    r += 1;
+                }
+            }
+            // Outputs past the last visited row read only padding below it: the
+            // two pending ones hold their sums, later ones are the bias alone.
+            let y = r + pt;
+            if y >= 2 && y - 2 < out_h {
+                st(dst.add((y - 2) * out_w), a);
+            }
+            if y >= 1 && y - 1 < out_h {
+                st(dst.add((y - 1) * out_w), b);
+            }
+            for yy in y..out_h {
+                st(dst.add(yy * out_w), bias);
+            }
+        }
+    }
+}
+
+/// All column sweeps of the call: body steps in pairs, a leftover body step
+/// paired with the first edge step, then the edge steps in pairs.
+///
+/// # Safety
+/// As for [`sweep`], for every step of `plan`.
+#[inline(always)]
+unsafe fn steps<const RELU: bool, const PT: usize>(
+    pl: &Planes,
+    g: &PlaneGeom,
+    rows: usize,
+    plan: &RowPlan,
+) {
+    let (iw, ow, oh) = (g.in_w, g.out_w, g.out_h);
+    let body = |s: usize| {
+        let x0 = plan.body_x0 + 4 * s;
+        (
+            x0,
+            Body {
+                col: x0 - g.pad_left,
+            },
+        )
+    };
+    let edge = |e: usize| {
+        let e = &plan.edges[e];
+        (
+            e.x0,
+            Edge {
+                offs: [e.offs[0], e.offs[1]],
+                idx: e.idx,
+            },
+        )
+    };
+    // SAFETY: forwarded contract; every step comes from the plan.
+    unsafe {
+        let mut s = 0;
+        while s + 2 <= plan.body_steps {
+            let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
+            sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+            s += 2;
+        }
+        let mut e = 0;
+        if s < plan.body_steps {
+            let (x0, t0) = body(s);
+            if plan.n_edges > 0 {
+                let (x1, t1) = edge(0);
+                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                e = 1;
+            } else {
+                sweep::<1, _, RELU, PT>(pl, iw, rows, [x0], ow, oh, (t0,));
+            }
+        }
+        while e + 2 <= plan.n_edges {
+            let ((x0, t0), (x1, t1)) = (edge(e), edge(e + 1));
+            if t0.offs == t1.offs {
+                let t = EdgePair {
+                    offs: t0.offs,
+                    idx: [t0.idx, t1.idx],
+                };
+                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, t);
+            } else {
+                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+            }
+            e += 2;
+        }
+        if e < plan.n_edges {
+            let (x0, t0) = edge(e);
+            sweep::<1, _, RELU, PT>(pl, iw, rows, [x0], ow, oh, (t0,));
+        }
+    }
+}
+
+/// Convolves planes `channels` (contract of the scalar twin, `check` already
+/// passed). Returns `false`, having written nothing, when the geometry is outside
+/// the fast path (see [`RowPlan::new`]); the caller then runs the scalar twin.
+pub(crate) fn run(
+    p: &Depthwise3x3,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) -> bool {
+    if g.out_h == 0 || g.out_w == 0 || channels.is_empty() {
+        return true;
+    }
+    // Body steps read 8 columns from the window start, inside the row.
+    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 1, 8, 2) else {
+        return false;
+    };
+    let rows = g.in_h.min(g.out_h + 2 - g.pad_top);
+    // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at
+    // `c * in_stride`), output planes `0 .. channels.len()` (`out_h * out_w` floats
+    // at `i * out_stride`), `9 * channels.end` weights and `channels.end` biases
+    // are inside their buffers; every step has `x0 + 4 <= out_w` and its loads
+    // inside the row (`RowPlan`).
+    unsafe {
+        let pl = Planes {
+            src: input.as_ptr().add(channels.start * g.in_stride),
+            in_stride: g.in_stride,
+            dst: output.as_mut_ptr(),
+            out_stride: g.out_stride,
+            w: p.weights.as_ptr().add(9 * channels.start),
+            bias: p.bias.as_ptr().add(channels.start),
+            n: channels.len(),
+        };
+        match (p.relu, g.pad_top) {
+            (false, 0) => steps::<false, 0>(&pl, g, rows, &plan),
+            (false, 1) => steps::<false, 1>(&pl, g, rows, &plan),
+            (false, _) => steps::<false, 2>(&pl, g, rows, &plan),
+            (true, 0) => steps::<true, 0>(&pl, g, rows, &plan),
+            (true, 1) => steps::<true, 1>(&pl, g, rows, &plan),
+            (true, _) => steps::<true, 2>(&pl, g, rows, &plan),
+        }
+    }
+    true
+}

@@ -1,0 +1,119 @@
+//! 3x3 depthwise convolution, stride 2, per plane: column sweeps
+//! ([`super::sweep_s2`]) where inside the row each input row costs two `ld2`
+//! (even/odd columns at the window start, even columns two later) and its taps
+//! feed one or two outputs (nine lane FMAs each); border columns gather their taps
+//! with `tbl`, and padding rows are never visited.
+
+use super::common::{fma_taps, load_filter, RowPlan};
+use super::sweep_s2::{self, Op, Ops, Planes};
+use crate::{Depthwise3x3, PlaneGeom};
+use core::arch::aarch64::*;
+use std::ops::Range;
+
+/// The convolution of one plane as a window [`Op`] (ReLU after the bias when
+/// `RELU`).
+#[derive(Clone, Copy)]
+struct Conv<const RELU: bool> {
+    w: [float32x4_t; 3],
+    bias: float32x4_t,
+}
+
+impl<const RELU: bool> Op for Conv<RELU> {
+    type Row = [float32x4_t; 3];
+    #[inline(always)]
+    fn reduce(self, t: &[float32x4_t; 3]) -> [float32x4_t; 3] {
+        *t
+    }
+    #[inline(always)]
+    fn init(self) -> float32x4_t {
+        self.bias
+    }
+    #[inline(always)]
+    fn add(self, acc: float32x4_t, row: &[float32x4_t; 3], dy: usize) -> float32x4_t {
+        fma_taps(acc, row, &self.w, dy)
+    }
+    #[inline(always)]
+    fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe {
+            if RELU {
+                vmaxq_f32(v, vdupq_n_f32(0.0))
+            } else {
+                v
+            }
+        }
+    }
+}
+
+/// Filters and biases of the call's planes (plane `i` uses `w + 9 i`, `bias[i]`).
+#[derive(Clone, Copy)]
+struct Filters<const RELU: bool> {
+    w: *const f32,
+    bias: *const f32,
+}
+
+impl<const RELU: bool, const N: usize> Ops<N> for Filters<RELU> {
+    type O = Conv<RELU>;
+    #[inline(always)]
+    unsafe fn op(self, i: usize, _x0: &[usize; N]) -> Conv<RELU> {
+        // SAFETY: plane i of the call has its 9 weights and its bias (`check`).
+        unsafe {
+            Conv {
+                w: load_filter(self.w.add(9 * i)),
+                bias: vld1q_dup_f32(self.bias.add(i)),
+            }
+        }
+    }
+}
+
+/// Convolves planes `channels` (contract of the scalar twin, `check` already
+/// passed). Returns `false`, having written nothing, when the geometry is outside
+/// the fast path (see [`RowPlan::new`]); the caller then runs the scalar twin.
+pub(crate) fn run(
+    p: &Depthwise3x3,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) -> bool {
+    if g.out_h == 0 || g.out_w == 0 || channels.is_empty() {
+        return true;
+    }
+    // Body steps read columns 2 x0 - pad_left .. + 10 (two `ld2`), inside the row.
+    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, 10, 4) else {
+        return false;
+    };
+    // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at
+    // `c * in_stride`), output planes `0 .. channels.len()` (`out_h * out_w` floats
+    // at `i * out_stride`), `9 * channels.end` weights and `channels.end` biases
+    // are inside their buffers; the plan keeps every load inside its row and every
+    // store inside its output row.
+    unsafe {
+        let pl = Planes {
+            src: input.as_ptr().add(channels.start * g.in_stride),
+            in_stride: g.in_stride,
+            dst: output.as_mut_ptr(),
+            out_stride: g.out_stride,
+            n: channels.len(),
+            in_w: g.in_w,
+            in_h: g.in_h,
+            out_w: g.out_w,
+            out_h: g.out_h,
+        };
+        let (w, bias) = (
+            p.weights.as_ptr().add(9 * channels.start),
+            p.bias.as_ptr().add(channels.start),
+        );
+        let (pl, plan, l, z) = (&pl, &plan, g.pad_left, vdupq_n_f32(0.0));
+        let (f, t) = (Filters::<false> { w, bias }, Filters::<true> { w, bias });
+        match (p.relu, g.pad_top) {
+            (false, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
+            (false, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
+            (false, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+            (true, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, t),
+            (true, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, t),
+            (true, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, t),
+        }
+    }
+    true
+}

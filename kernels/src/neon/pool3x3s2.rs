@@ -1,0 +1,211 @@
+//! Max and average pooling, 3x3 windows with stride 2, as column sweeps
+//! ([`super::sweep_s2`]): per input row two `ld2` give the window's three columns,
+//! reduced once (`fmax`/`fadd`) and folded into the one or two output rows the
+//! input row feeds. Max pooling fills padding lanes with -inf (`tbx`) and skips
+//! padding rows, so only positions inside the input count and NaN propagates
+//! (`fmax` returns NaN when either operand is); average pooling multiplies each
+//! window sum by `1 / (rows counted * columns counted)`, with the counts of
+//! `count_include_pad` (positions inside `[-pad, in + pad_end)`) or of the inside
+//! positions, zero when nothing is counted. Other window shapes and strides, and
+//! average pools of outputs larger than 1024 in either direction, run the scalar
+//! twin.
+
+use super::common::RowPlan;
+use super::sweep_s2::{self, Op, Ops, Planes};
+use crate::{KernelError, PlaneGeom, Pool, PoolKind};
+use core::arch::aarch64::*;
+use std::ops::Range;
+
+/// Largest output extent whose average-pool divisors fit the stack tables.
+const MAX_AVG_OUT: usize = 1024;
+
+/// Max pooling as a window [`Op`].
+#[derive(Clone, Copy)]
+struct Max;
+
+impl Op for Max {
+    type Row = float32x4_t;
+    #[inline(always)]
+    fn reduce(self, t: &[float32x4_t; 3]) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vmaxq_f32(vmaxq_f32(t[0], t[1]), t[2]) }
+    }
+    #[inline(always)]
+    fn init(self) -> float32x4_t {
+        // SAFETY: register-only broadcast.
+        unsafe { vdupq_n_f32(f32::NEG_INFINITY) }
+    }
+    #[inline(always)]
+    fn add(self, acc: float32x4_t, row: &float32x4_t, _dy: usize) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vmaxq_f32(acc, *row) }
+    }
+    #[inline(always)]
+    fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
+        v
+    }
+}
+
+impl<const N: usize> Ops<N> for Max {
+    type O = Max;
+    #[inline(always)]
+    unsafe fn op(self, _i: usize, _x0: &[usize; N]) -> Max {
+        Max
+    }
+}
+
+/// Average pooling of one column sweep as a window [`Op`]: `rcx[k]` holds the
+/// column factors of step `k`, `rcy[y]` the row factor of output row `y`.
+#[derive(Clone, Copy)]
+struct Avg<const N: usize> {
+    rcx: [float32x4_t; N],
+    rcy: *const f32,
+}
+
+impl<const N: usize> Op for Avg<N> {
+    type Row = float32x4_t;
+    #[inline(always)]
+    fn reduce(self, t: &[float32x4_t; 3]) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vaddq_f32(vaddq_f32(t[0], t[1]), t[2]) }
+    }
+    #[inline(always)]
+    fn init(self) -> float32x4_t {
+        // SAFETY: register-only broadcast.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    fn add(self, acc: float32x4_t, row: &float32x4_t, _dy: usize) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vaddq_f32(acc, *row) }
+    }
+    #[inline(always)]
+    fn finish(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t {
+        // SAFETY: `rcy` holds a factor for every output row (`Factors`), and the
+        // sweep passes y < out_h.
+        unsafe { vmulq_f32(vmulq_n_f32(v, *self.rcy.add(y)), self.rcx[k]) }
+    }
+}
+
+/// Row and column divisor factors of an average pool call.
+#[derive(Clone, Copy)]
+struct Factors {
+    rcx: *const f32,
+    rcy: *const f32,
+}
+
+impl<const N: usize> Ops<N> for Factors {
+    type O = Avg<N>;
+    #[inline(always)]
+    unsafe fn op(self, _i: usize, x0: &[usize; N]) -> Avg<N> {
+        // SAFETY: every step covers columns x0 .. x0 + 4 <= out_w, and `rcx` holds
+        // out_w factors.
+        unsafe {
+            Avg {
+                rcx: x0.map(|x| vld1q_f32(self.rcx.add(x))),
+                rcy: self.rcy,
+            }
+        }
+    }
+}
+
+/// `1 / count` of the positions of window `o` (3 wide, stride 2) that are counted:
+/// positions `2o - pad + d` inside `[lo, hi)`; zero when none is.
+fn factor(o: usize, pad: usize, lo: isize, hi: isize) -> f32 {
+    let first = 2 * o as isize - pad as isize;
+    let n = (first..first + 3).filter(|i| (lo..hi).contains(i)).count();
+    if n == 0 {
+        0.0
+    } else {
+        1.0 / n as f32
+    }
+}
+
+/// Pools planes `channels` (contract of the scalar twin): the NEON kernel for 3x3
+/// windows with stride 2, the scalar twin for any other window.
+pub fn pool(
+    p: &Pool,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) -> Result<(), KernelError> {
+    p.check(g, input, output, &channels)?;
+    if g.out_h == 0 || g.out_w == 0 || channels.is_empty() {
+        return Ok(());
+    }
+    let fast = p.kh == 3 && p.kw == 3 && p.stride_h == 2 && p.stride_w == 2;
+    let avg_fits = g.out_h <= MAX_AVG_OUT && g.out_w <= MAX_AVG_OUT;
+    let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, 10, 4);
+    let (Some(plan), true) = (plan, fast) else {
+        return crate::scalar::pool::pool(p, g, input, output, channels);
+    };
+    // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at
+    // `c * in_stride`) and output planes `0 .. channels.len()` (`out_h * out_w`
+    // floats at `i * out_stride`) are inside their buffers; the plan keeps every
+    // load inside its row and every store inside its output row.
+    let pl = unsafe {
+        Planes {
+            src: input.as_ptr().add(channels.start * g.in_stride),
+            in_stride: g.in_stride,
+            dst: output.as_mut_ptr(),
+            out_stride: g.out_stride,
+            n: channels.len(),
+            in_w: g.in_w,
+            in_h: g.in_h,
+            out_w: g.out_w,
+            out_h: g.out_h,
+        }
+    };
+    let (pl, plan, l) = (&pl, &plan, g.pad_left);
+    match p.kind {
+        PoolKind::Max => {
+            // SAFETY: as above; register-only broadcast of the fill value.
+            unsafe {
+                let fill = vdupq_n_f32(f32::NEG_INFINITY);
+                match g.pad_top {
+                    0 => sweep_s2::run::<_, true, 0>(pl, plan, l, fill, Max),
+                    1 => sweep_s2::run::<_, true, 1>(pl, plan, l, fill, Max),
+                    _ => sweep_s2::run::<_, true, 2>(pl, plan, l, fill, Max),
+                }
+            }
+        }
+        PoolKind::Avg { count_include_pad } => {
+            if !avg_fits {
+                return crate::scalar::pool::pool(p, g, input, output, channels);
+            }
+            let (top, left) = (g.pad_top as isize, g.pad_left as isize);
+            let (ylim, xlim) = if count_include_pad {
+                (
+                    (-top, (g.in_h + p.pad_bottom) as isize),
+                    (-left, (g.in_w + p.pad_right) as isize),
+                )
+            } else {
+                ((0, g.in_h as isize), (0, g.in_w as isize))
+            };
+            let mut rcy = [0f32; MAX_AVG_OUT];
+            let mut rcx = [0f32; MAX_AVG_OUT];
+            for (y, f) in rcy.iter_mut().enumerate().take(g.out_h) {
+                *f = factor(y, g.pad_top, ylim.0, ylim.1);
+            }
+            for (x, f) in rcx.iter_mut().enumerate().take(g.out_w) {
+                *f = factor(x, g.pad_left, xlim.0, xlim.1);
+            }
+            let f = Factors {
+                rcx: rcx.as_ptr(),
+                rcy: rcy.as_ptr(),
+            };
+            // SAFETY: as above; the factor tables cover out_w columns and out_h
+            // rows.
+            unsafe {
+                let z = vdupq_n_f32(0.0);
+                match g.pad_top {
+                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
+                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
+                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                }
+            }
+        }
+    }
+    Ok(())
+}

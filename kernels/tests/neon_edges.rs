@@ -1,0 +1,375 @@
+//! Cases the shared shape lists of `against_scalar.rs` do not reach, aimed at the
+//! NEON kernels' internal paths (they run on every target, against the scalar
+//! twins): pointwise K beyond one packed chunk (256 rows), partial panels, pixel
+//! tails and unaligned spans into a larger output; random depthwise and pool
+//! geometries with every pad of 0..=2 on each side, odd planes, slack strides and
+//! channel sub-ranges; stem convolutions wider than one column chunk; NaN
+//! propagation in max pooling; FC sizes off the vector widths. Buffers carry NaN
+//! guard zones as in `against_scalar.rs`.
+
+use kernels::{dispatch, scalar, *};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+const GUARD: usize = 67;
+const POISON: u32 = 0x7fc0_dead;
+
+struct Guarded {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl Guarded {
+    fn new(inner: &[f32]) -> Self {
+        let mut data = vec![f32::from_bits(POISON); GUARD];
+        data.extend_from_slice(inner);
+        data.extend(std::iter::repeat_n(f32::from_bits(POISON), GUARD));
+        Guarded {
+            data,
+            len: inner.len(),
+        }
+    }
+    fn get(&self) -> &[f32] {
+        &self.data[GUARD..GUARD + self.len]
+    }
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.data[GUARD..GUARD + self.len]
+    }
+    fn assert_guards(&self, what: &str) {
+        let (head, rest) = self.data.split_at(GUARD);
+        for v in head.iter().chain(&rest[self.len..]) {
+            assert_eq!(v.to_bits(), POISON, "{what}: write outside the output");
+        }
+    }
+}
+
+/// Equal within float tolerance; NaN only where the oracle has NaN.
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() || g.is_nan() {
+            assert!(
+                w.is_nan() && g.is_nan(),
+                "{what}: element {i}: got {g}, want {w}"
+            );
+            continue;
+        }
+        let tol = 1e-4 * (1.0 + w.abs());
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+fn compare(
+    what: &str,
+    out0: &[f32],
+    fast: impl FnOnce(&mut [f32]) -> Result<(), KernelError>,
+    slow: impl FnOnce(&mut [f32]) -> Result<(), KernelError>,
+) {
+    let mut a = Guarded::new(out0);
+    let mut b = out0.to_vec();
+    fast(a.get_mut()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    slow(&mut b).unwrap_or_else(|e| panic!("{what}: {e}"));
+    a.assert_guards(what);
+    assert_close(a.get(), &b, what);
+}
+
+#[test]
+fn pointwise_long_k_partial_panels_and_offset_spans() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    // (groups, k, m): K past one and two packed chunks, every panel remainder.
+    let shapes = [
+        (1, 257, 8),
+        (3, 300, 20),
+        (1, 520, 13),
+        (2, 256, 9),
+        (1, 640, 4),
+        (3, 1, 5),
+        (4, 3, 7),
+        (1, 5, 6),
+        (8, 2, 1),
+        (2, 33, 15),
+        (3, 40, 12),
+    ];
+    for (n, &(groups, k, m)) in shapes.iter().enumerate() {
+        for &count in &[1usize, 3, 4, 5, 8, 11, 12, 13, 25, 49] {
+            let in_stride = count + rng.below(7);
+            let in_start = rng.below(in_stride - count + 1);
+            let out_stride = count + rng.below(9);
+            let out_start = rng.below(out_stride - count + 1);
+            let cin = groups * k + rng.below(4);
+            let in_rows: Vec<u32> = (0..groups * k).map(|_| rng.below(cin) as u32).collect();
+            let packed = pack_pointwise(groups, m, k, &rng.vec(groups * m * k));
+            let bias = rng.vec(groups * m);
+            let input = Guarded::new(&rng.vec(cin * in_stride));
+            let epilogue = Epilogue {
+                accumulate: (n + count) % 2 == 0,
+                relu: (n + count) % 3 != 0,
+            };
+            let p = Pointwise {
+                groups,
+                k,
+                m,
+                weights: &packed,
+                bias: &bias,
+                in_rows: &in_rows,
+                epilogue,
+            };
+            let total = p.panels();
+            let lo = rng.below(total);
+            let panels = lo..lo + 1 + rng.below(total - lo);
+            let call = PointwiseCall {
+                input: PixelSpan {
+                    stride: in_stride,
+                    start: in_start,
+                },
+                output: PixelSpan {
+                    stride: out_stride,
+                    start: out_start,
+                },
+                count,
+                panels: panels.clone(),
+            };
+            let chans = p.channels_of(&panels);
+            // A larger output buffer: the call writes at an offset inside it
+            // (the slice handed over starts at the first written plane).
+            let out0 = rng.vec((chans.len() - 1) * out_stride + out_start + count);
+            let what = format!(
+                "pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?}"
+            );
+            compare(
+                &what,
+                &out0,
+                |o| dispatch::pointwise(&p, input.get(), o, &call),
+                |o| scalar::pointwise::pointwise(&p, input.get(), o, &call),
+            );
+        }
+    }
+}
+
+/// A random plane geometry for a 3-wide window with stride `s`: pads 0..=2 on
+/// each side (so outputs may extend past the padded input on the right and
+/// bottom), slack strides.
+fn random_geom(rng: &mut Rng, s: usize) -> Option<PlaneGeom> {
+    let (h, w) = (1 + rng.below(40), 1 + rng.below(40));
+    let (pt, pl, pb, pr) = (rng.below(3), rng.below(3), rng.below(3), rng.below(3));
+    if h + pt + pb < 3 || w + pl + pr < 3 {
+        return None;
+    }
+    let (oh, ow) = ((h + pt + pb - 3) / s + 1, (w + pl + pr - 3) / s + 1);
+    Some(PlaneGeom {
+        in_h: h,
+        in_w: w,
+        in_stride: h * w + rng.below(5),
+        out_h: oh,
+        out_w: ow,
+        out_stride: oh * ow + rng.below(5),
+        pad_top: pt,
+        pad_left: pl,
+    })
+}
+
+#[test]
+fn dwconv3x3_random_geometries() {
+    let mut rng = Rng(0x2468_ace0_1357_9bdf);
+    let mut done = 0;
+    while done < 400 {
+        let stride = 1 + done % 2;
+        let Some(g) = random_geom(&mut rng, stride) else {
+            continue;
+        };
+        done += 1;
+        let channels = 1 + rng.below(7);
+        let input = Guarded::new(&rng.vec((channels - 1) * g.in_stride + g.in_h * g.in_w));
+        let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
+        let p = Depthwise3x3 {
+            stride,
+            weights: &weights,
+            bias: &bias,
+            relu: rng.below(2) == 1,
+        };
+        let first = rng.below(channels);
+        let range = first..channels;
+        let out0 = rng.vec((range.len() - 1) * g.out_stride + g.out_h * g.out_w);
+        let what = format!("dwconv3x3 s{stride} {g:?} ch {range:?} relu {}", p.relu);
+        compare(
+            &what,
+            &out0,
+            |o| dispatch::dwconv3x3(&p, &g, input.get(), o, range.clone()),
+            |o| scalar::dwconv3x3::dwconv3x3(&p, &g, input.get(), o, range.clone()),
+        );
+    }
+}
+
+#[test]
+fn pool3x3s2_random_geometries_and_nan() {
+    let mut rng = Rng(0x1357_9bdf_2468_ace0);
+    let kinds = [
+        PoolKind::Max,
+        PoolKind::Avg {
+            count_include_pad: true,
+        },
+        PoolKind::Avg {
+            count_include_pad: false,
+        },
+    ];
+    let mut done = 0;
+    while done < 300 {
+        let Some(g) = random_geom(&mut rng, 2) else {
+            continue;
+        };
+        let kind = kinds[done % 3];
+        done += 1;
+        let p = Pool {
+            kind,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_bottom: rng.below(3),
+            pad_right: rng.below(3),
+        };
+        let channels = 1 + rng.below(5);
+        let mut data = rng.vec((channels - 1) * g.in_stride + g.in_h * g.in_w);
+        // Sprinkle NaNs (max must propagate them) and large negatives (padding
+        // must never win a max).
+        for _ in 0..rng.below(3) {
+            let i = rng.below(data.len());
+            data[i] = f32::NAN;
+        }
+        for v in data.iter_mut() {
+            if rng.below(4) == 0 {
+                *v -= 100.0;
+            }
+        }
+        let input = Guarded::new(&data);
+        let first = rng.below(channels);
+        let range = first..channels;
+        let out0 = rng.vec((range.len() - 1) * g.out_stride + g.out_h * g.out_w);
+        let what = format!(
+            "pool {kind:?} {g:?} pads_end {},{} ch {range:?}",
+            p.pad_bottom, p.pad_right
+        );
+        compare(
+            &what,
+            &out0,
+            |o| dispatch::pool(&p, &g, input.get(), o, range.clone()),
+            |o| scalar::pool::pool(&p, &g, input.get(), o, range.clone()),
+        );
+    }
+}
+
+#[test]
+fn stem_conv_wide_rows_and_pads() {
+    let mut rng = Rng(0xfeed_face_dead_beef);
+    // (cout, in_h, in_w, pad): widths past one 256-column output chunk.
+    let cases = [
+        (24, 9, 600, 1),
+        (12, 5, 515, 0),
+        (48, 7, 33, 2),
+        (16, 3, 3, 1),
+        (20, 4, 520, 2),
+        (8, 11, 17, 0),
+    ];
+    for &(cout, h, w, pad) in &cases {
+        let (oh, ow) = ((h + 2 * pad - 3) / 2 + 1, (w + 2 * pad - 3) / 2 + 1);
+        let g = PlaneGeom {
+            in_h: h,
+            in_w: w,
+            in_stride: h * w + 3,
+            out_h: oh,
+            out_w: ow,
+            out_stride: oh * ow + 1,
+            pad_top: pad,
+            pad_left: pad,
+        };
+        let input = Guarded::new(&rng.vec(2 * g.in_stride + h * w));
+        let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
+        let p = Conv2d {
+            cin: 3,
+            cout,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            weights: &weights,
+            bias: &bias,
+            relu: cout % 3 == 0,
+        };
+        let lo = rng.below(cout);
+        for range in [0..cout, lo..cout] {
+            let out0 = rng.vec((range.len() - 1) * g.out_stride + oh * ow);
+            let what = format!("stem 3->{cout} p{pad} {h}x{w} {range:?}");
+            compare(
+                &what,
+                &out0,
+                |o| dispatch::conv2d(&p, &g, input.get(), o, range.clone()),
+                |o| scalar::conv2d::conv2d(&p, &g, input.get(), o, range.clone()),
+            );
+        }
+    }
+}
+
+#[test]
+fn fc_and_gap_odd_sizes() {
+    let mut rng = Rng(0x7777_1111_3333_5555);
+    for (inputs, outputs) in [
+        (1, 1),
+        (15, 9),
+        (17, 8),
+        (33, 7),
+        (64, 16),
+        (100, 23),
+        (5, 1000),
+    ] {
+        let x = Guarded::new(&rng.vec(inputs));
+        let (weights, bias) = (rng.vec(inputs * outputs), rng.vec(outputs));
+        let p = Fc {
+            inputs,
+            outputs,
+            weights: &weights,
+            bias: &bias,
+        };
+        compare(
+            &format!("fc {inputs} -> {outputs}"),
+            &rng.vec(outputs),
+            |o| dispatch::fc(&p, x.get(), o),
+            |o| scalar::gap_fc::fc(&p, x.get(), o),
+        );
+    }
+    for (channels, hw) in [(1, 1), (3, 2), (5, 3), (7, 5), (9, 8), (13, 9), (6, 31)] {
+        let planes = Planes {
+            channels,
+            hw,
+            stride: hw + 1,
+        };
+        let input = Guarded::new(&rng.vec((channels - 1) * (hw + 1) + hw));
+        compare(
+            &format!("global_avg_pool {channels}x{hw}"),
+            &rng.vec(channels),
+            |o| dispatch::global_avg_pool(&planes, input.get(), o),
+            |o| scalar::gap_fc::global_avg_pool(&planes, input.get(), o),
+        );
+    }
+}

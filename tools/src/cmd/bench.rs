@@ -50,16 +50,13 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(model: Arc<Model>, h: usize, w: usize, threads: usize) -> Result<Bench, CliError> {
-        let session = Session::new(
-            model,
-            h,
-            w,
-            SessionOptions {
-                threads,
-                ..Default::default()
-            },
-        )?;
+    fn new(model: Arc<Model>, h: usize, w: usize, s: &Settings) -> Result<Bench, CliError> {
+        let opts = SessionOptions {
+            threads: s.threads,
+            stream: s.stream,
+            ..Default::default()
+        };
+        let session = Session::new(model, h, w, opts)?;
         let plan = session.plan();
         let macs: u64 = session
             .program()
@@ -116,6 +113,7 @@ struct Settings {
     runs: usize,
     warmup: usize,
     threads: usize,
+    stream: bool,
     json: bool,
 }
 
@@ -123,7 +121,7 @@ struct Settings {
 pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
-        &["json", "compare"],
+        &["json", "compare", "no-stream"],
         &["resolutions", "runs", "warmup", "threads"],
     )?;
     let s = Settings {
@@ -134,6 +132,7 @@ pub fn run(argv: &[String]) -> CliResult {
         runs: a.parsed("runs", 20).map_err(CliError::Usage)?,
         warmup: a.parsed("warmup", 3).map_err(CliError::Usage)?,
         threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
+        stream: !a.flag("no-stream"),
         json: a.flag("json"),
     };
     if s.runs == 0 {
@@ -161,7 +160,7 @@ pub fn run(argv: &[String]) -> CliResult {
         );
     }
     for &(h, w) in &s.resolutions {
-        let mut b = [Bench::new(model.clone(), h, w, s.threads)?];
+        let mut b = [Bench::new(model.clone(), h, w, &s)?];
         let times = interleaved(&mut b, &format!("{h}x{w}"), s.warmup, s.runs)?;
         let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
         if s.json {
@@ -217,7 +216,7 @@ fn compare(s: &Settings) -> CliResult {
     for &(h, w) in &s.resolutions {
         let mut benches = models
             .iter()
-            .map(|m| Bench::new(m.clone(), h, w, s.threads))
+            .map(|m| Bench::new(m.clone(), h, w, s))
             .collect::<Result<Vec<_>, _>>()?;
         let times = interleaved(&mut benches, &format!("{h}x{w}"), s.warmup, s.runs)?;
         let ms: Vec<Measurement> = benches

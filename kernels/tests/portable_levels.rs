@@ -132,6 +132,7 @@ fn levels() -> Vec<Level> {
 #[test]
 fn isa_reports_a_known_level() {
     assert!(["avx512", "avx2+fma", "scalar"].contains(&portable::isa()));
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert!(Level::avx2_fma().is_some());
         assert_ne!(portable::isa(), "scalar");

@@ -96,11 +96,11 @@ unsafe fn pass<S: SimdExt, const ST: usize, const N: usize>(
         let xv = if i == 0 { last } else { i - 1 };
         let x0 = xv * l;
         let mut acc = [k.bias; N];
-        for j in 0..3 + (N - 1) * ST {
+        for (j, &row) in rows.iter().enumerate().take(3 + (N - 1) * ST) {
             for dx in 0..3 {
                 // SAFETY: a prepared row holds `vecs * l + 2` (stride 1) or
                 // `vecs * l + 1` per half (stride 2) floats past each tap origin.
-                let v = unsafe { load::<S>(rows[j].add(x0 + k.taps[dx])) };
+                let v = unsafe { load::<S>(row.add(x0 + k.taps[dx])) };
                 for (n, a) in acc.iter_mut().enumerate() {
                     let dy = j.wrapping_sub(n * ST);
                     if dy < 3 {

@@ -126,10 +126,10 @@ unsafe fn pass<S: SimdExt, const ST: usize, const N: usize>(
         let xv = if i == 0 { last } else { i - 1 };
         let x0 = xv * l;
         let mut acc = [k.init; N];
-        for j in 0..3 + (N - 1) * ST {
+        for (j, &row) in rows.iter().enumerate().take(3 + (N - 1) * ST) {
             for dx in 0..3 {
                 // SAFETY: inside the prepared row (see the depthwise pass).
-                let v = unsafe { load::<S>(rows[j].add(x0 + k.taps[dx])) };
+                let v = unsafe { load::<S>(row.add(x0 + k.taps[dx])) };
                 for (n, a) in acc.iter_mut().enumerate() {
                     if j.wrapping_sub(n * ST) < 3 {
                         *a = if k.max {
@@ -141,10 +141,10 @@ unsafe fn pass<S: SimdExt, const ST: usize, const N: usize>(
                 }
             }
         }
-        // SAFETY: x0 + l <= vecs * l = inv_col.len().
         let inv_c = if k.max {
             k.init
         } else {
+            // SAFETY: x0 + l <= vecs * l = inv_col.len().
             unsafe { load::<S>(k.inv_col.as_ptr().add(x0)) }
         };
         for (n, &a) in acc.iter().enumerate() {

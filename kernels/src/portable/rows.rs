@@ -122,12 +122,12 @@ impl RowLayout {
                 i += l;
             }
         }
-        for ix in 2 * i..w {
+        for (ix, &v) in src.iter().enumerate().skip(2 * i) {
             let u = ix + pl;
             if u % 2 == 0 {
-                even[u / 2] = src[ix];
+                even[u / 2] = v;
             } else {
-                odd[u / 2] = src[ix];
+                odd[u / 2] = v;
             }
         }
     }

@@ -10,10 +10,10 @@
 //! panels). Every other convolution (grouped, other kernel sizes, unequal strides)
 //! falls back to the scalar twin.
 
-use super::pointwise_gemm::{block, Dst};
+use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
-use super::simd::{Kernel, Level, SimdExt, MAX_LANES};
-use crate::{pack_pointwise, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise, MR};
+use super::simd::{Kernel, Level, SimdExt};
+use crate::{pack_pointwise, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
 use std::ops::Range;
 
 /// Computes output channels `out_channels` with the best level of this CPU; the
@@ -103,7 +103,6 @@ impl Kernel for Op<'_, '_> {
         let lay = RowLayout::new(st, g.pad_left, g.in_w, g.out_w, l);
         let len = lay.len;
         let kdim = gemm.k;
-        let panels = 0..gemm.panels();
         // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row.
         let mut buf = vec![0.0f32; (3 * p.cin + 1) * len];
         let pad_slot = 3 * p.cin;
@@ -113,8 +112,6 @@ impl Kernel for Op<'_, '_> {
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
         let in_hw = g.in_h * g.in_w;
         let out_w = g.out_w;
-        let tail = out_w % l;
-        let full = out_w - tail;
         let ostride = g.out_stride;
         let out_base = output.as_mut_ptr();
         for y in 0..g.out_h {
@@ -139,60 +136,27 @@ impl Kernel for Op<'_, '_> {
                     rows[i * 3 + dx] = base.wrapping_add(slot * len + t);
                 }
             }
-            let at = |px: usize| Dst {
-                out: out_base.wrapping_add(y * out_w + px),
+            let gm = Gemm {
+                p: gemm,
+                rows: rows.as_ptr(),
+                out: out_base.wrapping_add(y * out_w),
                 stride: ostride,
+                c0: 0,
             };
-            let mut px = 0;
-            while px + 3 * l <= full {
-                // SAFETY: prepared rows hold vecs * l (+1 or +2) floats past each
-                // tap origin and px + 3 * l <= out_w; check() validated the output
-                // planes of every computed channel.
-                unsafe { block::<S, 3>(simd, gemm, panels.clone(), 0, rows.as_ptr(), px, at(px)) };
-                px += 3 * l;
-            }
-            if px + 2 * l <= full {
-                // SAFETY: as above, 2 vectors.
-                unsafe { block::<S, 2>(simd, gemm, panels.clone(), 0, rows.as_ptr(), px, at(px)) };
-                px += 2 * l;
-            }
-            if px + l <= full {
-                // SAFETY: as above, 1 vector.
-                unsafe { block::<S, 1>(simd, gemm, panels.clone(), 0, rows.as_ptr(), px, at(px)) };
-                px += l;
-            }
-            if tail > 0 {
-                for panel in panels.clone() {
-                    let n = gemm.rows_in_panel(panel);
-                    let ch = gemm.channel_of(panel, 0);
-                    let mut tmp = [0.0f32; MR * MAX_LANES];
-                    let tp = tmp.as_mut_ptr();
-                    // SAFETY: the prepared rows are readable for a full vector at
-                    // px = (vecs - 1) * l; tmp holds MR rows of l floats.
-                    unsafe {
-                        block::<S, 1>(
-                            simd,
-                            gemm,
-                            panel..panel + 1,
-                            ch,
-                            rows.as_ptr(),
-                            px,
-                            Dst { out: tp, stride: l },
-                        )
-                    };
-                    let dst = at(px).out.wrapping_add(ch * ostride);
-                    for r in 0..n {
-                        // SAFETY: row (ch + r) of the output holds out_w floats from
-                        // the row start; px + tail == out_w.
-                        unsafe {
-                            core::ptr::copy_nonoverlapping(
-                                tp.add(r * l),
-                                dst.add(r * ostride),
-                                tail,
-                            )
-                        };
-                    }
-                }
+            // SAFETY: prepared rows hold vecs * l (+1 or +2) floats past each tap
+            // origin and the whole vectors end at or before out_w; check()
+            // validated the output planes of every computed channel.
+            let px = unsafe { pixels(simd, gm, 0, 0, gemm.m, out_w) };
+            if px < out_w {
+                let at: Vec<*const f32> = rows.iter().map(|r| r.wrapping_add(px)).collect();
+                let gm = Gemm {
+                    rows: at.as_ptr(),
+                    out: gm.out.wrapping_add(px),
+                    ..gm
+                };
+                // SAFETY: the prepared rows are readable for a full vector at px
+                // (< vecs * l); each output row holds out_w - px floats from there.
+                unsafe { tail_block(simd, gm, 0, 0, gemm.m, out_w - px) };
             }
         }
     }

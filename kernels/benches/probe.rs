@@ -1,7 +1,7 @@
 //! A quick probe for tuning on a shared machine: best-of-N wall time (robust to other
-//! processes stealing the core, unlike a median) of the pointwise kernel on the
-//! 224x224 stage shapes, next to this core's measured FMA peak.
-//! `cargo bench -p kernels --bench probe`.
+//! processes stealing the core, unlike a median) of every kernel on the 224x224
+//! stage shapes, next to this core's measured FMA peak.
+//! `cargo bench -p kernels --bench probe [-- filter]`.
 
 use kernels::portable::{self, Level};
 use kernels::*;
@@ -22,6 +22,12 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 
 /// Best time of `reps` runs of `f`, in seconds, after a warm-up.
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    // PROBE_REPS scales the repetitions (for profiling).
+    let scale: usize = std::env::var("PROBE_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let reps = reps * scale;
     for _ in 0..reps / 10 + 1 {
         f();
     }
@@ -68,7 +74,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let peak = fma_peak();
+    let filtered = std::env::args().nth(1).is_some_and(|a| !a.starts_with('-'));
+    let peak = if filtered { f64::NAN } else { fma_peak() };
     println!("isa {}  FMA peak {peak:.1} GFLOP/s", portable::isa());
     let relu = Epilogue {
         accumulate: false,
@@ -89,7 +96,11 @@ fn main() {
         ("s4 gconv2", 3, 80, 320, 7, residual),
     ];
     let (mut flops, mut secs) = (0.0, 0.0);
+    let only_others = std::env::args().nth(1).is_some_and(|a| !a.starts_with('-'));
     for (name, groups, k, m, hw, epilogue) in shapes {
+        if only_others {
+            break;
+        }
         let px = hw * hw;
         let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
         let bias = data(groups * m, 2);
@@ -129,4 +140,142 @@ fn main() {
         );
     }
     println!("all pointwise shapes: {:.1} GFLOP/s", flops / secs / 1e9);
+    others();
+}
+
+fn report(name: &str, flops: usize, t: f64) {
+    println!(
+        "{name:28} {:8.1} us  {:6.1} GFLOP/s",
+        t * 1e6,
+        flops as f64 / t / 1e9
+    );
+}
+
+fn geom(h: usize, w: usize, stride: usize) -> PlaneGeom {
+    let (oh, ow) = if stride == 2 {
+        ((h - 1) / 2 + 1, (w - 1) / 2 + 1)
+    } else {
+        (h, w)
+    };
+    PlaneGeom {
+        in_h: h,
+        in_w: w,
+        in_stride: h * w,
+        out_h: oh,
+        out_w: ow,
+        out_stride: oh * ow,
+        pad_top: 1,
+        pad_left: 1,
+    }
+}
+
+/// The other kernels on the 224x224 stage shapes.
+fn others() {
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let want = |n: &str| filter.as_deref().is_none_or(|f| n.contains(f));
+    for (ch, hw, stride) in [
+        (1, 3, 1),
+        (4, 28, 1),
+        (16, 28, 1),
+        (60, 56, 2),
+        (60, 28, 1),
+        (120, 14, 1),
+        (240, 7, 1),
+    ] {
+        let name = format!("dw s{stride} {ch}ch {hw}x{hw}");
+        if !want(&name) {
+            continue;
+        }
+        let g = geom(hw, hw, stride);
+        let (wts, bias) = (data(ch * 9, 5), data(ch, 6));
+        let p = Depthwise3x3 {
+            stride,
+            weights: &wts,
+            bias: &bias,
+            relu: false,
+        };
+        let input = data(ch * hw * hw, 7);
+        let mut out = vec![0.0; ch * g.out_h * g.out_w];
+        let t = best(300, || {
+            portable::dwconv3x3(&p, &g, black_box(&input), &mut out, 0..ch).unwrap()
+        });
+        report(&name, 18 * ch * g.out_h * g.out_w, t);
+    }
+    for (kind, ch, hw) in [
+        (PoolKind::Max, 24, 112),
+        (
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            24,
+            56,
+        ),
+    ] {
+        let name = format!("pool {kind:?} {ch}ch {hw}x{hw}");
+        if !want(&name) {
+            continue;
+        }
+        let g = geom(hw, hw, 2);
+        let p = Pool {
+            kind,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_bottom: 1,
+            pad_right: 1,
+        };
+        let input = data(ch * hw * hw, 7);
+        let mut out = vec![0.0; ch * g.out_h * g.out_w];
+        let t = best(300, || {
+            portable::pool(&p, &g, black_box(&input), &mut out, 0..ch).unwrap()
+        });
+        report(&name, 9 * ch * g.out_h * g.out_w, t);
+    }
+    if want("conv1") {
+        let g = geom(224, 224, 2);
+        let (wts, bias) = (data(24 * 27, 8), data(24, 9));
+        let p = Conv2d {
+            cin: 3,
+            cout: 24,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            weights: &wts,
+            bias: &bias,
+            relu: true,
+        };
+        let input = data(3 * 224 * 224, 10);
+        let mut out = vec![0.0; 24 * g.out_h * g.out_w];
+        let t = best(100, || {
+            portable::conv2d(&p, &g, black_box(&input), &mut out, 0..24).unwrap()
+        });
+        report("conv1 3->24 s2 224x224", 2 * 27 * 24 * g.out_h * g.out_w, t);
+    }
+    if want("gap") || want("fc") {
+        let planes = Planes {
+            channels: 960,
+            hw: 49,
+            stride: 49,
+        };
+        let (wts, bias) = (data(960 * 1000, 12), data(1000, 13));
+        let fc = Fc {
+            inputs: 960,
+            outputs: 1000,
+            weights: &wts,
+            bias: &bias,
+        };
+        let input = data(960 * 49, 14);
+        let (mut pooled, mut out) = (vec![0.0; 960], vec![0.0; 1000]);
+        let t = best(300, || {
+            portable::global_avg_pool(&planes, black_box(&input), &mut pooled).unwrap()
+        });
+        report("gap 960ch 7x7", 960 * 49, t);
+        let t = best(300, || {
+            portable::fc(&fc, black_box(&pooled), &mut out).unwrap()
+        });
+        report("fc 960->1000", 2 * 960 * 1000, t);
+    }
 }

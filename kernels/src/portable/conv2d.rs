@@ -103,10 +103,10 @@ impl Kernel for Op<'_, '_> {
         let lay = RowLayout::new(st, g.pad_left, g.in_w, g.out_w, l);
         let len = lay.len;
         let kdim = gemm.k;
-        // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row.
+        // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row. All
+        // start as padding (zero); copies only write input columns.
         let mut buf = vec![0.0f32; (3 * p.cin + 1) * len];
         let pad_slot = 3 * p.cin;
-        lay.fill_pad(&mut buf[pad_slot * len..], 0.0);
         let mut rows: Vec<*const f32> = vec![core::ptr::null(); kdim];
         let mut slots = vec![pad_slot; 3 * p.cin];
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
@@ -124,7 +124,7 @@ impl Kernel for Op<'_, '_> {
                         let s = ic * 3 + dy;
                         let iy = iy as usize;
                         let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
-                        lay.fill(simd, src, &mut buf[s * len..(s + 1) * len], 0.0);
+                        lay.fill_interior(simd, src, &mut buf[s * len..(s + 1) * len]);
                         slots[s] = s;
                     }
                 }

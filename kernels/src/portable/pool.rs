@@ -2,20 +2,21 @@
 //!
 //! Fast path: 3x3 windows with stride 1 or 2 (both directions equal), any padding
 //! the parameters allow, max or average with `count_include_pad` true or false. It
-//! uses the padded rows of [`super::rows`] (padding is -inf for max, 0 for average)
-//! and two output rows per pass, like the depthwise conv. Average divides by the
-//! window's count, which factors into a per-column and a per-row count (the window
-//! is a rectangle), precomputed as reciprocals.
+//! uses the flat prepared planes of [`super::rows::Flat`] like the depthwise conv
+//! (padding is -inf for max, 0 for average): one vector loop per band. Average
+//! divides by the window's count, which factors into a per-column and a per-row
+//! count (the window is a rectangle), precomputed as reciprocals and applied while
+//! copying the band out.
 //!
-//! Max pool propagates NaN like the scalar twin: the ring flags every input row that
-//! holds a NaN or an infinity, and an output row reading a flagged row is computed
-//! by an exact scalar loop (the vector `max` does not propagate NaN from both
-//! operands).
+//! Max pool propagates NaN like the scalar twin: the prepared band flags every input
+//! row that holds a NaN or an infinity, and an output row reading a flagged row is
+//! recomputed by an exact scalar loop (the vector `max` does not propagate NaN from
+//! both operands).
 //!
 //! Other windows and strides fall back to the scalar twin.
 
-use super::rows::{RowLayout, RowRing};
-use super::simd::{load, store, store_first, Kernel, Level, SimdExt};
+use super::rows::Flat;
+use super::simd::{load, store, Kernel, Level, SimdExt};
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
@@ -94,75 +95,46 @@ fn recip(n: usize) -> f32 {
     }
 }
 
-/// Loop constants of one call.
-struct Consts<'a, S: SimdExt> {
-    max: bool,
-    taps: [usize; 3],
-    out_w: usize,
-    out_hw: usize,
-    vecs: usize,
-    /// Average: reciprocal of each column's count (`vecs * LANES` entries).
-    inv_col: &'a [f32],
-    init: S::f32s,
-}
-
-/// `N` output rows from prepared rows, like the depthwise pass (partial vector first
-/// with a spilling store, see there). `inv_row` holds the average's row factors.
+/// The flat loop: `len` output positions from the prepared input at `src` with
+/// tap offsets `taps`: the max (`MAX`) or the sum of the 9 taps.
 ///
 /// # Safety
-/// As for the depthwise pass; `inv_col` holds `vecs * LANES` floats.
+/// As for the depthwise flat loop.
 #[inline(always)]
-unsafe fn pass<S: SimdExt, const ST: usize, const N: usize>(
+unsafe fn flat<S: SimdExt, const MAX: bool>(
     simd: S,
-    k: &Consts<S>,
-    rows: &[*const f32; 5],
+    src: *const f32,
+    taps: &[usize; 9],
     out: *mut f32,
-    y: usize,
-    inv_row: [f32; 2],
+    len: usize,
 ) {
     let l = S::F32_LANES;
-    let last = k.vecs - 1;
-    for i in 0..k.vecs {
-        let xv = if i == 0 { last } else { i - 1 };
-        let x0 = xv * l;
-        let mut acc = [k.init; N];
-        for (j, &row) in rows.iter().enumerate().take(3 + (N - 1) * ST) {
-            for dx in 0..3 {
-                // SAFETY: inside the prepared row (see the depthwise pass).
-                let v = unsafe { load::<S>(row.add(x0 + k.taps[dx])) };
-                for (n, a) in acc.iter_mut().enumerate() {
-                    if j.wrapping_sub(n * ST) < 3 {
-                        *a = if k.max {
-                            simd.max_f32s(*a, v)
-                        } else {
-                            simd.add_f32s(*a, v)
-                        };
+    let p: [*const f32; 9] = core::array::from_fn(|t| src.wrapping_add(taps[t]));
+    let mut q = 0;
+    while q < len {
+        // SAFETY: the caller's contract.
+        unsafe {
+            macro_rules! x {
+                ($t:expr) => {
+                    load::<S>(p[$t].add(q))
+                };
+            }
+            macro_rules! op {
+                ($a:expr, $b:expr) => {
+                    if MAX {
+                        simd.max_f32s($a, $b)
+                    } else {
+                        simd.add_f32s($a, $b)
                     }
-                }
+                };
             }
+            // Three partials (one per window row): short dependency chains.
+            let a0 = op!(op!(x!(0), x!(1)), x!(2));
+            let a1 = op!(op!(x!(3), x!(4)), x!(5));
+            let a2 = op!(op!(x!(6), x!(7)), x!(8));
+            store::<S>(out.add(q), op!(op!(a0, a1), a2));
         }
-        let inv_c = if k.max {
-            k.init
-        } else {
-            // SAFETY: x0 + l <= vecs * l = inv_col.len().
-            unsafe { load::<S>(k.inv_col.as_ptr().add(x0)) }
-        };
-        for (n, &a) in acc.iter().enumerate() {
-            let a = if k.max {
-                a
-            } else {
-                simd.mul_f32s(simd.mul_f32s(a, inv_c), simd.splat_f32s(inv_row[n]))
-            };
-            let at = (y + n) * k.out_w + x0;
-            // SAFETY: as in the depthwise pass.
-            unsafe {
-                if at + l <= k.out_hw {
-                    store::<S>(out.add(at), a);
-                } else {
-                    store_first::<S>(out.add(at), a, k.out_w - x0);
-                }
-            }
-        }
+        q += l;
     }
 }
 
@@ -201,13 +173,13 @@ impl Kernel for Op<'_> {
         let l = S::F32_LANES;
         let st = p.stride_h;
         let max = p.kind == PoolKind::Max;
-        let lay = RowLayout::new(st, g.pad_left, g.in_w, g.out_w, l);
-        let mut ring = RowRing::new(lay, if max { f32::NEG_INFINITY } else { 0.0 });
-        ring.track_nonfinite(max);
+        let mut fl = Flat::new(st, g, l, if max { f32::NEG_INFINITY } else { 0.0 }, max);
+        let taps = fl.taps();
+        // Average: reciprocal counts per column (whole vectors) and per row.
         let (inv_col, inv_rows): (Vec<f32>, Vec<f32>) = match p.kind {
             PoolKind::Max => (Vec::new(), Vec::new()),
             PoolKind::Avg { count_include_pad } => {
-                let cols = (0..lay.vecs * l).map(|x| {
+                let cols = (0..g.out_w.div_ceil(l) * l).map(|x| {
                     if x >= g.out_w {
                         0.0
                     } else if count_include_pad {
@@ -226,58 +198,42 @@ impl Kernel for Op<'_> {
                 (cols.collect(), rows.collect())
             }
         };
-        let k = Consts::<S> {
-            max,
-            taps: [lay.tap(0), lay.tap(1), lay.tap(2)],
-            out_w: g.out_w,
-            out_hw: g.out_h * g.out_w,
-            vecs: lay.vecs,
-            inv_col: &inv_col,
-            init: simd.splat_f32s(if max { f32::NEG_INFINITY } else { 0.0 }),
+        let scale = if max {
+            None
+        } else {
+            Some((&inv_col[..], &inv_rows[..]))
         };
-        let in_hw = g.in_h * g.in_w;
+        let (in_hw, out_hw) = (g.in_h * g.in_w, g.out_h * g.out_w);
         for c in channels.clone() {
-            ring.reset();
             let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..k.out_hw];
-            let mut y = 0;
-            while y < g.out_h {
-                let two = y + 1 < g.out_h;
-                let iy0 = (y * st) as isize - g.pad_top as isize;
-                let n = if two { 3 + st } else { 3 };
-                let mut slots = [0usize; 5];
-                let mut flagged = false;
-                for (j, s) in slots.iter_mut().enumerate().take(n) {
-                    *s = ring.prepare(simd, plane, g.in_h, iy0 + j as isize);
-                    flagged |= ring.nonfinite(*s);
-                }
-                if flagged {
-                    // Rare: a NaN or an infinity in reach; exact scalar rows.
-                    for yy in y..y + if two { 2 } else { 1 } {
-                        let row = &mut out_plane[yy * g.out_w..(yy + 1) * g.out_w];
-                        exact_max_row(plane, g, st, yy, row);
-                    }
-                    y += if two { 2 } else { 1 };
-                    continue;
-                }
-                let rows: [*const f32; 5] = core::array::from_fn(|j| ring.row(slots[j]));
-                let inv_row = if max {
-                    [0.0; 2]
-                } else {
-                    [inv_rows[y], if two { inv_rows[y + 1] } else { 0.0 }]
-                };
-                let out = out_plane.as_mut_ptr();
-                // SAFETY: rows come from this plane's ring; `out` holds the plane's
-                // out_hw floats; y + (1 or 2) <= out_h.
+            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+            let mut y0 = 0;
+            while y0 < g.out_h {
+                let rows = fl.band().min(g.out_h - y0);
+                fl.load(simd, plane, y0, rows);
+                let len = fl.flat_len(rows);
+                let src = fl.src();
+                let out = fl.out().as_mut_ptr();
+                // SAFETY: as in the depthwise conv (same scratch).
                 unsafe {
-                    match (st, two) {
-                        (1, true) => pass::<S, 1, 2>(simd, &k, &rows, out, y, inv_row),
-                        (1, false) => pass::<S, 1, 1>(simd, &k, &rows, out, y, inv_row),
-                        (_, true) => pass::<S, 2, 2>(simd, &k, &rows, out, y, inv_row),
-                        (_, false) => pass::<S, 2, 1>(simd, &k, &rows, out, y, inv_row),
+                    if max {
+                        flat::<S, true>(simd, src, &taps, out, len);
+                    } else {
+                        flat::<S, false>(simd, src, &taps, out, len);
                     }
                 }
-                y += if two { 2 } else { 1 };
+                fl.store(simd, out_plane, y0, rows, scale);
+                if max {
+                    for y in 0..rows {
+                        if fl.nonfinite(y) {
+                            // Rare: a NaN or an infinity in reach; exact scalar row.
+                            let yy = y0 + y;
+                            let row = &mut out_plane[yy * g.out_w..(yy + 1) * g.out_w];
+                            exact_max_row(plane, g, st, yy, row);
+                        }
+                    }
+                }
+                y0 += rows;
             }
         }
     }

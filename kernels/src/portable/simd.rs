@@ -88,9 +88,49 @@ pub(crate) unsafe fn store_first<S: Simd>(p: *mut f32, v: S::f32s, n: usize) {
     let mut tmp = [0.0f32; MAX_LANES];
     // SAFETY: `tmp` holds MAX_LANES >= F32_LANES floats.
     unsafe { store::<S>(tmp.as_mut_ptr(), v) };
-    // SAFETY: `n <= F32_LANES` and the caller guarantees `p .. p + n` is writable;
-    // `tmp` is a local, so the ranges do not overlap.
-    unsafe { core::ptr::copy_nonoverlapping(tmp.as_ptr(), p, n) };
+    // SAFETY: n <= F32_LANES <= MAX_LANES; the caller guarantees the destination.
+    unsafe { copy_small(tmp.as_ptr(), p, n) };
+}
+
+/// Copies `n < 32` floats with fixed-size moves (no `memcpy` call: a call inside a
+/// kernel's loop nest makes LLVM spill every vector register live across it).
+///
+/// # Safety
+/// `src .. src + n` readable, `dst .. dst + n` writable, not overlapping.
+#[inline(always)]
+pub(crate) unsafe fn copy_small(src: *const f32, dst: *mut f32, n: usize) {
+    let mut at = 0;
+    for size in [16, 8, 4, 2, 1] {
+        if n & size != 0 {
+            // SAFETY: at + size <= n (the bits of n are disjoint).
+            unsafe {
+                match size {
+                    16 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 16),
+                    8 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 8),
+                    4 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 4),
+                    2 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 2),
+                    _ => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 1),
+                }
+            }
+            at += size;
+        }
+    }
+}
+
+/// Fills `dst` with `v` using vector stores (no `memset` call, see [`copy_small`]).
+#[inline(always)]
+pub(crate) fn fill<S: Simd>(simd: S, dst: &mut [f32], v: f32) {
+    let l = S::F32_LANES;
+    let vv = simd.splat_f32s(v);
+    let mut chunks = dst.chunks_exact_mut(l);
+    for c in &mut chunks {
+        // SAFETY: `c` holds l floats.
+        unsafe { store::<S>(c.as_mut_ptr(), vv) };
+    }
+    let rest = chunks.into_remainder();
+    for x in rest {
+        *x = v;
+    }
 }
 
 /// The widest vector of any level, in floats (AVX-512).

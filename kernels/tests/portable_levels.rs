@@ -284,8 +284,10 @@ fn dwconv3x3_every_level() {
     for level in levels() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
         let mut sizes = SIZES.to_vec();
-        // Widths around the vector lengths (8, 16) and the 2-row pass.
+        // Widths around the vector lengths (8, 16), and planes large enough to be
+        // cut into several bands of rows (stride 1 and 2).
         sizes.extend([(2, 8), (3, 16), (4, 17), (5, 15), (6, 33), (1, 40), (2, 7)]);
+        sizes.extend([(150, 97), (97, 150), (333, 41)]);
         for &(h, w) in &sizes {
             for stride in [1, 2] {
                 for (pt, pl, pb, pr) in [
@@ -426,7 +428,10 @@ const KINDS: [PoolKind; 3] = [
 fn pool_every_level() {
     for level in levels() {
         let mut rng = Rng(0x0bad_cafe_1234_5678);
-        for &(h, w) in SIZES.iter().chain(&[(3, 16), (5, 17), (4, 33)]) {
+        for &(h, w) in SIZES
+            .iter()
+            .chain(&[(3, 16), (5, 17), (4, 33), (150, 97), (333, 41)])
+        {
             for kind in KINDS {
                 for (k, stride, pt, pl, pb, pr) in [
                     (3, 2, 1, 1, 1, 1),

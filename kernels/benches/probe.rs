@@ -95,6 +95,11 @@ fn main() {
         ("s4 gconv1", 3, 320, 80, 7, relu),
         ("s4 gconv2", 3, 80, 320, 7, residual),
     ];
+    // (720x1280 shapes are listed after the sum.)
+    let big = [
+        ("720p s2 gconv2", 3, 20, 80, (90, 160), residual),
+        ("720p s3 gconv1", 3, 160, 40, (45, 80), relu),
+    ];
     let (mut flops, mut secs) = (0.0, 0.0);
     let only_others = std::env::args().nth(1).is_some_and(|a| !a.starts_with('-'));
     for (name, groups, k, m, hw, epilogue) in shapes {
@@ -140,6 +145,40 @@ fn main() {
         );
     }
     println!("all pointwise shapes: {:.1} GFLOP/s", flops / secs / 1e9);
+    for (name, groups, k, m, (h, w), epilogue) in big {
+        if only_others {
+            break;
+        }
+        let px = h * w;
+        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
+        let bias = data(groups * m, 2);
+        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let input = data(groups * k * px, 3);
+        let mut out = data(groups * m * px, 4);
+        let p = Pointwise {
+            groups,
+            k,
+            m,
+            weights: &wts,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue,
+        };
+        let span = PixelSpan {
+            stride: px,
+            start: 0,
+        };
+        let call = PointwiseCall {
+            input: span,
+            output: span,
+            count: px,
+            panels: 0..p.panels(),
+        };
+        let t = best(20, || {
+            portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap();
+        });
+        report(name, 2 * groups * m * k * px, t);
+    }
     others();
 }
 

@@ -192,11 +192,14 @@ pub(crate) struct Gemm<'a> {
     pub c0: usize,
 }
 
-/// Runs group `g`'s local rows `lo..hi` for one pixel block of `V` vectors at `px`.
+/// Runs group `g`'s local rows `lo..hi` over `blocks` consecutive pixel blocks of
+/// `V` vectors from `px`: row tiles outside, pixel blocks inside, so each tile's
+/// weights stay in L1 and its output rows are written as sequential streams.
 ///
 /// # Safety
-/// `lo < hi <= m`, the rows are inside the call's panels; pixels `px .. px + V *
-/// LANES` are inside the run (or the scratch) the row table and `gm.out` describe.
+/// `lo < hi <= m`, the rows are inside the call's panels; pixels `px .. px + blocks
+/// * V * LANES` are inside the run (or the scratch) the row table and `gm.out`
+/// describe.
 #[inline(always)]
 unsafe fn rows_block<S: SimdExt, const V: usize>(
     simd: S,
@@ -205,7 +208,9 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
     lo: usize,
     hi: usize,
     px: usize,
+    blocks: usize,
 ) {
+    let step = V * S::F32_LANES;
     let p = gm.p;
     let (k, m, ppg) = (p.k, p.m, p.panels_per_group());
     let wrow = |r: usize| {
@@ -220,21 +225,24 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
             let w: [*const f32; $r] = core::array::from_fn(|i| wrow(h + if i < s { i } else { 0 }));
             let b: [f32; $r] =
                 core::array::from_fn(|i| p.bias[g * m + h + if i < s { i } else { 0 }]);
-            // SAFETY: the caller's contract; s <= $r.
-            unsafe {
-                tile::<S, $r, V>(
-                    simd,
-                    &w,
-                    &b,
-                    gm.rows,
-                    k,
-                    px,
-                    s,
-                    out_row(h),
-                    gm.stride,
-                    p.epilogue,
-                )
-            };
+            let out = out_row(h);
+            for blk in 0..blocks {
+                // SAFETY: the caller's contract; s <= $r.
+                unsafe {
+                    tile::<S, $r, V>(
+                        simd,
+                        &w,
+                        &b,
+                        gm.rows,
+                        k,
+                        px + blk * step,
+                        s,
+                        out.wrapping_add(blk * step),
+                        gm.stride,
+                        p.epilogue,
+                    )
+                };
+            }
         }};
     }
     {
@@ -257,6 +265,9 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
     }
 }
 
+/// Input bytes of one pixel chunk (see [`pixels_v`]).
+const CHUNK_BYTES: usize = 128 * 1024;
+
 /// Runs every whole vector of pixels `0..count` of group `g`'s rows `lo..hi` (blocks
 /// of `V` vectors, then one narrower block) and returns how many pixels it did.
 ///
@@ -274,23 +285,29 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
     let l = S::F32_LANES;
     let mut px = 0;
     macro_rules! go {
-        ($v:tt) => {
-            // SAFETY: px + $v * l <= count (caller's contract covers 0..count).
-            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px) }
+        ($v:tt, $blocks:expr) => {
+            // SAFETY: px + blocks * $v * l <= count (the caller's contract covers
+            // 0..count).
+            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks) }
         };
     }
-    while px + V * l <= count {
-        go!(V);
-        px += V * l;
+    // Pixel chunks whose input (k rows) stays in L2 while every row tile sweeps
+    // them.
+    let step = V * l;
+    let chunk = (CHUNK_BYTES / (4 * gm.p.k * step)).max(1);
+    while px + step <= count {
+        let blocks = ((count - px) / step).min(chunk);
+        go!(V, blocks);
+        px += blocks * step;
     }
     let nv = ((count - px) / l).min(V.saturating_sub(1));
     match nv {
         0 => {}
-        1 => go!(1),
-        2 => go!(2),
-        3 => go!(3),
-        4 => go!(4),
-        _ => go!(5),
+        1 => go!(1, 1),
+        2 => go!(2, 1),
+        3 => go!(3, 1),
+        4 => go!(4, 1),
+        _ => go!(5, 1),
     }
     px + nv * l
 }
@@ -359,7 +376,7 @@ pub(crate) unsafe fn tail_block<S: SimdExt>(
         };
         // SAFETY: scratch rows hold l floats each; buf holds the n <= 6 rows of l
         // floats the tiles of rows h..h+n write.
-        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0) };
+        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1) };
         for r in 0..n {
             // SAFETY: as above.
             unsafe { core::ptr::copy_nonoverlapping(bp.add(r * l), out.add(r * gm.stride), tail) };

@@ -197,9 +197,9 @@ pub(crate) struct Gemm<'a> {
 /// weights stay in L1 and its output rows are written as sequential streams.
 ///
 /// # Safety
-/// `lo < hi <= m`, the rows are inside the call's panels; pixels `px .. px + blocks
-/// * V * LANES` are inside the run (or the scratch) the row table and `gm.out`
-/// describe.
+/// `lo < hi <= m`, the rows are inside the call's panels; pixels
+/// `px .. px + blocks * V * LANES` are inside the run (or the scratch) the row table
+/// and `gm.out` describe.
 #[inline(always)]
 unsafe fn rows_block<S: SimdExt, const V: usize>(
     simd: S,

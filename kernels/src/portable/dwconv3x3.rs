@@ -9,6 +9,12 @@
 //! vector, weights and bias in registers, no per-row branches; the real columns are
 //! then copied out. Each input row is read from memory once and each output row
 //! written once; the scratch stays in L1 (bands of about 24 KB).
+//!
+//! Measured (AVX2, best of 300, Zen 3): stride 1, 60 x 28x28: 28 GFLOP/s; 60 x
+//! 90x160: 33; stride 2, 60 x 56x56: 16. The flat loop itself runs near the FMA
+//! bound; the rest is the copy in and out (the stride-2 copy also splits columns),
+//! which a row-by-row variant with two output rows per pass did not beat (it was
+//! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
 use super::rows::Flat;
 use super::simd::{load, store, Kernel, Level, SimdExt};

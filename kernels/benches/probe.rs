@@ -1,9 +1,11 @@
-//! A quick probe for tuning on a shared machine: best-of-N wall time (robust to other
-//! processes stealing the core, unlike a median) of every kernel on the 224x224
-//! stage shapes, next to this core's measured FMA peak.
-//! `cargo bench -p kernels --bench probe [-- filter]`.
+//! A probe for tuning on a shared machine: best-of-N wall time (robust to other
+//! processes stealing the core, unlike criterion's median) of every kernel on the
+//! stage shapes of ShuffleNet v1 1x g=3 at 224x224 and 720x1280 (the same shapes as
+//! the `stages` criterion bench), next to this core's measured FMA peak.
+//! `cargo bench -p kernels --bench probe [-- filter]`; `PROBE_REPS=n` multiplies
+//! the repetitions (for profiling).
 
-use kernels::portable::{self, Level};
+use kernels::portable;
 use kernels::*;
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,28 +22,28 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Best time of `reps` runs of `f`, in seconds, after a warm-up.
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    // PROBE_REPS scales the repetitions (for profiling).
-    let scale: usize = std::env::var("PROBE_REPS")
+/// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a
+/// warm-up run.
+fn best(mut f: impl FnMut()) -> f64 {
+    let scale: f64 = std::env::var("PROBE_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let reps = reps * scale;
-    for _ in 0..reps / 10 + 1 {
-        f();
-    }
+        .unwrap_or(1.0);
+    let t = Instant::now();
+    f();
+    let first = t.elapsed().as_secs_f64();
+    let reps = ((0.3 * scale / first.max(1e-7)) as usize).clamp(5, 3000);
     (0..reps)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
         })
-        .fold(f64::INFINITY, f64::min)
+        .fold(first, f64::min)
 }
 
-/// GFLOP/s of 12 independent FMA chains on 8-float vectors (the FMA peak of one
-/// core when two FMA pipes are busy), through pulp.
+/// GFLOP/s of 12 independent FMA chains on full vectors (the FMA peak of one core),
+/// through pulp.
 fn fma_peak() -> f64 {
     struct Peak(usize);
     impl pulp::WithSimd for Peak {
@@ -63,131 +65,14 @@ fn fma_peak() -> f64 {
         }
     }
     let n = 200_000;
-    let lanes = if Level::avx2_fma().is_some() { 8 } else { 1 };
-    let t = best(20, || {
+    let lanes = match pulp::Arch::new() {
+        pulp::Arch::Scalar => 1,
+        _ => std::mem::size_of::<pulp::f32x8>() / 4,
+    };
+    let t = best(|| {
         black_box(pulp::Arch::new().dispatch(Peak(black_box(n))));
     });
     (n * 12 * 2 * lanes) as f64 / t / 1e9
-}
-
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let filtered = std::env::args().nth(1).is_some_and(|a| !a.starts_with('-'));
-    let peak = if filtered { f64::NAN } else { fma_peak() };
-    println!("isa {}  FMA peak {peak:.1} GFLOP/s", portable::isa());
-    let relu = Epilogue {
-        accumulate: false,
-        relu: true,
-    };
-    let residual = Epilogue {
-        accumulate: true,
-        relu: true,
-    };
-    let shapes = [
-        ("s2u0 gconv1", 1, 24, 60, 56, relu),
-        ("s2u0 gconv2", 3, 20, 72, 28, relu),
-        ("s2 gconv1", 3, 80, 20, 28, relu),
-        ("s2 gconv2", 3, 20, 80, 28, residual),
-        ("s3 gconv1", 3, 160, 40, 14, relu),
-        ("s3 gconv2", 3, 40, 160, 14, residual),
-        ("s4 gconv1", 3, 320, 80, 7, relu),
-        ("s4 gconv2", 3, 80, 320, 7, residual),
-    ];
-    // (720x1280 shapes are listed after the sum.)
-    let big = [
-        ("720p s2 gconv2", 3, 20, 80, (90, 160), residual),
-        ("720p s3 gconv1", 3, 160, 40, (45, 80), relu),
-    ];
-    let (mut flops, mut secs) = (0.0, 0.0);
-    let only_others = std::env::args().nth(1).is_some_and(|a| !a.starts_with('-'));
-    for (name, groups, k, m, hw, epilogue) in shapes {
-        if only_others {
-            break;
-        }
-        let px = hw * hw;
-        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
-        let bias = data(groups * m, 2);
-        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
-        let input = data(groups * k * px, 3);
-        let mut out = data(groups * m * px, 4);
-        let p = Pointwise {
-            groups,
-            k,
-            m,
-            weights: &wts,
-            bias: &bias,
-            in_rows: &in_rows,
-            epilogue,
-        };
-        let span = PixelSpan {
-            stride: px,
-            start: 0,
-        };
-        let call = PointwiseCall {
-            input: span,
-            output: span,
-            count: px,
-            panels: 0..p.panels(),
-        };
-        let t = best(300, || {
-            portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap();
-        });
-        let f = (2 * groups * m * k * px) as f64;
-        flops += f;
-        secs += t;
-        println!(
-            "{name:12} g{groups} k{k:3} m{m:3} {hw:2}x{hw:<2}  {:7.1} us  {:6.1} GFLOP/s  {:4.0}% of peak",
-            t * 1e6,
-            f / t / 1e9,
-            100.0 * f / t / 1e9 / peak
-        );
-    }
-    println!("all pointwise shapes: {:.1} GFLOP/s", flops / secs / 1e9);
-    for (name, groups, k, m, (h, w), epilogue) in big {
-        if only_others {
-            break;
-        }
-        let px = h * w;
-        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
-        let bias = data(groups * m, 2);
-        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
-        let input = data(groups * k * px, 3);
-        let mut out = data(groups * m * px, 4);
-        let p = Pointwise {
-            groups,
-            k,
-            m,
-            weights: &wts,
-            bias: &bias,
-            in_rows: &in_rows,
-            epilogue,
-        };
-        let span = PixelSpan {
-            stride: px,
-            start: 0,
-        };
-        let call = PointwiseCall {
-            input: span,
-            output: span,
-            count: px,
-            panels: 0..p.panels(),
-        };
-        let t = best(20, || {
-            portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap();
-        });
-        report(name, 2 * groups * m * k * px, t);
-    }
-    others();
-}
-
-fn report(name: &str, flops: usize, t: f64) {
-    println!(
-        "{name:28} {:8.1} us  {:6.1} GFLOP/s",
-        t * 1e6,
-        flops as f64 / t / 1e9
-    );
 }
 
 fn geom(h: usize, w: usize, stride: usize) -> PlaneGeom {
@@ -208,23 +93,84 @@ fn geom(h: usize, w: usize, stride: usize) -> PlaneGeom {
     }
 }
 
-/// The other kernels on the 224x224 stage shapes.
-fn others() {
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let want = |n: &str| filter.as_deref().is_none_or(|f| n.contains(f));
-    for (ch, (h, w), stride) in [
-        (60, (56, 56), 2),
-        (60, (28, 28), 1),
-        (120, (14, 14), 1),
-        (240, (7, 7), 1),
-        (60, (180, 320), 2),
-        (60, (90, 160), 1),
-    ] {
-        let name = format!("dw s{stride} {ch}ch {h}x{w}");
-        if !want(&name) {
-            continue;
+fn down(x: usize) -> usize {
+    (x + 2 - 3) / 2 + 1
+}
+
+struct Probe {
+    filter: Option<String>,
+    peak: f64,
+    /// Per resolution: (flops, seconds) of the pointwise shapes.
+    pw: (f64, f64),
+}
+
+impl Probe {
+    fn want(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
+    fn report(&self, name: &str, flops: usize, t: f64) {
+        let g = flops as f64 / t / 1e9;
+        let pct = if self.peak.is_nan() {
+            String::new()
+        } else {
+            format!("  {:3.0}% of peak", 100.0 * g / self.peak)
+        };
+        println!("{name:44} {:9.1} us {g:6.1} GFLOP/s{pct}", t * 1e6);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pointwise(
+        &mut self,
+        res: &str,
+        name: &str,
+        groups: usize,
+        k: usize,
+        m: usize,
+        (h, w): (usize, usize),
+        epi: Epilogue,
+    ) {
+        let name = format!("{res} pointwise {name} g{groups} k{k} m{m} {h}x{w}");
+        if !self.want(&name) {
+            return;
         }
-        let hw = h * w;
+        let px = h * w;
+        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
+        let bias = data(groups * m, 2);
+        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let input = data(groups * k * px, 3);
+        let mut out = data(groups * m * px, 4);
+        let p = Pointwise {
+            groups,
+            k,
+            m,
+            weights: &wts,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue: epi,
+        };
+        let span = PixelSpan {
+            stride: px,
+            start: 0,
+        };
+        let call = PointwiseCall {
+            input: span,
+            output: span,
+            count: px,
+            panels: 0..p.panels(),
+        };
+        let t = best(|| portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap());
+        let f = 2 * groups * m * k * px;
+        self.pw.0 += f as f64;
+        self.pw.1 += t;
+        self.report(&name, f, t);
+    }
+
+    fn dw(&self, res: &str, ch: usize, stride: usize, (h, w): (usize, usize)) {
+        let name = format!("{res} dwconv3x3 s{stride} {ch}ch {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
         let g = geom(h, w, stride);
         let (wts, bias) = (data(ch * 9, 5), data(ch, 6));
         let p = Depthwise3x3 {
@@ -233,28 +179,19 @@ fn others() {
             bias: &bias,
             relu: false,
         };
-        let input = data(ch * hw, 7);
+        let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
-        let t = best(if hw > 10_000 { 20 } else { 300 }, || {
-            portable::dwconv3x3(&p, &g, black_box(&input), &mut out, 0..ch).unwrap()
-        });
-        report(&name, 18 * ch * g.out_h * g.out_w, t);
+        let t = best(|| portable::dwconv3x3(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        self.report(&name, 18 * ch * g.out_h * g.out_w, t);
     }
-    for (kind, ch, hw) in [
-        (PoolKind::Max, 24, 112),
-        (
-            PoolKind::Avg {
-                count_include_pad: false,
-            },
-            24,
-            56,
-        ),
-    ] {
-        let name = format!("pool {kind:?} {ch}ch {hw}x{hw}");
-        if !want(&name) {
-            continue;
+
+    fn pool(&self, res: &str, kind: PoolKind, ch: usize, (h, w): (usize, usize)) {
+        let kn = if kind == PoolKind::Max { "max" } else { "avg" };
+        let name = format!("{res} pool {kn} 3x3 s2 {ch}ch {h}x{w}");
+        if !self.want(&name) {
+            return;
         }
-        let g = geom(hw, hw, 2);
+        let g = geom(h, w, 2);
         let p = Pool {
             kind,
             kh: 3,
@@ -264,15 +201,18 @@ fn others() {
             pad_bottom: 1,
             pad_right: 1,
         };
-        let input = data(ch * hw * hw, 7);
+        let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
-        let t = best(300, || {
-            portable::pool(&p, &g, black_box(&input), &mut out, 0..ch).unwrap()
-        });
-        report(&name, 9 * ch * g.out_h * g.out_w, t);
+        let t = best(|| portable::pool(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        self.report(&name, 9 * ch * g.out_h * g.out_w, t);
     }
-    if want("conv1") {
-        let g = geom(224, 224, 2);
+
+    fn conv1(&self, res: &str, (h, w): (usize, usize)) {
+        let name = format!("{res} conv2d conv1 3->24 s2 {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
+        let g = geom(h, w, 2);
         let (wts, bias) = (data(24 * 27, 8), data(24, 9));
         let p = Conv2d {
             cin: 3,
@@ -286,35 +226,110 @@ fn others() {
             bias: &bias,
             relu: true,
         };
-        let input = data(3 * 224 * 224, 10);
+        let input = data(3 * h * w, 10);
         let mut out = vec![0.0; 24 * g.out_h * g.out_w];
-        let t = best(100, || {
-            portable::conv2d(&p, &g, black_box(&input), &mut out, 0..24).unwrap()
-        });
-        report("conv1 3->24 s2 224x224", 2 * 27 * 24 * g.out_h * g.out_w, t);
+        let t = best(|| portable::conv2d(&p, &g, black_box(&input), &mut out, 0..24).unwrap());
+        self.report(&name, 2 * 27 * 24 * g.out_h * g.out_w, t);
     }
-    if want("gap") || want("fc") {
+
+    fn gap_fc(&self, res: &str, (h, w): (usize, usize)) {
+        let (ch, classes, hw) = (960, 1000, h * w);
         let planes = Planes {
-            channels: 960,
-            hw: 49,
-            stride: 49,
+            channels: ch,
+            hw,
+            stride: hw,
         };
-        let (wts, bias) = (data(960 * 1000, 12), data(1000, 13));
+        let (wts, bias) = (data(ch * classes, 12), data(classes, 13));
         let fc = Fc {
-            inputs: 960,
-            outputs: 1000,
+            inputs: ch,
+            outputs: classes,
             weights: &wts,
             bias: &bias,
         };
-        let input = data(960 * 49, 14);
-        let (mut pooled, mut out) = (vec![0.0; 960], vec![0.0; 1000]);
-        let t = best(300, || {
-            portable::global_avg_pool(&planes, black_box(&input), &mut pooled).unwrap()
-        });
-        report("gap 960ch 7x7", 960 * 49, t);
-        let t = best(300, || {
-            portable::fc(&fc, black_box(&pooled), &mut out).unwrap()
-        });
-        report("fc 960->1000", 2 * 960 * 1000, t);
+        let input = data(ch * hw, 14);
+        let (mut pooled, mut out) = (vec![0.0; ch], vec![0.0; classes]);
+        let name = format!("{res} gap {ch}ch {h}x{w}");
+        if self.want(&name) {
+            let t = best(|| {
+                portable::global_avg_pool(&planes, black_box(&input), &mut pooled).unwrap()
+            });
+            self.report(&name, ch * hw, t);
+        }
+        let name = format!("{res} fc {ch}->{classes}");
+        if self.want(&name) {
+            let t = best(|| portable::fc(&fc, black_box(&pooled), &mut out).unwrap());
+            self.report(&name, 2 * ch * classes, t);
+        }
+        let name = format!("{res} gap_fc {ch}ch {h}x{w} -> {classes}");
+        if self.want(&name) {
+            let t = best(|| {
+                portable::gap_fc(&fc, &planes, black_box(&input), &mut pooled, &mut out).unwrap()
+            });
+            self.report(&name, ch * hw + 2 * ch * classes, t);
+        }
+    }
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let peak = if filter.is_some() {
+        f64::NAN
+    } else {
+        fma_peak()
+    };
+    println!("isa {}  FMA peak {peak:.1} GFLOP/s", portable::isa());
+    let mut pr = Probe {
+        filter,
+        peak,
+        pw: (0.0, 0.0),
+    };
+    let relu = Epilogue {
+        accumulate: false,
+        relu: true,
+    };
+    let residual = Epilogue {
+        accumulate: true,
+        relu: true,
+    };
+    let avg = PoolKind::Avg {
+        count_include_pad: false,
+    };
+    for (res, h, w) in [("224x224", 224, 224), ("720x1280", 720, 1280)] {
+        pr.pw = (0.0, 0.0);
+        let s1 = (down(h), down(w));
+        let s2in = (down(s1.0), down(s1.1));
+        let st2 = (down(s2in.0), down(s2in.1));
+        let st3 = (down(st2.0), down(st2.1));
+        let st4 = (down(st3.0), down(st3.1));
+        pr.conv1(res, (h, w));
+        pr.pool(res, PoolKind::Max, 24, s1);
+        pr.pointwise(res, "s2u0 gconv1", 1, 24, 60, s2in, relu);
+        pr.dw(res, 60, 2, s2in);
+        pr.pointwise(res, "s2u0 gconv2", 3, 20, 72, st2, relu);
+        pr.pool(res, avg, 24, s2in);
+        for (stage, size, m) in [(2, st2, 20), (3, st3, 40), (4, st4, 80)] {
+            let cout = 12 * m;
+            pr.pointwise(res, &format!("s{stage} gconv1"), 3, cout / 3, m, size, relu);
+            pr.dw(res, 3 * m, 1, size);
+            pr.pointwise(
+                res,
+                &format!("s{stage} gconv2"),
+                3,
+                m,
+                cout / 3,
+                size,
+                residual,
+            );
+        }
+        pr.gap_fc(res, st4);
+        if pr.pw.1 > 0.0 {
+            println!(
+                "{res}: all pointwise shapes together {:.1} GFLOP/s",
+                pr.pw.0 / pr.pw.1 / 1e9
+            );
+        }
     }
 }

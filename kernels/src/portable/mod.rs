@@ -1,13 +1,28 @@
 //! Portable SIMD kernels over `pulp`: runtime dispatch to AVX-512, AVX2+FMA or
-//! scalar code on x86-64 (and pulp's scalar path elsewhere).
+//! pulp's scalar fallback on x86-64 (the scalar fallback elsewhere).
+//!
+//! Each kernel is written once, generic over the instruction set (see [`Level`]),
+//! validates its arguments with the same `check` as its scalar twin, and has a
+//! `*_at` variant that runs it at a chosen level (the tests run every level this
+//! CPU has against the scalar twins).
 
-pub use crate::scalar::conv2d::conv2d;
-pub use crate::scalar::dwconv3x3::dwconv3x3;
-pub use crate::scalar::gap_fc::{fc, gap_fc, global_avg_pool};
-pub use crate::scalar::pointwise::pointwise;
-pub use crate::scalar::pool::pool;
+mod conv2d;
+mod dwconv3x3;
+mod gap_fc;
+mod pointwise_gemm;
+mod pool;
+mod rows;
+mod simd;
 
-/// Name of the instruction set this path uses.
+pub use conv2d::{conv2d, conv2d_at};
+pub use dwconv3x3::{dwconv3x3, dwconv3x3_at};
+pub use gap_fc::{fc, fc_at, gap_fc, gap_fc_at, global_avg_pool, global_avg_pool_at};
+pub use pointwise_gemm::{pointwise, pointwise_at};
+pub use pool::{pool, pool_at};
+pub use simd::Level;
+
+/// Name of the instruction set this path uses on this CPU: "avx512", "avx2+fma" or
+/// "scalar".
 pub fn isa() -> &'static str {
-    "scalar"
+    Level::best().name()
 }

@@ -1,0 +1,335 @@
+//! A probe for tuning on a shared machine: best-of-N wall time (robust to other
+//! processes stealing the core, unlike criterion's median) of every kernel on the
+//! stage shapes of ShuffleNet v1 1x g=3 at 224x224 and 720x1280 (the same shapes as
+//! the `stages` criterion bench), next to this core's measured FMA peak.
+//! `cargo bench -p kernels --bench probe [-- filter]`; `PROBE_REPS=n` multiplies
+//! the repetitions (for profiling).
+
+use kernels::portable;
+use kernels::*;
+use std::hint::black_box;
+use std::time::Instant;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a
+/// warm-up run.
+fn best(mut f: impl FnMut()) -> f64 {
+    let scale: f64 = std::env::var("PROBE_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let t = Instant::now();
+    f();
+    let first = t.elapsed().as_secs_f64();
+    let reps = ((0.3 * scale / first.max(1e-7)) as usize).clamp(5, 3000);
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(first, f64::min)
+}
+
+/// GFLOP/s of 12 independent FMA chains on full vectors (the FMA peak of one core),
+/// through pulp.
+fn fma_peak() -> f64 {
+    struct Peak(usize);
+    impl pulp::WithSimd for Peak {
+        type Output = f32;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
+            let mut acc = [s.splat_f32s(0.0); 12];
+            let (a, b) = (s.splat_f32s(0.999), s.splat_f32s(0.001));
+            for _ in 0..self.0 {
+                for x in acc.iter_mut() {
+                    *x = s.mul_add_e_f32s(*x, a, b);
+                }
+            }
+            let mut t = s.splat_f32s(0.0);
+            for x in acc {
+                t = s.add_f32s(t, x);
+            }
+            s.reduce_sum_f32s(t)
+        }
+    }
+    let n = 200_000;
+    let lanes = match pulp::Arch::new() {
+        pulp::Arch::Scalar => 1,
+        _ => std::mem::size_of::<pulp::f32x8>() / 4,
+    };
+    let t = best(|| {
+        black_box(pulp::Arch::new().dispatch(Peak(black_box(n))));
+    });
+    (n * 12 * 2 * lanes) as f64 / t / 1e9
+}
+
+fn geom(h: usize, w: usize, stride: usize) -> PlaneGeom {
+    let (oh, ow) = if stride == 2 {
+        ((h - 1) / 2 + 1, (w - 1) / 2 + 1)
+    } else {
+        (h, w)
+    };
+    PlaneGeom {
+        in_h: h,
+        in_w: w,
+        in_stride: h * w,
+        out_h: oh,
+        out_w: ow,
+        out_stride: oh * ow,
+        pad_top: 1,
+        pad_left: 1,
+    }
+}
+
+fn down(x: usize) -> usize {
+    (x + 2 - 3) / 2 + 1
+}
+
+struct Probe {
+    filter: Option<String>,
+    peak: f64,
+    /// Per resolution: (flops, seconds) of the pointwise shapes.
+    pw: (f64, f64),
+}
+
+impl Probe {
+    fn want(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
+    fn report(&self, name: &str, flops: usize, t: f64) {
+        let g = flops as f64 / t / 1e9;
+        let pct = if self.peak.is_nan() {
+            String::new()
+        } else {
+            format!("  {:3.0}% of peak", 100.0 * g / self.peak)
+        };
+        println!("{name:44} {:9.1} us {g:6.1} GFLOP/s{pct}", t * 1e6);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pointwise(
+        &mut self,
+        res: &str,
+        name: &str,
+        groups: usize,
+        k: usize,
+        m: usize,
+        (h, w): (usize, usize),
+        epi: Epilogue,
+    ) {
+        let name = format!("{res} pointwise {name} g{groups} k{k} m{m} {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
+        let px = h * w;
+        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
+        let bias = data(groups * m, 2);
+        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let input = data(groups * k * px, 3);
+        let mut out = data(groups * m * px, 4);
+        let p = Pointwise {
+            groups,
+            k,
+            m,
+            weights: &wts,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue: epi,
+        };
+        let span = PixelSpan {
+            stride: px,
+            start: 0,
+        };
+        let call = PointwiseCall {
+            input: span,
+            output: span,
+            count: px,
+            panels: 0..p.panels(),
+        };
+        let t = best(|| portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap());
+        let f = 2 * groups * m * k * px;
+        self.pw.0 += f as f64;
+        self.pw.1 += t;
+        self.report(&name, f, t);
+    }
+
+    fn dw(&self, res: &str, ch: usize, stride: usize, (h, w): (usize, usize)) {
+        let name = format!("{res} dwconv3x3 s{stride} {ch}ch {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
+        let g = geom(h, w, stride);
+        let (wts, bias) = (data(ch * 9, 5), data(ch, 6));
+        let p = Depthwise3x3 {
+            stride,
+            weights: &wts,
+            bias: &bias,
+            relu: false,
+        };
+        let input = data(ch * h * w, 7);
+        let mut out = vec![0.0; ch * g.out_h * g.out_w];
+        let t = best(|| portable::dwconv3x3(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        self.report(&name, 18 * ch * g.out_h * g.out_w, t);
+    }
+
+    fn pool(&self, res: &str, kind: PoolKind, ch: usize, (h, w): (usize, usize)) {
+        let kn = if kind == PoolKind::Max { "max" } else { "avg" };
+        let name = format!("{res} pool {kn} 3x3 s2 {ch}ch {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
+        let g = geom(h, w, 2);
+        let p = Pool {
+            kind,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_bottom: 1,
+            pad_right: 1,
+        };
+        let input = data(ch * h * w, 7);
+        let mut out = vec![0.0; ch * g.out_h * g.out_w];
+        let t = best(|| portable::pool(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        self.report(&name, 9 * ch * g.out_h * g.out_w, t);
+    }
+
+    fn conv1(&self, res: &str, (h, w): (usize, usize)) {
+        let name = format!("{res} conv2d conv1 3->24 s2 {h}x{w}");
+        if !self.want(&name) {
+            return;
+        }
+        let g = geom(h, w, 2);
+        let (wts, bias) = (data(24 * 27, 8), data(24, 9));
+        let p = Conv2d {
+            cin: 3,
+            cout: 24,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            weights: &wts,
+            bias: &bias,
+            relu: true,
+        };
+        let input = data(3 * h * w, 10);
+        let mut out = vec![0.0; 24 * g.out_h * g.out_w];
+        let t = best(|| portable::conv2d(&p, &g, black_box(&input), &mut out, 0..24).unwrap());
+        self.report(&name, 2 * 27 * 24 * g.out_h * g.out_w, t);
+    }
+
+    fn gap_fc(&self, res: &str, (h, w): (usize, usize)) {
+        let (ch, classes, hw) = (960, 1000, h * w);
+        let planes = Planes {
+            channels: ch,
+            hw,
+            stride: hw,
+        };
+        let (wts, bias) = (data(ch * classes, 12), data(classes, 13));
+        let fc = Fc {
+            inputs: ch,
+            outputs: classes,
+            weights: &wts,
+            bias: &bias,
+        };
+        let input = data(ch * hw, 14);
+        let (mut pooled, mut out) = (vec![0.0; ch], vec![0.0; classes]);
+        let name = format!("{res} gap {ch}ch {h}x{w}");
+        if self.want(&name) {
+            let t = best(|| {
+                portable::global_avg_pool(&planes, black_box(&input), &mut pooled).unwrap()
+            });
+            self.report(&name, ch * hw, t);
+        }
+        let name = format!("{res} fc {ch}->{classes}");
+        if self.want(&name) {
+            let t = best(|| portable::fc(&fc, black_box(&pooled), &mut out).unwrap());
+            self.report(&name, 2 * ch * classes, t);
+        }
+        let name = format!("{res} gap_fc {ch}ch {h}x{w} -> {classes}");
+        if self.want(&name) {
+            let t = best(|| {
+                portable::gap_fc(&fc, &planes, black_box(&input), &mut pooled, &mut out).unwrap()
+            });
+            self.report(&name, ch * hw + 2 * ch * classes, t);
+        }
+    }
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let peak = if filter.is_some() {
+        f64::NAN
+    } else {
+        fma_peak()
+    };
+    println!("isa {}  FMA peak {peak:.1} GFLOP/s", portable::isa());
+    let mut pr = Probe {
+        filter,
+        peak,
+        pw: (0.0, 0.0),
+    };
+    let relu = Epilogue {
+        accumulate: false,
+        relu: true,
+    };
+    let residual = Epilogue {
+        accumulate: true,
+        relu: true,
+    };
+    let avg = PoolKind::Avg {
+        count_include_pad: false,
+    };
+    for (res, h, w) in [("224x224", 224, 224), ("720x1280", 720, 1280)] {
+        pr.pw = (0.0, 0.0);
+        let s1 = (down(h), down(w));
+        let s2in = (down(s1.0), down(s1.1));
+        let st2 = (down(s2in.0), down(s2in.1));
+        let st3 = (down(st2.0), down(st2.1));
+        let st4 = (down(st3.0), down(st3.1));
+        pr.conv1(res, (h, w));
+        pr.pool(res, PoolKind::Max, 24, s1);
+        pr.pointwise(res, "s2u0 gconv1", 1, 24, 60, s2in, relu);
+        pr.dw(res, 60, 2, s2in);
+        pr.pointwise(res, "s2u0 gconv2", 3, 20, 72, st2, relu);
+        pr.pool(res, avg, 24, s2in);
+        for (stage, size, m) in [(2, st2, 20), (3, st3, 40), (4, st4, 80)] {
+            let cout = 12 * m;
+            pr.pointwise(res, &format!("s{stage} gconv1"), 3, cout / 3, m, size, relu);
+            pr.dw(res, 3 * m, 1, size);
+            pr.pointwise(
+                res,
+                &format!("s{stage} gconv2"),
+                3,
+                m,
+                cout / 3,
+                size,
+                residual,
+            );
+        }
+        pr.gap_fc(res, st4);
+        if pr.pw.1 > 0.0 {
+            println!(
+                "{res}: all pointwise shapes together {:.1} GFLOP/s",
+                pr.pw.0 / pr.pw.1 / 1e9
+            );
+        }
+    }
+}

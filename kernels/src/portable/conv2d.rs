@@ -1,0 +1,171 @@
+//! Direct convolution.
+//!
+//! Fast path: dense (`groups == 1`) 3x3 convolutions with equal strides of 1 or 2,
+//! any padding the parameters allow, any `cin` and `cout` (the ShuffleNet stem is
+//! 3x3 stride 2, `cin = 3`, `cout` 6..48, pad 1). Per output row it prepares the
+//! `3 * cin` input rows the row reads (padded, and split into even and odd columns
+//! for stride 2, see [`super::rows`]); the `cin * 9` taps are then `K` rows of a
+//! small GEMM whose rows are pointers into those prepared rows, computed by the
+//! pointwise kernel's register tile (weights repacked per call into its `MR`-row
+//! panels). Every other convolution (grouped, other kernel sizes, unequal strides)
+//! falls back to the scalar twin.
+//!
+//! Measured (AVX2, best of N, Zen 3): the stem 3 -> 24 at 224x224 runs at 57
+//! GFLOP/s (55% of the FMA peak; K = 27 is short, so the tile's bias/epilogue and
+//! the per-row preparation weigh more than in the stage GEMMs), 55 at 720x1280.
+
+use super::pointwise_gemm::{pixels, tail_block, Gemm};
+use super::rows::RowLayout;
+use super::simd::{Kernel, Level, SimdExt};
+use crate::{pack_pointwise, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
+use std::ops::Range;
+
+/// Computes output channels `out_channels` with the best level of this CPU; the
+/// input holds all `cin` planes.
+pub fn conv2d(
+    p: &Conv2d,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    out_channels: Range<usize>,
+) -> Result<(), KernelError> {
+    conv2d_at(Level::best(), p, g, input, output, out_channels)
+}
+
+/// [`conv2d`] with a chosen instruction-set level.
+pub fn conv2d_at(
+    level: Level,
+    p: &Conv2d,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    out_channels: Range<usize>,
+) -> Result<(), KernelError> {
+    let fast = p.groups == 1
+        && p.kh == 3
+        && p.kw == 3
+        && p.stride_h == p.stride_w
+        && (p.stride_h == 1 || p.stride_h == 2);
+    if !fast {
+        return crate::scalar::conv2d::conv2d(p, g, input, output, out_channels);
+    }
+    p.check(g, input, output, &out_channels)?;
+    if out_channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
+        return Ok(());
+    }
+    let kdim = p.cin * 9;
+    let packed = pack_pointwise(
+        1,
+        out_channels.len(),
+        kdim,
+        &p.weights[out_channels.start * kdim..out_channels.end * kdim],
+    );
+    let gemm = Pointwise {
+        groups: 1,
+        k: kdim,
+        m: out_channels.len(),
+        weights: &packed,
+        bias: &p.bias[out_channels.clone()],
+        in_rows: &[],
+        epilogue: Epilogue {
+            accumulate: false,
+            relu: p.relu,
+        },
+    };
+    level.run(Op {
+        p,
+        gemm: &gemm,
+        g,
+        input,
+        output,
+    });
+    Ok(())
+}
+
+struct Op<'a, 'b> {
+    p: &'a Conv2d<'b>,
+    gemm: &'a Pointwise<'a>,
+    g: &'a PlaneGeom,
+    input: &'a [f32],
+    output: &'a mut [f32],
+}
+
+impl Kernel for Op<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: SimdExt>(self, simd: S) {
+        let Op {
+            p,
+            gemm,
+            g,
+            input,
+            output,
+        } = self;
+        let l = S::F32_LANES;
+        let st = p.stride_h;
+        let lay = RowLayout::new(st, g.pad_left, g.in_w, g.out_w, l);
+        let len = lay.len;
+        let kdim = gemm.k;
+        // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row. All
+        // start as padding (zero); copies only write input columns.
+        let mut buf = vec![0.0f32; (3 * p.cin + 1) * len];
+        let pad_slot = 3 * p.cin;
+        let mut rows: Vec<*const f32> = vec![core::ptr::null(); kdim];
+        let mut slots = vec![pad_slot; 3 * p.cin];
+        // The row table moved to the tail pixels.
+        let mut shifted: Vec<*const f32> = vec![core::ptr::null(); kdim];
+        let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
+        let in_hw = g.in_h * g.in_w;
+        let out_w = g.out_w;
+        let ostride = g.out_stride;
+        let out_base = output.as_mut_ptr();
+        for y in 0..g.out_h {
+            slots.fill(pad_slot);
+            for ic in 0..p.cin {
+                let plane = &input[ic * g.in_stride..][..in_hw];
+                for dy in 0..3 {
+                    let iy = (y * st + dy) as isize - g.pad_top as isize;
+                    if iy >= 0 && (iy as usize) < g.in_h {
+                        let s = ic * 3 + dy;
+                        let iy = iy as usize;
+                        let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
+                        lay.fill_interior(simd, src, &mut buf[s * len..(s + 1) * len]);
+                        slots[s] = s;
+                    }
+                }
+            }
+            // Pointers taken after all fills (no later write invalidates them).
+            let base = buf.as_ptr();
+            for (i, &slot) in slots.iter().enumerate() {
+                for (dx, &t) in taps.iter().enumerate() {
+                    rows[i * 3 + dx] = base.wrapping_add(slot * len + t);
+                }
+            }
+            let gm = Gemm {
+                p: gemm,
+                rows: rows.as_ptr(),
+                out: out_base.wrapping_add(y * out_w),
+                stride: ostride,
+                c0: 0,
+            };
+            // SAFETY: prepared rows hold vecs * l (+1 or +2) floats past each tap
+            // origin and the whole vectors end at or before out_w; check()
+            // validated the output planes of every computed channel.
+            let px = unsafe { pixels(simd, gm, 0, 0, gemm.m, out_w) };
+            if px < out_w {
+                for (a, r) in shifted.iter_mut().zip(&rows) {
+                    *a = r.wrapping_add(px);
+                }
+                let gm = Gemm {
+                    rows: shifted.as_ptr(),
+                    out: gm.out.wrapping_add(px),
+                    ..gm
+                };
+                // SAFETY: the prepared rows are readable for a full vector at px
+                // (< vecs * l); each output row holds out_w - px floats from there.
+                unsafe { tail_block(simd, gm, 0, 0, gemm.m, out_w - px) };
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The instruction-set levels of the portable path and the glue between `pulp` and
+//! the kernels.
+//!
+//! Every kernel is written once, generic over [`SimdExt`] (pulp's [`Simd`] plus the
+//! one operation pulp's portable API lacks: an order-preserving even/odd split).
+//! [`Level::run`] enters pulp's `vectorize`, which compiles the generic code inside
+//! a `#[target_feature]` function for AVX2+FMA or AVX-512; for that to work every
+//! function on a kernel's hot path is `#[inline(always)]`.
+
+use pulp::{Simd, WithSimd};
+
+/// pulp's [`Simd`] plus the operations the kernels need that pulp's portable API
+/// does not offer.
+pub(crate) trait SimdExt: Simd {
+    /// Splits `2 * LANES` consecutive floats (`lo` then `hi`) into the even-indexed
+    /// and the odd-indexed ones, each in ascending order. (pulp's
+    /// `deinterleave_shfl_f32s` returns a permuted order on AVX2.)
+    fn split_even_odd(self, lo: Self::f32s, hi: Self::f32s) -> (Self::f32s, Self::f32s);
+}
+
+impl SimdExt for pulp::Scalar {
+    #[inline(always)]
+    fn split_even_odd(self, lo: f32, hi: f32) -> (f32, f32) {
+        (lo, hi)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl SimdExt for pulp::x86::V3 {
+    #[inline(always)]
+    fn split_even_odd(self, lo: Self::f32s, hi: Self::f32s) -> (Self::f32s, Self::f32s) {
+        use core::arch::x86_64::{__m256, __m256d};
+        let (lo, hi): (__m256, __m256) = (pulp::cast(lo), pulp::cast(hi));
+        // Per 128-bit lane: [l0 l2 h0 h2 | l4 l6 h4 h6] and the odd counterpart;
+        // a 64-bit cross-lane permute then puts the pairs in order.
+        let even = self.avx._mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+        let odd = self.avx._mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
+        let even: __m256d = pulp::cast(even);
+        let odd: __m256d = pulp::cast(odd);
+        let even = self.avx2._mm256_permute4x64_pd::<0b11_01_10_00>(even);
+        let odd = self.avx2._mm256_permute4x64_pd::<0b11_01_10_00>(odd);
+        (pulp::cast(even), pulp::cast(odd))
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+impl SimdExt for pulp::x86::V4 {
+    #[inline(always)]
+    fn split_even_odd(self, lo: Self::f32s, hi: Self::f32s) -> (Self::f32s, Self::f32s) {
+        use core::arch::x86_64::{__m512, __m512i};
+        let (lo, hi): (__m512, __m512) = (pulp::cast(lo), pulp::cast(hi));
+        let even_idx: __m512i =
+            pulp::cast([0u32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]);
+        let odd_idx: __m512i =
+            pulp::cast([1u32, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31]);
+        let even = self.avx512f._mm512_permutex2var_ps(lo, even_idx, hi);
+        let odd = self.avx512f._mm512_permutex2var_ps(lo, odd_idx, hi);
+        (pulp::cast(even), pulp::cast(odd))
+    }
+}
+
+/// Unaligned vector load.
+///
+/// # Safety
+/// `p .. p + S::F32_LANES` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn load<S: Simd>(p: *const f32) -> S::f32s {
+    // SAFETY: the caller guarantees the range is readable; `f32s` is plain data.
+    unsafe { p.cast::<S::f32s>().read_unaligned() }
+}
+
+/// Unaligned vector store.
+///
+/// # Safety
+/// `p .. p + S::F32_LANES` must be writable.
+#[inline(always)]
+pub(crate) unsafe fn store<S: Simd>(p: *mut f32, v: S::f32s) {
+    // SAFETY: the caller guarantees the range is writable; `f32s` is plain data.
+    unsafe { p.cast::<S::f32s>().write_unaligned(v) }
+}
+
+/// Stores the first `n` lanes of `v` (`n <= S::F32_LANES`).
+///
+/// # Safety
+/// `p .. p + n` must be writable.
+#[inline(always)]
+pub(crate) unsafe fn store_first<S: Simd>(p: *mut f32, v: S::f32s, n: usize) {
+    let mut tmp = [0.0f32; MAX_LANES];
+    // SAFETY: `tmp` holds MAX_LANES >= F32_LANES floats.
+    unsafe { store::<S>(tmp.as_mut_ptr(), v) };
+    // SAFETY: n <= F32_LANES <= MAX_LANES; the caller guarantees the destination.
+    unsafe { copy_small(tmp.as_ptr(), p, n) };
+}
+
+/// Copies `n < 32` floats with fixed-size moves (no `memcpy` call: a call inside a
+/// kernel's loop nest makes LLVM spill every vector register live across it).
+///
+/// # Safety
+/// `src .. src + n` readable, `dst .. dst + n` writable, not overlapping.
+#[inline(always)]
+pub(crate) unsafe fn copy_small(src: *const f32, dst: *mut f32, n: usize) {
+    let mut at = 0;
+    for size in [16, 8, 4, 2, 1] {
+        if n & size != 0 {
+            // SAFETY: at + size <= n (the bits of n are disjoint).
+            unsafe {
+                match size {
+                    16 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 16),
+                    8 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 8),
+                    4 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 4),
+                    2 => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 2),
+                    _ => core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 1),
+                }
+            }
+            at += size;
+        }
+    }
+}
+
+/// Fills `dst` with `v` using vector stores (no `memset` call, see [`copy_small`]).
+#[inline(always)]
+pub(crate) fn fill<S: Simd>(simd: S, dst: &mut [f32], v: f32) {
+    let l = S::F32_LANES;
+    let vv = simd.splat_f32s(v);
+    let mut chunks = dst.chunks_exact_mut(l);
+    for c in &mut chunks {
+        // SAFETY: `c` holds l floats.
+        unsafe { store::<S>(c.as_mut_ptr(), vv) };
+    }
+    let rest = chunks.into_remainder();
+    for x in rest {
+        *x = v;
+    }
+}
+
+/// The widest vector of any level, in floats (AVX-512).
+pub(crate) const MAX_LANES: usize = 16;
+
+/// A kernel body, generic over the instruction set.
+pub(crate) trait Kernel {
+    /// What the kernel returns.
+    type Output;
+    /// Runs the kernel with `simd`. Implementations are `#[inline(always)]`.
+    fn run<S: SimdExt>(self, simd: S) -> Self::Output;
+}
+
+/// Adapts a [`Kernel`] to pulp's [`WithSimd`], carrying the concrete level so the
+/// kernel sees [`SimdExt`].
+struct Adapt<K, T>(K, T);
+
+impl<K: Kernel, T: SimdExt> WithSimd for Adapt<K, T> {
+    type Output = K::Output;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> K::Output {
+        self.0.run(self.1)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Inner {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    V3(pulp::x86::V3),
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    V4(pulp::x86::V4),
+}
+
+/// An instruction-set level the portable kernels can run with. A value can only be
+/// built for a level this CPU supports.
+#[derive(Clone, Copy, Debug)]
+pub struct Level(Inner);
+
+impl Level {
+    /// pulp's scalar fallback (one float per "vector"); always available.
+    pub fn scalar() -> Self {
+        Level(Inner::Scalar)
+    }
+
+    /// AVX2 + FMA (pulp's `V3`, 8 floats per vector), if this CPU has it.
+    pub fn avx2_fma() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(s) = pulp::x86::V3::try_new() {
+            return Some(Level(Inner::V3(s)));
+        }
+        None
+    }
+
+    /// AVX-512 (pulp's `V4`, 16 floats per vector), if this CPU has it and the crate
+    /// was built with the `avx512` feature.
+    pub fn avx512() -> Option<Self> {
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if let Some(s) = pulp::x86::V4::try_new() {
+            return Some(Level(Inner::V4(s)));
+        }
+        None
+    }
+
+    /// The best level this CPU supports.
+    pub fn best() -> Self {
+        Self::avx512()
+            .or_else(Self::avx2_fma)
+            .unwrap_or_else(Self::scalar)
+    }
+
+    /// Every level this CPU supports, best first.
+    pub fn available() -> Vec<Self> {
+        [Self::avx512(), Self::avx2_fma(), Some(Self::scalar())]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Name of the instruction set: "avx512", "avx2+fma" or "scalar".
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Inner::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Inner::V3(_) => "avx2+fma",
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Inner::V4(_) => "avx512",
+        }
+    }
+
+    /// Runs `k` compiled for this level.
+    #[inline]
+    pub(crate) fn run<K: Kernel>(self, k: K) -> K::Output {
+        match self.0 {
+            Inner::Scalar => {
+                let s = pulp::Scalar::new();
+                Simd::vectorize(s, Adapt(k, s))
+            }
+            #[cfg(target_arch = "x86_64")]
+            Inner::V3(s) => Simd::vectorize(s, Adapt(k, s)),
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Inner::V4(s) => Simd::vectorize(s, Adapt(k, s)),
+        }
+    }
+}

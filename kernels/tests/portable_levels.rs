@@ -1,0 +1,670 @@
+//! The portable kernels at every instruction-set level this CPU has (pulp's scalar
+//! fallback included, not only the best level), against the scalar twins on the
+//! shape sets of `against_scalar.rs`, plus targeted cases: every pixel tail and row
+//! count of the pointwise tile, planes narrower than a vector, NaN in max pooling.
+//! Buffers carry NaN guard zones as in `against_scalar.rs`.
+
+use kernels::portable::{self, Level};
+use kernels::{scalar, *};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+const GUARD: usize = 67;
+const POISON: u32 = 0x7fc0_dead;
+
+/// A buffer with NaN guard zones on both sides.
+struct Guarded {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl Guarded {
+    fn new(inner: &[f32]) -> Self {
+        let mut data = vec![f32::from_bits(POISON); GUARD];
+        data.extend_from_slice(inner);
+        data.extend(std::iter::repeat_n(f32::from_bits(POISON), GUARD));
+        Guarded {
+            data,
+            len: inner.len(),
+        }
+    }
+    fn get(&self) -> &[f32] {
+        &self.data[GUARD..GUARD + self.len]
+    }
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.data[GUARD..GUARD + self.len]
+    }
+    fn assert_guards(&self, what: &str) {
+        let (head, rest) = self.data.split_at(GUARD);
+        let tail = &rest[self.len..];
+        for v in head.iter().chain(tail) {
+            assert_eq!(v.to_bits(), POISON, "{what}: write outside the output");
+        }
+    }
+}
+
+/// Equal values (infinities from all-padding max windows included) or close ones.
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = 1e-4 * (1.0 + w.abs());
+        assert!(
+            g == w || (g - w).abs() <= tol,
+            "{what}: element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+/// Runs `fast` and `slow` on identical guarded copies of `out0` and compares.
+fn compare(
+    what: &str,
+    out0: &[f32],
+    fast: impl FnOnce(&mut [f32]) -> Result<(), KernelError>,
+    slow: impl FnOnce(&mut [f32]) -> Result<(), KernelError>,
+) {
+    let mut a = Guarded::new(out0);
+    let mut b = out0.to_vec();
+    fast(a.get_mut()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    slow(&mut b).unwrap_or_else(|e| panic!("{what}: {e}"));
+    a.assert_guards(what);
+    assert_close(a.get(), &b, what);
+}
+
+/// The channel shuffle permutation for `c = groups * n` channels.
+fn shuffle_table(c: usize, groups: usize) -> Vec<u32> {
+    let n = c / groups;
+    (0..c)
+        .map(|i| ((i % groups) * n + i / groups) as u32)
+        .collect()
+}
+
+/// Output extent of a 3-wide window.
+fn out_len(len: usize, stride: usize, pad_begin: usize, pad_end: usize) -> usize {
+    (len + pad_begin + pad_end - 3) / stride + 1
+}
+
+/// Plane sizes that cover 1x1, 1xN, Nx1, odd and stage-like planes.
+const SIZES: [(usize, usize); 14] = [
+    (1, 1),
+    (1, 9),
+    (9, 1),
+    (2, 2),
+    (3, 5),
+    (7, 7),
+    (5, 13),
+    (14, 14),
+    (13, 17),
+    (28, 28),
+    (17, 33),
+    (56, 56),
+    (4, 37),
+    (31, 6),
+];
+
+fn levels() -> Vec<Level> {
+    let all = Level::available();
+    assert!(all.iter().any(|l| l.name() == "scalar"));
+    assert_eq!(all[0].name(), portable::isa());
+    all
+}
+
+#[test]
+fn isa_reports_a_known_level() {
+    assert!(["avx512", "avx2+fma", "scalar"].contains(&portable::isa()));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(Level::avx2_fma().is_some());
+        assert_ne!(portable::isa(), "scalar");
+    }
+    assert_eq!(Level::scalar().name(), "scalar");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_pointwise(
+    level: Level,
+    rng: &mut Rng,
+    groups: usize,
+    k: usize,
+    m: usize,
+    in_rows: &[u32],
+    cin: usize,
+    stride: usize,
+    calls: &[(std::ops::Range<usize>, usize, usize)],
+    epilogue: Epilogue,
+) {
+    let w = rng.vec(groups * m * k);
+    let packed = pack_pointwise(groups, m, k, &w);
+    let bias = rng.vec(groups * m);
+    let input = Guarded::new(&rng.vec(cin * stride));
+    let p = Pointwise {
+        groups,
+        k,
+        m,
+        weights: &packed,
+        bias: &bias,
+        in_rows,
+        epilogue,
+    };
+    for (panels, first, count) in calls {
+        let call = PointwiseCall {
+            input: PixelSpan {
+                stride,
+                start: *first,
+            },
+            output: PixelSpan {
+                stride,
+                start: *first,
+            },
+            count: *count,
+            panels: panels.clone(),
+        };
+        let chans = p.channels_of(panels);
+        let out0 = rng.vec((chans.len() - 1) * stride + first + count);
+        let what = format!(
+            "{} pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?}",
+            level.name()
+        );
+        compare(
+            &what,
+            &out0,
+            |o| portable::pointwise_at(level, &p, input.get(), o, &call),
+            |o| scalar::pointwise::pointwise(&p, input.get(), o, &call),
+        );
+    }
+}
+
+#[test]
+fn pointwise_every_level() {
+    for level in levels() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut shapes = vec![
+            (1, 24, 60),
+            (3, 20, 80),
+            (3, 20, 72),
+            (3, 40, 160),
+            (3, 80, 320),
+            (8, 6, 48),
+            (8, 12, 48),
+            (4, 17, 68),
+            (2, 25, 100),
+            (1, 36, 144),
+        ];
+        for _ in 0..40 {
+            shapes.push((
+                rng.pick(&[1, 2, 3, 4, 8]),
+                1 + rng.below(70),
+                1 + rng.below(40),
+            ));
+        }
+        for (i, &(groups, k, m)) in shapes.iter().enumerate() {
+            let pixels = rng.pick(&[1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 24, 49, 196, 785]);
+            let extra = rng.below(5);
+            let stride = pixels + extra;
+            let cin = groups * k + rng.below(3);
+            let in_rows: Vec<u32> = if i % 2 == 0 && cin == groups * k {
+                shuffle_table(cin, groups)
+            } else {
+                (0..groups * k).map(|_| rng.below(cin) as u32).collect()
+            };
+            let epilogue = Epilogue {
+                accumulate: rng.below(2) == 1,
+                relu: rng.below(2) == 1,
+            };
+            let total = groups * m.div_ceil(MR);
+            let lo = rng.below(total);
+            let hi = lo + 1 + rng.below(total - lo);
+            let start = rng.below(extra + 1);
+            let sub = stride - start - rng.below(stride - start);
+            let calls = [(0..total, 0, pixels), (lo..hi, start, sub)];
+            check_pointwise(
+                level, &mut rng, groups, k, m, &in_rows, cin, stride, &calls, epilogue,
+            );
+        }
+    }
+}
+
+/// Every pixel count up to three AVX-512 tiles plus a tail, every row count of a
+/// panel pair, every epilogue: all the tile and tail combinations.
+#[test]
+fn pointwise_tiles_and_tails() {
+    for level in levels() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        for m in 1..=17usize {
+            for count in (1..=50).chain([95, 96, 97]) {
+                let (groups, k) = (2, 1 + rng.below(9));
+                let stride = count + rng.below(3);
+                let in_rows = shuffle_table(groups * k, groups);
+                let total = groups * m.div_ceil(MR);
+                let epilogue = Epilogue {
+                    accumulate: count % 2 == 0,
+                    relu: count % 3 == 0,
+                };
+                let calls = [(0..total, 0, count), (1..total, stride - count, count)];
+                let calls = if total > 1 { &calls[..] } else { &calls[..1] };
+                check_pointwise(
+                    level,
+                    &mut rng,
+                    groups,
+                    k,
+                    m,
+                    &in_rows,
+                    groups * k,
+                    stride,
+                    calls,
+                    epilogue,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dwconv3x3_every_level() {
+    for level in levels() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut sizes = SIZES.to_vec();
+        // Widths around the vector lengths (8, 16), and planes large enough to be
+        // cut into several bands of rows (stride 1 and 2).
+        sizes.extend([(2, 8), (3, 16), (4, 17), (5, 15), (6, 33), (1, 40), (2, 7)]);
+        sizes.extend([(150, 97), (97, 150), (333, 41)]);
+        for &(h, w) in &sizes {
+            for stride in [1, 2] {
+                for (pt, pl, pb, pr) in [
+                    (1, 1, 1, 1),
+                    (0, 0, 1, 1),
+                    (1, 1, 0, 0),
+                    (0, 0, 0, 0),
+                    (2, 2, 2, 2),
+                    (0, 1, 1, 0),
+                    (2, 1, 0, 3),
+                ] {
+                    if h + pt + pb < 3 || w + pl + pr < 3 {
+                        continue;
+                    }
+                    let (oh, ow) = (out_len(h, stride, pt, pb), out_len(w, stride, pl, pr));
+                    let channels = 1 + rng.below(6);
+                    let (in_stride, out_stride) = (h * w + rng.below(3), oh * ow + rng.below(3));
+                    let geom = PlaneGeom {
+                        in_h: h,
+                        in_w: w,
+                        in_stride,
+                        out_h: oh,
+                        out_w: ow,
+                        out_stride,
+                        pad_top: pt,
+                        pad_left: pl,
+                    };
+                    let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
+                    let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
+                    let p = Depthwise3x3 {
+                        stride,
+                        weights: &weights,
+                        bias: &bias,
+                        relu: rng.below(2) == 1,
+                    };
+                    let first = rng.below(channels);
+                    let range = first..channels;
+                    let out0 = rng.vec((range.len() - 1) * out_stride + oh * ow);
+                    let what = format!(
+                        "{} dwconv3x3 {h}x{w} s{stride} pads {pt},{pl},{pb},{pr} ch {range:?}",
+                        level.name()
+                    );
+                    compare(
+                        &what,
+                        &out0,
+                        |o| portable::dwconv3x3_at(level, &p, &geom, input.get(), o, range.clone()),
+                        |o| scalar::dwconv3x3::dwconv3x3(&p, &geom, input.get(), o, range.clone()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_every_level() {
+    for level in levels() {
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let cases = [
+            (3, 24, 1, 3, 2, 1),
+            (3, 12, 1, 3, 2, 1),
+            (3, 16, 1, 3, 2, 1),
+            (3, 48, 1, 3, 2, 1),
+            (3, 6, 1, 3, 2, 1),
+            (3, 24, 1, 3, 2, 0),
+            (3, 24, 1, 3, 2, 2),
+            (3, 24, 1, 3, 1, 1),
+            (5, 9, 1, 3, 1, 0),
+            (4, 6, 2, 3, 1, 0),
+            (6, 6, 3, 5, 2, 2),
+            (5, 7, 1, 1, 1, 0),
+            (2, 3, 1, 2, 2, 1),
+        ];
+        for &(cin, cout, groups, k, stride, pad) in &cases {
+            for &(h, w) in SIZES.iter().chain(&[(9, 40), (5, 47)]) {
+                if h + 2 * pad < k || w + 2 * pad < k {
+                    continue;
+                }
+                let (oh, ow) = (
+                    (h + 2 * pad - k) / stride + 1,
+                    (w + 2 * pad - k) / stride + 1,
+                );
+                let geom = PlaneGeom {
+                    in_h: h,
+                    in_w: w,
+                    in_stride: h * w,
+                    out_h: oh,
+                    out_w: ow,
+                    out_stride: oh * ow,
+                    pad_top: pad,
+                    pad_left: pad,
+                };
+                let input = Guarded::new(&rng.vec(cin * h * w));
+                let weights = rng.vec(cout * cin / groups * k * k);
+                let bias = rng.vec(cout);
+                let p = Conv2d {
+                    cin,
+                    cout,
+                    groups,
+                    kh: k,
+                    kw: k,
+                    stride_h: stride,
+                    stride_w: stride,
+                    weights: &weights,
+                    bias: &bias,
+                    relu: rng.below(2) == 1,
+                };
+                let lo = rng.below(cout);
+                for range in [0..cout, lo..cout] {
+                    let out0 = rng.vec(range.len() * oh * ow);
+                    let what = format!(
+                        "{} conv2d {cin}->{cout}/{groups} k{k} s{stride} p{pad} {h}x{w} {range:?}",
+                        level.name()
+                    );
+                    compare(
+                        &what,
+                        &out0,
+                        |o| portable::conv2d_at(level, &p, &geom, input.get(), o, range.clone()),
+                        |o| scalar::conv2d::conv2d(&p, &geom, input.get(), o, range.clone()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+const KINDS: [PoolKind; 3] = [
+    PoolKind::Max,
+    PoolKind::Avg {
+        count_include_pad: true,
+    },
+    PoolKind::Avg {
+        count_include_pad: false,
+    },
+];
+
+#[test]
+fn pool_every_level() {
+    for level in levels() {
+        let mut rng = Rng(0x0bad_cafe_1234_5678);
+        for &(h, w) in SIZES
+            .iter()
+            .chain(&[(3, 16), (5, 17), (4, 33), (150, 97), (333, 41)])
+        {
+            for kind in KINDS {
+                for (k, stride, pt, pl, pb, pr) in [
+                    (3, 2, 1, 1, 1, 1),
+                    (3, 2, 0, 0, 1, 1),
+                    (3, 2, 0, 0, 0, 0),
+                    (3, 1, 1, 1, 1, 1),
+                    (2, 2, 0, 0, 0, 0),
+                    (3, 2, 1, 1, 2, 2),
+                    (3, 2, 2, 2, 0, 3),
+                    (3, 1, 2, 0, 2, 1),
+                ] {
+                    if h + pt + pb < k || w + pl + pr < k {
+                        continue;
+                    }
+                    let (oh, ow) = (
+                        (h + pt + pb - k) / stride + 1,
+                        (w + pl + pr - k) / stride + 1,
+                    );
+                    let channels = 1 + rng.below(5);
+                    let (in_stride, out_stride) = (h * w + rng.below(3), oh * ow + rng.below(3));
+                    let geom = PlaneGeom {
+                        in_h: h,
+                        in_w: w,
+                        in_stride,
+                        out_h: oh,
+                        out_w: ow,
+                        out_stride,
+                        pad_top: pt,
+                        pad_left: pl,
+                    };
+                    let p = Pool {
+                        kind,
+                        kh: k,
+                        kw: k,
+                        stride_h: stride,
+                        stride_w: stride,
+                        pad_bottom: pb,
+                        pad_right: pr,
+                    };
+                    let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
+                    let first = rng.below(channels);
+                    let range = first..channels;
+                    let out0 = rng.vec((range.len() - 1) * out_stride + oh * ow);
+                    let what = format!(
+                        "{} pool {kind:?} k{k} s{stride} pads {pt},{pl},{pb},{pr} {h}x{w}",
+                        level.name()
+                    );
+                    compare(
+                        &what,
+                        &out0,
+                        |o| portable::pool_at(level, &p, &geom, input.get(), o, range.clone()),
+                        |o| scalar::pool::pool(&p, &geom, input.get(), o, range.clone()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Max pool propagates a NaN to exactly the windows that hold it, and an infinity
+/// stays an infinity, at every level, as the scalar twin does.
+#[test]
+fn max_pool_propagates_nan() {
+    for level in levels() {
+        let (h, w) = (13, 21);
+        for stride in [1, 2] {
+            let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
+            let geom = PlaneGeom {
+                in_h: h,
+                in_w: w,
+                in_stride: h * w,
+                out_h: oh,
+                out_w: ow,
+                out_stride: oh * ow,
+                pad_top: 1,
+                pad_left: 1,
+            };
+            let p = Pool {
+                kind: PoolKind::Max,
+                kh: 3,
+                kw: 3,
+                stride_h: stride,
+                stride_w: stride,
+                pad_bottom: 1,
+                pad_right: 1,
+            };
+            let mut input: Vec<f32> = (0..h * w).map(|i| (i % 17) as f32 - 8.0).collect();
+            input[5 * w + 9] = f32::NAN;
+            input[10 * w + 20] = f32::INFINITY;
+            input[0] = f32::NEG_INFINITY;
+            let mut got = vec![0.0; oh * ow];
+            let mut want = vec![0.0; oh * ow];
+            portable::pool_at(level, &p, &geom, &input, &mut got, 0..1).unwrap();
+            scalar::pool::pool(&p, &geom, &input, &mut want, 0..1).unwrap();
+            let nans = want.iter().filter(|v| v.is_nan()).count();
+            assert!(nans > 0);
+            for (i, (g, v)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()) || g == v,
+                    "{} s{stride} element {i}: got {g}, want {v}",
+                    level.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gap_fc_every_level() {
+    for level in levels() {
+        let mut rng = Rng(0x5151_5151_7272_7272);
+        for (channels, hw, outputs) in [
+            (1, 1, 1),
+            (7, 49, 10),
+            (60, 50, 1000),
+            (960, 49, 1000),
+            (13, 3, 5),
+            (240, 1, 17),
+            (5, 33, 7),
+            (3, 65, 6),
+        ] {
+            let stride = hw + rng.below(3);
+            let planes = Planes {
+                channels,
+                hw,
+                stride,
+            };
+            let input = Guarded::new(&rng.vec((channels - 1) * stride + hw));
+            let (weights, bias) = (rng.vec(channels * outputs), rng.vec(outputs));
+            let fc = Fc {
+                inputs: channels,
+                outputs,
+                weights: &weights,
+                bias: &bias,
+            };
+            let mut pooled_a = vec![0.0; channels];
+            let mut pooled_b = vec![0.0; channels];
+            let name = level.name();
+            compare(
+                &format!("{name} gap_fc {channels}x{hw} -> {outputs}"),
+                &rng.vec(outputs),
+                |o| portable::gap_fc_at(level, &fc, &planes, input.get(), &mut pooled_a, o),
+                |o| scalar::gap_fc::gap_fc(&fc, &planes, input.get(), &mut pooled_b, o),
+            );
+            compare(
+                &format!("{name} global_avg_pool {channels}x{hw}"),
+                &rng.vec(channels),
+                |o| portable::global_avg_pool_at(level, &planes, input.get(), o),
+                |o| scalar::gap_fc::global_avg_pool(&planes, input.get(), o),
+            );
+            let x = Guarded::new(&rng.vec(channels));
+            compare(
+                &format!("{name} fc {channels} -> {outputs}"),
+                &rng.vec(outputs),
+                |o| portable::fc_at(level, &fc, x.get(), o),
+                |o| scalar::gap_fc::fc(&fc, x.get(), o),
+            );
+        }
+    }
+}
+
+#[test]
+fn every_level_refuses_short_buffers() {
+    for level in levels() {
+        let w = pack_pointwise(1, 8, 4, &[0.5; 32]);
+        let p = Pointwise {
+            groups: 1,
+            k: 4,
+            m: 8,
+            weights: &w,
+            bias: &[0.0; 8],
+            in_rows: &[0, 1, 2, 3],
+            epilogue: Epilogue::default(),
+        };
+        let span = PixelSpan {
+            stride: 10,
+            start: 0,
+        };
+        let call = PointwiseCall {
+            input: span,
+            output: span,
+            count: 10,
+            panels: 0..1,
+        };
+        let mut out = vec![0.0; 80];
+        assert!(portable::pointwise_at(level, &p, &[0.0; 39], &mut out, &call).is_err());
+        assert!(portable::pointwise_at(level, &p, &[0.0; 40], &mut out[..79], &call).is_err());
+        let geom = PlaneGeom {
+            in_h: 4,
+            in_w: 4,
+            in_stride: 16,
+            out_h: 2,
+            out_w: 2,
+            out_stride: 4,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        let dw = Depthwise3x3 {
+            stride: 2,
+            weights: &[0.0; 18],
+            bias: &[0.0; 2],
+            relu: false,
+        };
+        assert!(
+            portable::dwconv3x3_at(level, &dw, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err()
+        );
+        assert!(
+            portable::dwconv3x3_at(level, &dw, &geom, &[0.0; 32], &mut [0.0; 7], 0..2).is_err()
+        );
+        let pool = Pool {
+            kind: PoolKind::Max,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_bottom: 1,
+            pad_right: 1,
+        };
+        assert!(portable::pool_at(level, &pool, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err());
+        let conv = Conv2d {
+            cin: 2,
+            cout: 2,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            weights: &[0.0; 36],
+            bias: &[0.0; 2],
+            relu: false,
+        };
+        assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err());
+        assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 32], &mut [0.0; 7], 0..2).is_err());
+        assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 32], &mut [0.0; 8], 0..2).is_ok());
+    }
+}

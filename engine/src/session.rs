@@ -97,13 +97,38 @@ impl Session {
         } else {
             None
         };
-        Ok(Session {
+        let mut session = Session {
             model,
             plan,
             arena,
             options,
             pool,
-        })
+        };
+        session.warm_up()?;
+        Ok(session)
+    }
+
+    /// Runs the network twice on every thread that will run kernels, so the
+    /// kernels' per-thread scratch pools reach their final size now and `run`
+    /// allocates nothing. (A single-threaded session moved to another thread
+    /// sizes that thread's pools on its first run.)
+    fn warm_up(&mut self) -> Result<(), Error> {
+        let zeros = vec![0.0; self.input_len()];
+        let mut out = vec![0.0; self.output_len()];
+        let (plan, model) = (&self.plan, &*self.model);
+        let warm = |arena: &mut [f32], out: &mut [f32]| -> Result<(), Error> {
+            for _ in 0..2 {
+                exec::execute(plan, model.program(), model, arena, &zeros, out, 1)?;
+            }
+            Ok(())
+        };
+        match &self.pool {
+            Some(pool) => pool
+                .broadcast(|_| warm(&mut vec![0.0; plan.layout.peak], &mut vec![0.0; out.len()]))
+                .into_iter()
+                .collect(),
+            None => warm(&mut self.arena, &mut out),
+        }
     }
 
     /// Runs one inference: `input` holds `C * H * W` values in the model's input

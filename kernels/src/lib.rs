@@ -17,6 +17,7 @@ pub mod neon;
 pub mod params;
 pub mod portable;
 pub mod scalar;
+pub mod scratch;
 
 pub use error::KernelError;
 pub use params::*;

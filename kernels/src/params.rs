@@ -179,8 +179,21 @@ pub struct PointwiseCall {
 /// Packs grouped 1x1 weights `w[groups * m][k]` (row-major) into `MR`-row panels,
 /// k-major inside a panel, rows past `m` zero-filled.
 pub fn pack_pointwise(groups: usize, m: usize, k: usize, w: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; packed_len(groups, m, k)];
+    pack_pointwise_into(groups, m, k, w, &mut out);
+    out
+}
+
+/// Floats of the packed form of `groups` groups of `m x k` weights.
+pub fn packed_len(groups: usize, m: usize, k: usize) -> usize {
+    groups * m.div_ceil(MR) * k * MR
+}
+
+/// [`pack_pointwise`] into a caller's buffer of [`packed_len`] floats (which it
+/// overwrites entirely).
+pub fn pack_pointwise_into(groups: usize, m: usize, k: usize, w: &[f32], out: &mut [f32]) {
     let ppg = m.div_ceil(MR);
-    let mut out = vec![0.0; groups * ppg * k * MR];
+    out.fill(0.0);
     for g in 0..groups {
         for j in 0..ppg {
             let panel = &mut out[(g * ppg + j) * k * MR..][..k * MR];
@@ -192,7 +205,6 @@ pub fn pack_pointwise(groups: usize, m: usize, k: usize, w: &[f32]) -> Vec<f32> 
             }
         }
     }
-    out
 }
 
 /// Geometry of a per-plane window operation (depthwise conv, pool, direct conv).

@@ -17,7 +17,8 @@
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
 use super::simd::{Kernel, Level, SimdExt};
-use crate::{pack_pointwise, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
+use crate::scratch;
+use crate::{pack_pointwise_into, packed_len, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
 use std::ops::Range;
 
 /// Computes output channels `out_channels` with the best level of this CPU; the
@@ -54,11 +55,13 @@ pub fn conv2d_at(
         return Ok(());
     }
     let kdim = p.cin * 9;
-    let packed = pack_pointwise(
+    let mut packed = scratch::take(packed_len(1, out_channels.len(), kdim), 0.0f32);
+    pack_pointwise_into(
         1,
         out_channels.len(),
         kdim,
         &p.weights[out_channels.start * kdim..out_channels.end * kdim],
+        &mut packed,
     );
     let gemm = Pointwise {
         groups: 1,
@@ -109,12 +112,12 @@ impl Kernel for Op<'_, '_> {
         let kdim = gemm.k;
         // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row. All
         // start as padding (zero); copies only write input columns.
-        let mut buf = vec![0.0f32; (3 * p.cin + 1) * len];
+        let mut buf = scratch::take((3 * p.cin + 1) * len, 0.0f32);
         let pad_slot = 3 * p.cin;
-        let mut rows: Vec<*const f32> = vec![core::ptr::null(); kdim];
-        let mut slots = vec![pad_slot; 3 * p.cin];
+        let mut rows = scratch::take(kdim, core::ptr::null::<f32>());
+        let mut slots = scratch::take(3 * p.cin, pad_slot);
         // The row table moved to the tail pixels.
-        let mut shifted: Vec<*const f32> = vec![core::ptr::null(); kdim];
+        let mut shifted = scratch::take(kdim, core::ptr::null::<f32>());
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
         let in_hw = g.in_h * g.in_w;
         let out_w = g.out_w;
@@ -154,7 +157,7 @@ impl Kernel for Op<'_, '_> {
             // validated the output planes of every computed channel.
             let px = unsafe { pixels(simd, gm, 0, 0, gemm.m, out_w) };
             if px < out_w {
-                for (a, r) in shifted.iter_mut().zip(&rows) {
+                for (a, r) in shifted.iter_mut().zip(rows.iter()) {
                     *a = r.wrapping_add(px);
                 }
                 let gm = Gemm {

@@ -49,6 +49,7 @@
 //! ReLU, in any combination.
 
 use super::simd::{load, store, Kernel, Level, SimdExt, MAX_LANES};
+use crate::scratch;
 use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU.
@@ -413,14 +414,15 @@ impl Kernel for Op<'_, '_> {
         // extent of every channel's run).
         let out_base = output.as_mut_ptr();
         let (ostride, ostart) = (call.output.stride, call.output.start);
-        let mut rows: Vec<*const f32> = Vec::with_capacity(k);
+        let mut rows = scratch::take(0, core::ptr::null::<f32>());
         // Fewer than one vector of pixels at the end: zero-padded scratch rows.
         let tail = count % l;
-        let mut tail_in = vec![0.0f32; if tail > 0 { k * l } else { 0 }];
+        let mut tail_in = scratch::take(if tail > 0 { k * l } else { 0 }, 0.0f32);
         let tail_ptr = tail_in.as_mut_ptr();
-        let tail_rows: Vec<*const f32> = (0..if tail > 0 { k } else { 0 })
-            .map(|kk| tail_ptr.wrapping_add(kk * l).cast_const())
-            .collect();
+        let mut tail_rows = scratch::take(0, core::ptr::null::<f32>());
+        tail_rows.extend(
+            (0..if tail > 0 { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
+        );
         let first_group = call.panels.start / ppg;
         let last_group = (call.panels.end - 1) / ppg;
         for g in first_group..=last_group {

@@ -17,6 +17,7 @@
 
 use super::rows::Flat;
 use super::simd::{load, store, Kernel, Level, SimdExt};
+use crate::scratch;
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
@@ -176,8 +177,9 @@ impl Kernel for Op<'_> {
         let mut fl = Flat::new(st, g, l, if max { f32::NEG_INFINITY } else { 0.0 }, max);
         let taps = fl.taps();
         // Average: reciprocal counts per column (whole vectors) and per row.
-        let (inv_col, inv_rows): (Vec<f32>, Vec<f32>) = match p.kind {
-            PoolKind::Max => (Vec::new(), Vec::new()),
+        let (mut inv_col, mut inv_rows) = (scratch::take(0, 0.0f32), scratch::take(0, 0.0f32));
+        match p.kind {
+            PoolKind::Max => {}
             PoolKind::Avg { count_include_pad } => {
                 let cols = (0..g.out_w.div_ceil(l) * l).map(|x| {
                     if x >= g.out_w {
@@ -195,9 +197,10 @@ impl Kernel for Op<'_> {
                         recip(count(y, st, g.pad_top, g.in_h))
                     }
                 });
-                (cols.collect(), rows.collect())
+                inv_col.extend(cols);
+                inv_rows.extend(rows);
             }
-        };
+        }
         let scale = if max {
             None
         } else {

@@ -17,6 +17,7 @@
 //! from memory once per plane (plus the rows shared at band boundaries).
 
 use super::simd::{copy_small, fill, load, store, SimdExt};
+use crate::scratch::{self, Scratch};
 
 /// Geometry of one prepared row.
 #[derive(Clone, Copy, Debug)]
@@ -198,12 +199,12 @@ pub(crate) struct Flat {
     band: usize,
     /// Floats per prepared plane.
     plane_len: usize,
-    buf: Vec<f32>,
-    out: Vec<f32>,
+    buf: Scratch<f32>,
+    out: Scratch<f32>,
     pad: f32,
     /// Per padded row of the band: the input row holds a NaN or an infinity (when
     /// tracked).
-    flags: Vec<bool>,
+    flags: Scratch<bool>,
     track: bool,
 }
 
@@ -234,10 +235,10 @@ impl Flat {
             wq,
             band,
             plane_len,
-            buf: vec![pad; planes * plane_len],
-            out: vec![0.0; band * wq + lanes],
+            buf: scratch::take(planes * plane_len, pad),
+            out: scratch::take(band * wq + lanes, 0.0),
             pad,
-            flags: vec![false; (band - 1) * st + 3],
+            flags: scratch::take((band - 1) * st + 3, false),
             track,
         }
     }

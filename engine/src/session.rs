@@ -7,6 +7,7 @@
 
 use crate::exec::{
     self, ExecOptions, ExecPlan, SessionError, DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES,
+    DEFAULT_PIPELINE_MIN_BYTES,
 };
 use crate::model::Model;
 use crate::program::Program;
@@ -24,6 +25,9 @@ pub struct SessionOptions {
     pub stream: bool,
     /// Cache budget of one streamed chain's band buffers, in bytes.
     pub band_bytes: usize,
+    /// Run the whole network as a row pipeline when a tensor has at least this
+    /// many bytes (`usize::MAX`: never).
+    pub pipeline_min_bytes: usize,
 }
 
 impl Default for SessionOptions {
@@ -33,6 +37,7 @@ impl Default for SessionOptions {
             max_arena_bytes: DEFAULT_MAX_ARENA_BYTES,
             stream: true,
             band_bytes: DEFAULT_BAND_BYTES,
+            pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
         }
     }
 }
@@ -75,6 +80,7 @@ impl Session {
             max_arena_bytes: options.max_arena_bytes,
             stream: options.stream,
             band_bytes: options.band_bytes,
+            pipeline_min_bytes: options.pipeline_min_bytes,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
         let mut arena = Vec::new();

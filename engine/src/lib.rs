@@ -9,9 +9,11 @@
 //! - [`arena`] and [`exec`]: binding a program to an input size and running it;
 //! - [`model_file`]: the model file format (write, inspect);
 //! - [`model`]: a loaded, validated model whose weights are read in place;
-//! - [`session`]: a model bound to an input size, with its arena.
+//! - [`session`]: a model bound to an input size, with its arena;
+//! - [`capi`]: the C API over models and sessions (`engine/include/shufflenet.h`).
 
 pub mod arena;
+pub mod capi;
 pub mod complexity;
 mod error;
 pub mod exec;

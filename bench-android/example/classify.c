@@ -16,9 +16,11 @@
  * With INPUT_NPY_OUT it also writes the preprocessed input as a float32 .npy, which
  * `shufflenet run MODEL --input INPUT_NPY_OUT` accepts (the test compares the two).
  *
- * Build (host): cc -O2 -I engine/include classify.c \
- *                  target/release/libshufflenet.a -lpthread -ldl -lm -o classify
- * Build (Android NDK): aarch64-linux-android24-clang ... libshufflenet.a -llog -ldl -lm
+ * Build (host):    cc -O2 -I engine/include classify.c \
+ *                     target/release/libshufflenet.a -lpthread -ldl -lm -o classify
+ * Build (Android): $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android24-clang \
+ *                     -O2 -I bench-android/out classify.c bench-android/out/libshufflenet.a \
+ *                     -llog -lunwind -ldl -lm -o classify
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>

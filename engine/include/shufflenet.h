@@ -1,11 +1,12 @@
 /*
  * shufflenet.h: the C API of the shufflenet engine (ShuffleNet v1 inference).
  *
- * Link with the static library built by
- *   cargo build --release --target <triple> -p engine
- * (target/<triple>/release/libshufflenet.a), plus the system libraries Rust's
- * standard library needs: -lpthread -ldl -lm on Linux (glibc), -llog on Android
- * (`rustc --print native-static-libs` lists them).
+ * Link with the static library libshufflenet.a (bench-android/build.sh builds it
+ * for arm64-v8a with LTO; `cargo build --release --target <triple> -p engine`
+ * also produces one, without LTO), plus the system libraries Rust's standard
+ * library needs (`rustc --print native-static-libs` lists them):
+ *   Android (NDK clang):  -llog -lunwind -ldl -lm
+ *   Linux glibc:          -lgcc_s -lpthread -ldl -lm
  *
  * Conventions
  * - Handles (sn_model, sn_session) are opaque. Functions that create one write it

@@ -134,7 +134,7 @@ else
       r=$(json_field resolution <<< "$line")
       printf '%s\t%s\t%s\t%s\n' "$s" "$r" "$(json_field mflops <<< "$line")" \
         "$(json_field median_ms <<< "$line")" >> "$rows"
-      echo "  ${s}x $r: $(json_field median_ms <<< "$line") ms"
+      printf '  %sx %s: %.3f ms\n' "$s" "$r" "$(json_field median_ms <<< "$line")"
     done < "$results/$name.json"
   done
 fi

@@ -121,8 +121,8 @@ int main(int argc, char **argv) {
     sn_layout layout;
     size_t h, w, c, in_len, out_len, count, i, k, y, x;
     float mean[3] = {0, 0, 0}, scale[3] = {1.0f / 255, 1.0f / 255, 1.0f / 255};
-    unsigned char *rgb;
-    float *input, *output;
+    unsigned char *rgb = NULL;
+    float *input = NULL, *output = NULL;
     double times[RUNS], t;
     size_t top[TOP];
     int rc = 1;
@@ -138,16 +138,25 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    if ((st = sn_model_open(argv[1], &model)) != SN_OK) return fail("open model", st);
+    /* Every error path below goes to `done`, which frees what exists: the free
+     * functions accept NULL handles. */
+    if ((st = sn_model_open(argv[1], &model)) != SN_OK) {
+        fail("open model", st);
+        goto done;
+    }
     if ((st = sn_model_input_layout(model, &layout)) != SN_OK ||
-        (st = sn_model_input_channels(model, &c)) != SN_OK)
-        return fail("query model", st);
+        (st = sn_model_input_channels(model, &c)) != SN_OK) {
+        fail("query model", st);
+        goto done;
+    }
     if (c != 3) {
         fprintf(stderr, "classify: the model takes %lu channels, not RGB\n", (unsigned long)c);
-        return 1;
+        goto done;
     }
-    st = sn_model_preprocess(model, mean, scale, 3, &count);
-    if (st != SN_OK) return fail("preprocessing", st);
+    if ((st = sn_model_preprocess(model, mean, scale, 3, &count)) != SN_OK) {
+        fail("preprocessing", st);
+        goto done;
+    }
     if (count == 0) { /* none recorded: x / 255 */
         for (k = 0; k < 3; k++) {
             mean[k] = 0.0f;
@@ -155,16 +164,15 @@ int main(int argc, char **argv) {
         }
     }
 
-    rgb = read_exact(argv[2], h * w * 3);
-    if (!rgb) return 1;
+    if (!(rgb = read_exact(argv[2], h * w * 3))) goto done;
     if ((st = sn_session_create(model, h, w, 1, &session)) != SN_OK) {
-        free(rgb);
-        return fail("create session", st);
+        fail("create session", st);
+        goto done;
     }
     if ((st = sn_session_input_len(session, &in_len)) != SN_OK ||
         (st = sn_session_output_len(session, &out_len)) != SN_OK) {
-        free(rgb);
-        return fail("query session", st);
+        fail("query session", st);
+        goto done;
     }
     input = malloc(in_len * sizeof *input);
     output = malloc(out_len * sizeof *output);

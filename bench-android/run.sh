@@ -148,11 +148,11 @@ awk -F'\t' -v models="$models" -v sizes="$resolutions" '
   { v[$1 "@" $2] = $4; f[$1 "@" $2] = $3 }
   END {
     nm = split(models, M, ","); ns = split(sizes, S, ",")
-    printf "%-10s %12s", "model", "MFLOPs"
+    printf "%-10s %16s", "model", "MFLOPs@" S[1]
     for (j = 1; j <= ns; j++) printf " %12s", S[j]
     printf "\n"
     for (i = 1; i <= nm; i++) {
-      printf "%-10s %12s", M[i] "x", ((M[i] "@" S[1]) in f) ? sprintf("%.1f", f[M[i] "@" S[1]]) : "-"
+      printf "%-10s %16s", M[i] "x", ((M[i] "@" S[1]) in f) ? sprintf("%.1f", f[M[i] "@" S[1]]) : "-"
       for (j = 1; j <= ns; j++) {
         k = M[i] "@" S[j]
         printf " %12s", (k in v && v[k] != "") ? sprintf("%.2f", v[k]) : "-"
@@ -161,11 +161,11 @@ awk -F'\t' -v models="$models" -v sizes="$resolutions" '
     }
     if (nm < 2) exit
     printf "\nmeasured ratio (FLOP ratio)\n"
-    printf "%-10s %12s", "", ""
+    printf "%-10s %16s", "", ""
     for (j = 1; j <= ns; j++) printf " %12s", S[j]
     printf "\n"
     for (i = 2; i <= nm; i++) {
-      printf "%-10s %12s", M[i] "x/" M[i-1] "x", ""
+      printf "%-10s %16s", M[i] "x/" M[i-1] "x", ""
       for (j = 1; j <= ns; j++) {
         a = M[i-1] "@" S[j]; b = M[i] "@" S[j]
         if ((a in v) && (b in v) && v[a] > 0 && f[a] > 0)

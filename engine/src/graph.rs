@@ -308,6 +308,13 @@ impl fmt::Display for Shape {
     }
 }
 
+/// Largest graph accepted: nodes plus node inputs (a ShuffleNet has about 330).
+/// Planning takes time quadratic in the graph's size, so this bound keeps a hostile
+/// ONNX file from stalling the planner. It is half of
+/// [`crate::program::MAX_STEPS`]: a node lowers to at most one step plus a copy per
+/// input (and the output may need one more copy), so every valid graph lowers.
+pub const MAX_GRAPH_SIZE: usize = 1 << 11;
+
 /// Output extent of a window operation along one axis, `None` if the window does
 /// not fit. `ceil` follows ONNX/PyTorch: round up, but never start a window inside
 /// the trailing padding.
@@ -345,6 +352,13 @@ impl Graph {
     /// Checks the structure: value indices, execution order, channel counts,
     /// parameter lengths. Every graph is validated before it is planned or run.
     pub fn validate(&self) -> Result<(), GraphError> {
+        let inputs: usize = self.nodes.iter().map(|n| n.inputs.len()).sum();
+        if self.nodes.len().saturating_add(inputs) > MAX_GRAPH_SIZE {
+            return Err(GraphError::Structure(format!(
+                "{} nodes with {inputs} inputs: at most {MAX_GRAPH_SIZE} nodes and inputs together are supported",
+                self.nodes.len()
+            )));
+        }
         if self.values.is_empty() {
             return Err(GraphError::Structure("no input value".into()));
         }

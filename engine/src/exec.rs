@@ -521,7 +521,7 @@ fn run_step<T: TensorSource + ?Sized>(
                     for v in out.iter_mut() {
                         *v += *v;
                         if relu {
-                            *v = v.max(0.0);
+                            *v = kernels::scalar::relu(*v);
                         }
                     }
                 } else {

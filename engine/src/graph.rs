@@ -198,7 +198,7 @@ pub enum Op {
     Conv(Conv),
     /// Batch normalisation.
     BatchNorm(BatchNorm),
-    /// `max(x, 0)`.
+    /// `max(x, 0)`; a NaN stays NaN (see [`kernels::scalar::relu`]).
     Relu,
     /// Channel shuffle with `groups` groups of `n = C / groups`:
     /// `y[i] = x[(i % groups) * n + i / groups]` (the paper's reshape to

@@ -387,3 +387,18 @@ fn npy_shapes_claiming_more_than_the_file_holds_are_refused() {
     v2[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(parse_within_budget(&v2), Err(NpyError::Format(_))));
 }
+
+#[test]
+fn npy_arrays_with_thousands_of_dimensions_round_trip() {
+    // Version 1.0 stores the header length in 16 bits: a header over 64 KiB (here
+    // 30000 dimensions) must be written as version 2.0, not with a truncated length.
+    for dims in [1, 16, 20_000, 30_000] {
+        let mut shape = vec![1usize; dims];
+        shape[0] = 2;
+        let bytes = npy::to_bytes(&shape, &[1.5, -2.5]);
+        assert_eq!((bytes.len() - 8) % 64, 0, "the data starts 64-byte aligned");
+        let a = parse_within_budget(&bytes).unwrap_or_else(|e| panic!("{dims} dims: {e}"));
+        assert_eq!(a.shape, shape);
+        assert_eq!(a.data, [1.5, -2.5]);
+    }
+}

@@ -464,6 +464,9 @@ impl TensorSource for [TensorData] {
 /// Largest channel count of a buffer, so sizes stay far from overflow.
 pub const MAX_CHANNELS: u32 = 1 << 20;
 
+/// Largest kernel or pooling window height or width.
+pub const MAX_WINDOW: usize = 16;
+
 /// Most steps a program may have (a ShuffleNet needs about 55). Binding a program to
 /// an input size takes time quadratic in its steps and buffers, so this bound keeps a
 /// hostile model file from stalling [`crate::session::Session::new`]. It is twice
@@ -668,7 +671,13 @@ impl Program {
                 if groups == 0 || input.channels % groups != 0 || output.channels % groups != 0 {
                     return Err("channels do not divide by groups".into());
                 }
-                if kh == 0 || kw == 0 || kh > 16 || kw > 16 || stride.0 == 0 || stride.1 == 0 {
+                if kh == 0
+                    || kw == 0
+                    || kh as usize > MAX_WINDOW
+                    || kw as usize > MAX_WINDOW
+                    || stride.0 == 0
+                    || stride.1 == 0
+                {
                     return Err("kernel size or stride out of range".into());
                 }
                 if pads.top >= kh as usize
@@ -687,8 +696,8 @@ impl Program {
             } => {
                 if spec.kh == 0
                     || spec.kw == 0
-                    || spec.kh > 16
-                    || spec.kw > 16
+                    || spec.kh > MAX_WINDOW
+                    || spec.kw > MAX_WINDOW
                     || spec.stride.0 == 0
                     || spec.stride.1 == 0
                 {

@@ -342,6 +342,33 @@ fn protobuf_lengths_past_the_end_are_decode_errors() {
     assert!(matches!(e, OnnxError::Decode(_)), "{e}");
 }
 
+/// Found by the `onnx_import` fuzz target: a MaxPool with an 8x89 window imported
+/// (the graph had no window limit) and then failed the lowered program's validation
+/// (windows up to 16), reported as a planner bug. The graph now has the program's
+/// limits, so the importer refuses it, naming the node.
+const FUZZ_MAXPOOL_8X89: [u8; 214] = [
+    8, 10, 18, 4, 104, 97, 110, 100, 58, 197, 1, 10, 111, 10, 5, 105, 109, 97, 103, 101, 18, 6,
+    108, 111, 103, 105, 116, 115, 26, 7, 109, 97, 112, 112, 111, 111, 108, 34, 7, 77, 97, 120, 80,
+    111, 111, 108, 42, 16, 10, 9, 99, 101, 105, 108, 95, 109, 111, 100, 101, 24, 1, 160, 1, 2, 42,
+    21, 10, 12, 107, 101, 114, 110, 101, 108, 95, 115, 104, 97, 112, 101, 64, 8, 64, 89, 160, 1, 7,
+    106, 17, 10, 4, 112, 97, 100, 115, 64, 0, 64, 1, 64, 1, 64, 0, 160, 1, 7, 42, 16, 10, 7, 115,
+    116, 114, 105, 100, 101, 115, 64, 2, 64, 3, 160, 1, 7, 18, 15, 111, 112, 95, 109, 97, 120, 112,
+    111, 111, 108, 95, 99, 101, 105, 108, 90, 31, 10, 5, 105, 109, 97, 103, 101, 18, 22, 10, 20, 8,
+    1, 18, 16, 10, 2, 8, 1, 10, 2, 8, 2, 10, 2, 8, 8, 10, 2, 40, 11, 98, 32, 10, 6, 108, 111, 103,
+    105, 116, 115, 18, 22, 10, 20, 8, 1, 18, 16, 10, 2, 8, 1, 10, 2, 8, 2, 10, 2, 8, 4, 10, 2, 8,
+    4, 66, 4, 10, 0, 16, 10,
+];
+
+#[test]
+fn fuzz_crash_maxpool_window_above_the_limit_is_an_import_error() {
+    match import_within_budget(&FUZZ_MAXPOOL_8X89) {
+        Err(OnnxError::Graph(shufflenet::graph::GraphError::Node { what, .. })) => {
+            assert!(what.contains("8x89"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 // ------------------------------------------------------------------ npy
 
 fn npy_v(version: u8, header: &str, body: &[u8]) -> Vec<u8> {

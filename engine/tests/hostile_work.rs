@@ -8,6 +8,7 @@
 use prost::Message;
 use shufflenet::graph::{
     Graph, GraphBuilder, GraphError, InputSpec, Layout, Op, Pads, PoolSpec, MAX_GRAPH_SIZE,
+    MAX_STRIDE,
 };
 use shufflenet::model::Model;
 use shufflenet::model_file::{self, format, FileError};
@@ -345,5 +346,94 @@ fn onnx_graphs_past_the_bounds_are_refused() {
             assert!(what.contains(&format!("{} nodes", MAX_NODES + 1)), "{what}")
         }
         other => panic!("{other:?}"),
+    }
+}
+
+fn one_input_graph(channels: usize) -> GraphBuilder {
+    GraphBuilder::new("limits", input(channels))
+}
+
+fn conv_graph(k: usize, stride: usize) -> Result<Graph, GraphError> {
+    let mut b = one_input_graph(1);
+    let x = b.input();
+    let conv = shufflenet::graph::Conv {
+        cin: 1,
+        cout: 1,
+        groups: 1,
+        kh: k,
+        kw: 1,
+        stride: (stride, 1),
+        pads: Pads::default(),
+        weight: vec![0.5; k],
+        bias: None,
+    };
+    let x = b.push("conv", Op::Conv(conv), &[x], 1);
+    b.finish(x, "y")
+}
+
+fn pool_graph(k: usize, stride: usize) -> Result<Graph, GraphError> {
+    let mut b = one_input_graph(1);
+    let x = b.input();
+    let pool = PoolSpec {
+        kind: kernels::PoolKind::Max,
+        kh: 1,
+        kw: k,
+        stride: (1, stride),
+        pads: Pads::default(),
+        ceil_mode: false,
+    };
+    let x = b.push("pool", Op::Pool(pool), &[x], 1);
+    b.finish(x, "y")
+}
+
+/// Graphs accept exactly what their lowered programs and model files can hold:
+/// before, a window above 16 passed the graph and failed the program (reported as a
+/// planner bug), and a stride above 2^32 was cut to 32 bits when lowered (a stride
+/// of 2^32 + 1 ran as stride 1: wrong shapes, silently).
+#[test]
+fn graphs_have_the_programs_limits() {
+    for (k, stride) in [(16, 1), (1, MAX_STRIDE), (3, 2)] {
+        for g in [conv_graph(k, stride), pool_graph(k, stride)] {
+            let g = g.unwrap_or_else(|e| panic!("k{k} s{stride}: {e}"));
+            Model::from_lowered(&plan::lower(&g).unwrap()).unwrap();
+        }
+    }
+    let past_u32 = usize::try_from((1u64 << 32) + 1).unwrap_or(usize::MAX);
+    for (k, stride) in [(17, 1), (1, MAX_STRIDE + 1), (1, past_u32)] {
+        for g in [conv_graph(k, stride), pool_graph(k, stride)] {
+            assert!(
+                matches!(g, Err(GraphError::Node { .. })),
+                "k{k} s{stride}: {g:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn graph_channel_counts_are_bounded() {
+    // A concat of the input 17 times: 17 x 2^16 channels, over 2^20.
+    let mut b = one_input_graph(1 << 16);
+    let x = b.input();
+    let y = b.push("concat", Op::Concat, &[x; 17], 17 << 16);
+    assert!(matches!(b.finish(y, "y"), Err(GraphError::Structure(_))));
+    let mut b = one_input_graph(1 << 16);
+    let x = b.input();
+    let y = b.push("concat", Op::Concat, &[x; 16], 16 << 16);
+    let g = b.finish(y, "y").unwrap();
+    Model::from_lowered(&plan::lower(&g).unwrap()).unwrap();
+    // In total: values and node inputs of 2^20 channels each, eight fit.
+    for (relus, fits) in [(3, true), (4, false)] {
+        let mut b = one_input_graph(1 << 20);
+        let mut x = b.input();
+        for i in 0..relus {
+            x = b.push(format!("relu{i}"), Op::Relu, &[x], 1 << 20);
+        }
+        match b.finish(x, "y") {
+            Ok(g) => {
+                assert!(fits);
+                Model::from_lowered(&plan::lower(&g).unwrap()).unwrap();
+            }
+            Err(e) => assert!(!fits && matches!(e, GraphError::Structure(_)), "{e}"),
+        }
     }
 }

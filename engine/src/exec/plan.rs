@@ -269,8 +269,8 @@ impl Uses {
 
 impl ExecPlan {
     /// Infers every shape for an `h x w` input, picks the streamed chains and lays
-    /// out the arena, refusing sizes that do not fit the network or would exceed
-    /// `opts.max_arena_bytes`.
+    /// out the arena, refusing sizes that do not fit the network or whose input
+    /// image or arena would exceed `opts.max_arena_bytes`.
     pub fn new(
         program: &Program,
         h: usize,
@@ -332,6 +332,18 @@ impl ExecPlan {
             .collect::<Option<_>>()
             .ok_or_else(overflow)?;
         naive = naive.checked_add(sizes[0]).ok_or_else(overflow)?;
+        // The input image alone must fit the limit (a session holds one for its
+        // warm-up); refusing it here keeps absurd sizes from reaching the schedule,
+        // whose cost grows with the height.
+        let input_bytes = sizes[0] as u64 * 4;
+        if input_bytes > opts.max_arena_bytes as u64 {
+            return Err(SessionError::ArenaTooLarge {
+                h,
+                w,
+                needed: input_bytes,
+                limit: opts.max_arena_bytes as u64,
+            });
+        }
 
         // Lifetimes of the buffers, then the schedule, which adds scratch areas and
         // retires streamed buffers.

@@ -121,6 +121,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
     out: *mut f32,
     out_stride: usize,
     epi: Epilogue,
+    keep: usize,
 ) {
     let l = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
@@ -178,10 +179,43 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
             if epi.relu {
                 a = simd.max_f32s(a, zero);
             }
+            let kv = keep.saturating_sub(v * l).min(l);
+            if kv > 0 {
+                // SAFETY: as above; TAIL_MASK holds 2 * MAX_LANES >= kv + l entries
+                // from MAX_LANES - kv.
+                unsafe {
+                    let old = load::<S>(ov);
+                    let m = load::<S>(TAIL_MASK.as_ptr().add(MAX_LANES - kv).cast());
+                    a = blend(simd, old, a, m);
+                }
+            }
             // SAFETY: as above.
             unsafe { store::<S>(ov, a) };
         }
     }
+}
+
+/// Lane masks for a tile that keeps its first lanes: the `l` entries from
+/// `MAX_LANES - keep` are zero for the first `keep` lanes, all-ones after.
+static TAIL_MASK: [u32; 2 * MAX_LANES] = {
+    let mut t = [0u32; 2 * MAX_LANES];
+    let mut i = MAX_LANES;
+    while i < 2 * MAX_LANES {
+        t[i] = u32::MAX;
+        i += 1;
+    }
+    t
+};
+
+/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
+#[inline(always)]
+fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
+    let (o, n, m) = (
+        simd.transmute_u32s_f32s(old),
+        simd.transmute_u32s_f32s(new),
+        simd.transmute_u32s_f32s(m),
+    );
+    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
 }
 
 /// One call's GEMM as the tiles see it.
@@ -217,6 +251,7 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
     hi: usize,
     px: usize,
     blocks: usize,
+    keep: usize,
 ) {
     let step = V * S::F32_LANES;
     let p = gm.p;
@@ -248,6 +283,7 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
                         out.wrapping_add(blk * step),
                         gm.stride,
                         p.epilogue,
+                        keep,
                     )
                 };
             }
@@ -298,7 +334,7 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
         ($v:tt, $blocks:expr) => {
             // SAFETY: px + blocks * $v * l <= count (the caller's contract covers
             // 0..count).
-            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks) }
+            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks, 0) }
         };
     }
     // Pixel chunks whose input (k rows) stays in L2 while every row tile sweeps
@@ -386,7 +422,7 @@ pub(crate) unsafe fn tail_block<S: SimdExt>(
         };
         // SAFETY: scratch rows hold l floats each; buf holds the n <= 6 rows of l
         // floats the tiles of rows h..h+n write.
-        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1) };
+        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1, 0) };
         for r in 0..n {
             // SAFETY: as above.
             unsafe { core::ptr::copy_nonoverlapping(bp.add(r * l), out.add(r * gm.stride), tail) };
@@ -415,13 +451,16 @@ impl Kernel for Op<'_, '_> {
         let out_base = output.as_mut_ptr();
         let (ostride, ostart) = (call.output.stride, call.output.start);
         let mut rows = scratch::take(0, core::ptr::null::<f32>());
-        // Fewer than one vector of pixels at the end: zero-padded scratch rows.
+        // Fewer than one vector of pixels at the end: with at least one vector in
+        // the run, one vector tile ending at the run's end that keeps the lanes
+        // already done; in a shorter run, zero-padded scratch rows.
         let tail = count % l;
-        let mut tail_in = scratch::take(if tail > 0 { k * l } else { 0 }, 0.0f32);
+        let short = count < l;
+        let mut tail_in = scratch::take(if short { k * l } else { 0 }, 0.0f32);
         let tail_ptr = tail_in.as_mut_ptr();
         let mut tail_rows = scratch::take(0, core::ptr::null::<f32>());
         tail_rows.extend(
-            (0..if tail > 0 { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
+            (0..if short { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
         );
         let first_group = call.panels.start / ppg;
         let last_group = (call.panels.end - 1) / ppg;
@@ -446,6 +485,13 @@ impl Kernel for Op<'_, '_> {
             // validated.
             let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
             if tail == 0 {
+                continue;
+            }
+            if !short {
+                // SAFETY: count - l .. count lies in the validated run; the tile
+                // rewrites the first l - tail lanes (done above) with their current
+                // values and computes the last tail.
+                unsafe { rows_block::<S, 1>(simd, gm, g, lo, hi, count - l, 1, l - tail) };
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {

@@ -298,6 +298,11 @@ fn dwconv3x3_every_level() {
                     (2, 2, 2, 2),
                     (0, 1, 1, 0),
                     (2, 1, 0, 3),
+                    // One padding column each side and 0 or 2 rows on top (the row
+                    // bands of a streamed unit).
+                    (0, 1, 2, 1),
+                    (2, 1, 0, 1),
+                    (0, 1, 0, 1),
                 ] {
                     if h + pt + pb < 3 || w + pl + pr < 3 {
                         continue;

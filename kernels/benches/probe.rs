@@ -325,6 +325,9 @@ fn main() {
             );
         }
         pr.gap_fc(res, st4);
+        // The stride-2 shortcut pools of stages 3 and 4 (inputs in L2).
+        pr.pool(res, avg, 240, st2);
+        pr.pool(res, avg, 480, st3);
         if pr.pw.1 > 0.0 {
             println!(
                 "{res}: all pointwise shapes together {:.1} GFLOP/s",

@@ -497,7 +497,7 @@ impl RowSources {
 
 /// Column masks of a stride-2 window: entry `x` of table `dx` is all-ones when
 /// column `2 x - pl + dx` is inside `0..in_w`, for `x < vecs * lanes`.
-fn s2_masks(g: &PlaneGeom, vecs: usize, lanes: usize) -> Scratch<f32> {
+pub(crate) fn s2_masks(g: &PlaneGeom, vecs: usize, lanes: usize) -> Scratch<f32> {
     let n = vecs * lanes;
     let mut m = scratch::take(3 * n, 0.0f32);
     for dx in 0..3 {
@@ -514,7 +514,7 @@ fn s2_masks(g: &PlaneGeom, vecs: usize, lanes: usize) -> Scratch<f32> {
 /// Whether output vector `x0 .. x0 + lanes` (clipped to `out_w`) has a tap in a
 /// padding column.
 #[inline(always)]
-fn s2_edge(g: &PlaneGeom, x0: usize, lanes: usize) -> bool {
+pub(crate) fn s2_edge(g: &PlaneGeom, x0: usize, lanes: usize) -> bool {
     let last = (x0 + lanes).min(g.out_w) - 1;
     (x0 == 0 && g.pad_left > 0) || 2 * last + 2 >= g.in_w + g.pad_left
 }

@@ -557,7 +557,7 @@ unsafe fn s2_vec<S: SimdExt, const MASKED: bool, const RELU: bool>(
     if RELU {
         a = simd.max_f32s(a, zero);
     }
-    simd.from_split_order(a)
+    simd.unsplit_order(a)
 }
 
 impl Op<'_, '_> {
@@ -610,8 +610,8 @@ impl Op<'_, '_> {
                         if s2_edge(g, x0, l) {
                             let mut m = [bias; 3];
                             for (dx, mm) in m.iter_mut().enumerate() {
-                                *mm = simd
-                                    .from_split_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
+                                *mm =
+                                    simd.unsplit_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
                             }
                             if p.relu {
                                 s2_vec::<S, true, true>(simd, &at, &w, bias, &m)

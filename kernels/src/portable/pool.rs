@@ -215,7 +215,7 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
             *x = blend(simd, pad, *x, mm);
         }
     }
-    simd.from_split_order(op!(op!(c[0], c[1]), c[2]))
+    simd.unsplit_order(op!(op!(c[0], c[1]), c[2]))
 }
 
 impl Op<'_> {
@@ -303,8 +303,8 @@ impl Op<'_> {
                         if s2_edge(g, x0, l) {
                             let mut m = [pad; 3];
                             for (dx, mm) in m.iter_mut().enumerate() {
-                                *mm = simd
-                                    .from_split_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
+                                *mm =
+                                    simd.unsplit_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
                             }
                             if max {
                                 s2_vec::<S, true, true>(simd, &at, &m, pad)

@@ -21,14 +21,14 @@ pub(crate) trait SimdExt: Simd {
     /// level's "split order": a fixed permutation of ascending order, the same for
     /// every call, cheaper than [`Self::split_even_odd`] on AVX2. Results computed
     /// lane-wise from split-order vectors go back to ascending order with
-    /// [`Self::from_split_order`].
+    /// [`Self::unsplit_order`].
     fn split_even_odd_fast(self, lo: Self::f32s, hi: Self::f32s) -> (Self::f32s, Self::f32s) {
         self.split_even_odd(lo, hi)
     }
 
     /// Puts a vector in split order into ascending order. The permutation is an
     /// involution: applied to a vector in ascending order it gives split order.
-    fn from_split_order(self, v: Self::f32s) -> Self::f32s {
+    fn unsplit_order(self, v: Self::f32s) -> Self::f32s {
         v
     }
 }
@@ -69,7 +69,7 @@ impl SimdExt for pulp::x86::V3 {
     }
 
     #[inline(always)]
-    fn from_split_order(self, v: Self::f32s) -> Self::f32s {
+    fn unsplit_order(self, v: Self::f32s) -> Self::f32s {
         use core::arch::x86_64::__m256d;
         let v: __m256d = pulp::cast(v);
         pulp::cast(self.avx2._mm256_permute4x64_pd::<0b11_01_10_00>(v))

@@ -325,6 +325,13 @@ fn main() {
             );
         }
         pr.gap_fc(res, st4);
+        // 2x g=3: the long-k shapes of stages 3 and 4.
+        pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
+        pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
+        pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
+        // The stride-2 shortcut pools of stages 3 and 4 (inputs in L2).
+        pr.pool(res, avg, 240, st2);
+        pr.pool(res, avg, 480, st3);
         if pr.pw.1 > 0.0 {
             println!(
                 "{res}: all pointwise shapes together {:.1} GFLOP/s",

@@ -244,6 +244,37 @@ fn pointwise_every_level() {
     }
 }
 
+/// Long sums split into parts (partial sums through the output, the epilogue
+/// after the last part), with every epilogue, whole blocks and tails.
+#[test]
+fn pointwise_long_k_in_parts() {
+    for level in levels() {
+        let mut rng = Rng(0x5151_7eaf_00d1_2345);
+        for (groups, k, m) in [
+            (1usize, 193usize, 20usize),
+            (3, 320, 13),
+            (2, 385, 8),
+            (1, 640, 7),
+        ] {
+            for (acc, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+                let pixels = rng.pick(&[16, 49, 100]);
+                let stride = pixels + rng.below(3);
+                let cin = groups * k;
+                let in_rows = shuffle_table(cin, groups);
+                let total = groups * m.div_ceil(MR);
+                let calls = [(0..total, 0, pixels)];
+                let epilogue = Epilogue {
+                    accumulate: acc,
+                    relu,
+                };
+                check_pointwise(
+                    level, &mut rng, groups, k, m, &in_rows, cin, stride, &calls, epilogue,
+                );
+            }
+        }
+    }
+}
+
 /// Every pixel count up to three AVX-512 tiles plus a tail, every row count of a
 /// panel pair, every epilogue: all the tile and tail combinations.
 #[test]
@@ -298,6 +329,11 @@ fn dwconv3x3_every_level() {
                     (2, 2, 2, 2),
                     (0, 1, 1, 0),
                     (2, 1, 0, 3),
+                    // One padding column each side and 0 or 2 rows on top (the row
+                    // bands of a streamed unit).
+                    (0, 1, 2, 1),
+                    (2, 1, 0, 1),
+                    (0, 1, 0, 1),
                 ] {
                     if h + pt + pb < 3 || w + pl + pr < 3 {
                         continue;

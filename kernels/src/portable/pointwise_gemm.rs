@@ -121,12 +121,24 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
     out: *mut f32,
     out_stride: usize,
     epi: Epilogue,
+    keep: usize,
+    part: Part,
 ) {
     let l = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; V]; R];
-    for (row, &b) in acc.iter_mut().zip(bias) {
-        *row = [simd.splat_f32s(b); V];
+    for (r, (row, &b)) in acc.iter_mut().zip(bias).enumerate() {
+        if !part.first {
+            // A later part of k: continue from the partial sums stored.
+            if r < valid {
+                for (v, a) in row.iter_mut().enumerate() {
+                    // SAFETY: row r < valid of the destination is readable.
+                    *a = unsafe { load::<S>(out.add(r * out_stride + v * l)) };
+                }
+            }
+        } else {
+            *row = [simd.splat_f32s(b); V];
+        }
     }
     let mut wo = 0;
     let mut rp = rows;
@@ -171,6 +183,11 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
             let mut a = a;
             // SAFETY: inside the destination row (see above).
             let ov = unsafe { o.add(v * l) };
+            if !part.last {
+                // SAFETY: as above.
+                unsafe { store::<S>(ov, a) };
+                continue;
+            }
             if epi.accumulate {
                 // SAFETY: as above; the accumulate epilogue reads what it overwrites.
                 a = simd.add_f32s(a, unsafe { load::<S>(ov) });
@@ -178,10 +195,57 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
             if epi.relu {
                 a = relu(simd, a);
             }
+            let kv = keep.saturating_sub(v * l).min(l);
+            if kv > 0 {
+                // SAFETY: as above; TAIL_MASK holds 2 * MAX_LANES >= kv + l entries
+                // from MAX_LANES - kv.
+                unsafe {
+                    let old = load::<S>(ov);
+                    let m = load::<S>(TAIL_MASK.as_ptr().add(MAX_LANES - kv).cast());
+                    a = blend(simd, old, a, m);
+                }
+            }
             // SAFETY: as above.
             unsafe { store::<S>(ov, a) };
         }
     }
+}
+
+/// Which part of the `k` sum a tile computes: the whole sum is split into parts
+/// (so a part's input block and weights stay in L1); partial sums go through the
+/// output as f32, exactly what the registers held, so the result is bit-identical
+/// to one pass; the epilogue runs after the last part. Only sums without the
+/// accumulate epilogue are split (adding the old output first would change the
+/// rounding order), and a tile that keeps lanes (`keep > 0`) computes the whole sum.
+#[derive(Clone, Copy)]
+pub(crate) struct Part {
+    /// The first part: start from the bias.
+    pub first: bool,
+    /// The last part: apply the epilogue.
+    pub last: bool,
+}
+
+/// Lane masks for a tile that keeps its first lanes: the `l` entries from
+/// `MAX_LANES - keep` are zero for the first `keep` lanes, all-ones after.
+static TAIL_MASK: [u32; 2 * MAX_LANES] = {
+    let mut t = [0u32; 2 * MAX_LANES];
+    let mut i = MAX_LANES;
+    while i < 2 * MAX_LANES {
+        t[i] = u32::MAX;
+        i += 1;
+    }
+    t
+};
+
+/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
+#[inline(always)]
+fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
+    let (o, n, m) = (
+        simd.transmute_u32s_f32s(old),
+        simd.transmute_u32s_f32s(new),
+        simd.transmute_u32s_f32s(m),
+    );
+    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
 }
 
 /// One call's GEMM as the tiles see it.
@@ -209,6 +273,7 @@ pub(crate) struct Gemm<'a> {
 /// `px .. px + blocks * V * LANES` are inside the run (or the scratch) the row table
 /// and `gm.out` describe.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn rows_block<S: SimdExt, const V: usize>(
     simd: S,
     gm: Gemm,
@@ -217,13 +282,21 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
     hi: usize,
     px: usize,
     blocks: usize,
+    keep: usize,
+    ks: (usize, usize),
 ) {
     let step = V * S::F32_LANES;
     let p = gm.p;
     let (k, m, ppg) = (p.k, p.m, p.panels_per_group());
+    let (k0, k1) = ks;
+    let part = Part {
+        first: k0 == 0,
+        last: k1 == k,
+    };
     let wrow = |r: usize| {
-        // Local row r of group g lives in panel g * ppg + r / MR at column r % MR.
-        p.weights[(g * ppg + r / MR) * k * MR + r % MR..].as_ptr()
+        // Local row r of group g lives in panel g * ppg + r / MR at column r % MR;
+        // its weight for k0 is k0 * MR floats on.
+        p.weights[(g * ppg + r / MR) * k * MR + k0 * MR + r % MR..].as_ptr()
     };
     let out_row = |r: usize| gm.out.wrapping_add((g * m + r - gm.c0) * gm.stride + px);
     macro_rules! run {
@@ -241,13 +314,15 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
                         simd,
                         &w,
                         &b,
-                        gm.rows,
-                        k,
+                        gm.rows.wrapping_add(k0),
+                        k1 - k0,
                         px + blk * step,
                         s,
                         out.wrapping_add(blk * step),
                         gm.stride,
                         p.epilogue,
+                        keep,
+                        part,
                     )
                 };
             }
@@ -278,6 +353,11 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
 /// 64 KB 51, 128 KB 50, 256 KB 61, 400 KB 51 GFLOP/s; 224x224 is unaffected (76-77).
 const CHUNK_BYTES: usize = 256 * 1024;
 
+/// Longest part of the `k` sum one tile pass computes (see [`Part`]): its input
+/// block (`K_PART x 16` floats) and a tile's weights (`K_PART x 8`) fit L1
+/// together.
+const K_PART: usize = 192;
+
 /// Runs every whole vector of pixels `0..count` of group `g`'s rows `lo..hi` (blocks
 /// of `V` vectors, then one narrower block) and returns how many pixels it did.
 ///
@@ -293,21 +373,37 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
     count: usize,
 ) -> usize {
     let l = S::F32_LANES;
+    let k = gm.p.k;
     let mut px = 0;
     macro_rules! go {
         ($v:tt, $blocks:expr) => {
+            go!($v, $blocks, (0, k))
+        };
+        ($v:tt, $blocks:expr, $ks:expr) => {
             // SAFETY: px + blocks * $v * l <= count (the caller's contract covers
             // 0..count).
-            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks) }
+            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks, 0, $ks) }
         };
     }
     // Pixel chunks whose input (k rows) stays in L2 while every row tile sweeps
-    // them.
+    // them; within a chunk, k in parts of at most K_PART so a part's input block
+    // and a tile's weights stay in L1.
     let step = V * l;
-    let chunk = (CHUNK_BYTES / (4 * gm.p.k * step)).max(1);
+    let chunk = (CHUNK_BYTES / (4 * k * step)).max(1);
+    let parts = if gm.p.epilogue.accumulate {
+        1
+    } else {
+        k.div_ceil(K_PART)
+    };
+    let kc = k.div_ceil(parts);
     while px + step <= count {
         let blocks = ((count - px) / step).min(chunk);
-        go!(V, blocks);
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + kc).min(k);
+            go!(V, blocks, (k0, k1));
+            k0 = k1;
+        }
         px += blocks * step;
     }
     let nv = ((count - px) / l).min(V.saturating_sub(1));
@@ -386,7 +482,7 @@ pub(crate) unsafe fn tail_block<S: SimdExt>(
         };
         // SAFETY: scratch rows hold l floats each; buf holds the n <= 6 rows of l
         // floats the tiles of rows h..h+n write.
-        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1) };
+        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1, 0, (0, gm.p.k)) };
         for r in 0..n {
             // SAFETY: as above.
             unsafe { core::ptr::copy_nonoverlapping(bp.add(r * l), out.add(r * gm.stride), tail) };
@@ -415,13 +511,16 @@ impl Kernel for Op<'_, '_> {
         let out_base = output.as_mut_ptr();
         let (ostride, ostart) = (call.output.stride, call.output.start);
         let mut rows = scratch::take(0, core::ptr::null::<f32>());
-        // Fewer than one vector of pixels at the end: zero-padded scratch rows.
+        // Fewer than one vector of pixels at the end: with at least one vector in
+        // the run, one vector tile ending at the run's end that keeps the lanes
+        // already done; in a shorter run, zero-padded scratch rows.
         let tail = count % l;
-        let mut tail_in = scratch::take(if tail > 0 { k * l } else { 0 }, 0.0f32);
+        let short = count < l;
+        let mut tail_in = scratch::take(if short { k * l } else { 0 }, 0.0f32);
         let tail_ptr = tail_in.as_mut_ptr();
         let mut tail_rows = scratch::take(0, core::ptr::null::<f32>());
         tail_rows.extend(
-            (0..if tail > 0 { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
+            (0..if short { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
         );
         let first_group = call.panels.start / ppg;
         let last_group = (call.panels.end - 1) / ppg;
@@ -446,6 +545,13 @@ impl Kernel for Op<'_, '_> {
             // validated.
             let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
             if tail == 0 {
+                continue;
+            }
+            if !short {
+                // SAFETY: count - l .. count lies in the validated run; the tile
+                // rewrites the first l - tail lanes (done above) with their current
+                // values and computes the last tail.
+                unsafe { rows_block::<S, 1>(simd, gm, g, lo, hi, count - l, 1, l - tail, (0, k)) };
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {

@@ -15,8 +15,9 @@
 //!
 //! Other windows and strides fall back to the scalar twin.
 
-use super::rows::Flat;
-use super::simd::{load, store, Kernel, Level, SimdExt};
+use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
+use super::rows::{has_nonfinite, Flat};
+use super::simd::{load, store, store_first, Kernel, Level, SimdExt};
 use crate::scratch;
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
@@ -159,11 +160,193 @@ fn exact_max_row(plane: &[f32], g: &PlaneGeom, stride: usize, y: usize, out: &mu
     }
 }
 
+/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
+#[inline(always)]
+fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
+    let (o, n, m) = (
+        simd.transmute_u32s_f32s(old),
+        simd.transmute_u32s_f32s(new),
+        simd.transmute_u32s_f32s(m),
+    );
+    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
+}
+
+/// One output vector of the direct stride-2 path, in ascending order: the max
+/// (`MAX`) or the sum of the 3x3 window; `rows` point at column `2 x0 - pl` of the
+/// three input rows. Taps in padding columns are replaced by `pad` when `MASKED`
+/// (masks `m` in split order).
+///
+/// # Safety
+/// `rows[dy] .. + 2 * LANES + 1` is readable.
+#[inline(always)]
+unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
+    simd: S,
+    rows: &[*const f32; 3],
+    m: &[S::f32s; 3],
+    pad: S::f32s,
+) -> S::f32s {
+    let l = S::F32_LANES;
+    // (A macro, not a closure: see the depthwise flat loop.)
+    macro_rules! op {
+        ($a:expr, $b:expr) => {
+            if MAX {
+                simd.max_f32s($a, $b)
+            } else {
+                simd.add_f32s($a, $b)
+            }
+        };
+    }
+    let mut c = [pad; 3];
+    for (dy, &r) in rows.iter().enumerate() {
+        // SAFETY: the caller's contract.
+        let (e0, o0, o1) = unsafe {
+            let (e0, o0) = simd.split_even_odd_fast(load::<S>(r), load::<S>(r.add(l)));
+            let (_, o1) = simd.split_even_odd_fast(load::<S>(r.add(1)), load::<S>(r.add(1 + l)));
+            (e0, o0, o1)
+        };
+        if dy == 0 {
+            c = [e0, o0, o1];
+        } else {
+            c = [op!(c[0], e0), op!(c[1], o0), op!(c[2], o1)];
+        }
+    }
+    if MASKED {
+        for (x, &mm) in c.iter_mut().zip(m) {
+            *x = blend(simd, pad, *x, mm);
+        }
+    }
+    simd.unsplit_order(op!(op!(c[0], c[1]), c[2]))
+}
+
+impl Op<'_> {
+    /// The direct stride-2 path (3x3 windows), as the depthwise conv's: input rows
+    /// read in place (padded copies at the plane's edges), even/odd columns split
+    /// in registers, column masks on the edge vectors only. Average pooling scales
+    /// by the reciprocal counts as it stores; max pooling checks every input row
+    /// for NaN and infinities once and recomputes the output rows that read a
+    /// flagged row exactly.
+    #[inline(always)]
+    fn run_s2<S: SimdExt>(self, simd: S) {
+        let Op {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        } = self;
+        let l = S::F32_LANES;
+        let max = p.kind == PoolKind::Max;
+        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+        let vecs = out_w.div_ceil(l);
+        let n = vecs * l;
+        let padv = if max { f32::NEG_INFINITY } else { 0.0 };
+        let mut src = RowSources::new(g, vecs, l, padv);
+        let masks = s2_masks(g, vecs, l);
+        let pad = simd.splat_f32s(padv);
+        // Average: reciprocal counts per column (whole vectors) and per row.
+        let (mut inv_col, mut inv_row) = (scratch::take(n, 0.0f32), scratch::take(g.out_h, 0.0f32));
+        if let PoolKind::Avg { count_include_pad } = p.kind {
+            for (x, v) in inv_col.iter_mut().enumerate().take(out_w) {
+                *v = if count_include_pad {
+                    recip(count_padded(x, 2, g.pad_left, g.in_w + p.pad_right))
+                } else {
+                    recip(count(x, 2, g.pad_left, g.in_w))
+                };
+            }
+            for (y, v) in inv_row.iter_mut().enumerate() {
+                *v = if count_include_pad {
+                    recip(count_padded(y, 2, g.pad_top, g.in_h + p.pad_bottom))
+                } else {
+                    recip(count(y, 2, g.pad_top, g.in_h))
+                };
+            }
+        }
+        for c in channels.clone() {
+            let plane = &input[c * g.in_stride..][..in_hw];
+            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+            // Non-finite flag of the last input row checked (max only).
+            let mut carried: Option<(isize, bool)> = None;
+            for y in 0..g.out_h {
+                let mut srcs = [Src::Slot(3); 3];
+                let mut flagged = false;
+                for (dy, sv) in srcs.iter_mut().enumerate() {
+                    let iy = (2 * y + dy) as isize - g.pad_top as isize;
+                    *sv = src.prepare(simd, plane, iy, dy);
+                    if max && iy >= 0 && (iy as usize) < g.in_h {
+                        let f = match carried {
+                            Some((r, f)) if r == iy => f,
+                            _ => {
+                                let row = &plane[iy as usize * g.in_w..][..g.in_w];
+                                let f = has_nonfinite(simd, row);
+                                carried = Some((iy, f));
+                                f
+                            }
+                        };
+                        flagged |= f;
+                    }
+                }
+                let mut rows = [core::ptr::null::<f32>(); 3];
+                for (r, &sv) in rows.iter_mut().zip(&srcs) {
+                    *r = src.ptr(plane, sv);
+                }
+                let out_row = &mut out_plane[y * out_w..(y + 1) * out_w];
+                let fy = simd.splat_f32s(inv_row[y]);
+                for x0 in (0..n).step_by(l) {
+                    let mut at = rows;
+                    for a in at.iter_mut() {
+                        *a = a.wrapping_add(2 * x0).wrapping_sub(g.pad_left);
+                    }
+                    // SAFETY: RowSources makes columns -pl .. span of every row
+                    // readable (2 x0 - pl .. + 2 l + 1 for x0 < n); the tables hold n
+                    // entries each.
+                    let mut v = unsafe {
+                        if s2_edge(g, x0, l) {
+                            let mut m = [pad; 3];
+                            for (dx, mm) in m.iter_mut().enumerate() {
+                                *mm =
+                                    simd.unsplit_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
+                            }
+                            if max {
+                                s2_vec::<S, true, true>(simd, &at, &m, pad)
+                            } else {
+                                s2_vec::<S, false, true>(simd, &at, &m, pad)
+                            }
+                        } else if max {
+                            s2_vec::<S, true, false>(simd, &at, &[pad; 3], pad)
+                        } else {
+                            s2_vec::<S, false, false>(simd, &at, &[pad; 3], pad)
+                        }
+                    };
+                    if !max {
+                        // SAFETY: x0 + l <= n, the table's length.
+                        let cv = unsafe { load::<S>(inv_col.as_ptr().add(x0)) };
+                        v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
+                    }
+                    if x0 + l <= out_w {
+                        // SAFETY: x0 + l <= out_w, the row's length.
+                        unsafe { store::<S>(out_row.as_mut_ptr().add(x0), v) };
+                    } else {
+                        // SAFETY: out_w - x0 < l floats remain in the row.
+                        unsafe { store_first::<S>(out_row.as_mut_ptr().add(x0), v, out_w - x0) };
+                    }
+                }
+                if flagged {
+                    // Rare: a NaN or an infinity in reach; exact scalar row.
+                    exact_max_row(plane, g, 2, y, out_row);
+                }
+            }
+        }
+    }
+}
+
 impl Kernel for Op<'_> {
     type Output = ();
 
     #[inline(always)]
     fn run<S: SimdExt>(self, simd: S) {
+        if self.p.stride_h == 2 {
+            return self.run_s2(simd);
+        }
         let Op {
             p,
             g,

@@ -377,7 +377,7 @@ impl Flat {
 
 /// Whether `row` holds a NaN or an infinity: `x * 0` is NaN exactly for those.
 #[inline(always)]
-fn has_nonfinite<S: SimdExt>(simd: S, row: &[f32]) -> bool {
+pub(crate) fn has_nonfinite<S: SimdExt>(simd: S, row: &[f32]) -> bool {
     let l = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
     let mut acc = zero;

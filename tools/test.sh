@@ -37,5 +37,7 @@ cargo test --workspace
 step "aarch64 tests under qemu (-cpu cortex-a72)"
 cargo test --workspace --target aarch64-unknown-linux-musl
 
+bench-android/test-c-example.sh
+
 echo
 echo "all tests passed"

@@ -5,6 +5,7 @@
 //! Channel counts are static; spatial sizes follow from the input size through
 //! [`Graph::shapes`].
 
+use crate::program::MAX_WINDOW;
 use kernels::PoolKind;
 use std::fmt;
 
@@ -198,7 +199,7 @@ pub enum Op {
     Conv(Conv),
     /// Batch normalisation.
     BatchNorm(BatchNorm),
-    /// `max(x, 0)`.
+    /// `max(x, 0)`; a NaN stays NaN (see [`kernels::scalar::relu`]).
     Relu,
     /// Channel shuffle with `groups` groups of `n = C / groups`:
     /// `y[i] = x[(i % groups) * n + i / groups]` (the paper's reshape to
@@ -308,6 +309,23 @@ impl fmt::Display for Shape {
     }
 }
 
+/// Largest graph accepted: nodes plus node inputs (a ShuffleNet has about 330).
+/// Planning takes time quadratic in the graph's size, so this bound keeps a hostile
+/// ONNX file from stalling the planner. It is half of
+/// [`crate::program::MAX_STEPS`]: a node lowers to at most one step plus a copy per
+/// input (and the output may need one more copy), so every valid graph lowers.
+pub const MAX_GRAPH_SIZE: usize = 1 << 11;
+
+/// Largest stride of a convolution or pool (far beyond any real network; it keeps
+/// the stride exact in the program's 32-bit fields).
+pub const MAX_STRIDE: usize = 1 << 16;
+
+/// Largest total of the channels of every value plus the channels of every node
+/// input. Lowering gives every value at most one buffer and copies at most node
+/// inputs, so the program's buffers stay within the model file's
+/// [`MAX_TOTAL_CHANNELS`](crate::model_file::format::MAX_TOTAL_CHANNELS).
+pub const MAX_TOTAL_CHANNELS: usize = crate::model_file::format::MAX_TOTAL_CHANNELS as usize / 2;
+
 /// Output extent of a window operation along one axis, `None` if the window does
 /// not fit. `ceil` follows ONNX/PyTorch: round up, but never start a window inside
 /// the trailing padding.
@@ -345,6 +363,13 @@ impl Graph {
     /// Checks the structure: value indices, execution order, channel counts,
     /// parameter lengths. Every graph is validated before it is planned or run.
     pub fn validate(&self) -> Result<(), GraphError> {
+        let inputs: usize = self.nodes.iter().map(|n| n.inputs.len()).sum();
+        if self.nodes.len().saturating_add(inputs) > MAX_GRAPH_SIZE {
+            return Err(GraphError::Structure(format!(
+                "{} nodes with {inputs} inputs: at most {MAX_GRAPH_SIZE} nodes and inputs together are supported",
+                self.nodes.len()
+            )));
+        }
         if self.values.is_empty() {
             return Err(GraphError::Structure("no input value".into()));
         }
@@ -352,6 +377,31 @@ impl Graph {
             return Err(GraphError::Structure(
                 "input value disagrees with the input spec".into(),
             ));
+        }
+        // The program's limits, checked here so that every valid graph lowers into a
+        // valid program that a model file can hold.
+        let max = crate::program::MAX_CHANNELS as usize;
+        if let Some(v) = self.values.iter().find(|v| v.channels > max) {
+            return Err(GraphError::Structure(format!(
+                "value '{}' has {} channels, more than {max}",
+                v.name, v.channels
+            )));
+        }
+        let total = self
+            .values
+            .iter()
+            .map(|v| v.channels)
+            .chain(
+                self.nodes
+                    .iter()
+                    .flat_map(|n| &n.inputs)
+                    .filter_map(|&i| self.values.get(i).map(|v| v.channels)),
+            )
+            .fold(0usize, usize::saturating_add);
+        if total > MAX_TOTAL_CHANNELS {
+            return Err(GraphError::Structure(format!(
+                "values and node inputs hold {total} channels in total, more than {MAX_TOTAL_CHANNELS}"
+            )));
         }
         let mut produced = vec![false; self.values.len()];
         produced[0] = true;
@@ -406,6 +456,12 @@ impl Graph {
                 if c.kh == 0 || c.kw == 0 || c.stride.0 == 0 || c.stride.1 == 0 {
                     return fail("zero kernel size or stride");
                 }
+                if c.kh.max(c.kw) > MAX_WINDOW || c.stride.0.max(c.stride.1) > MAX_STRIDE {
+                    return fail(&format!(
+                        "kernel {}x{} or stride {:?} above the limits ({MAX_WINDOW}, {MAX_STRIDE})",
+                        c.kh, c.kw, c.stride
+                    ));
+                }
                 if c.pads.top >= c.kh
                     || c.pads.bottom >= c.kh
                     || c.pads.left >= c.kw
@@ -443,6 +499,12 @@ impl Graph {
             Op::Pool(p) => {
                 if p.kh == 0 || p.kw == 0 || p.stride.0 == 0 || p.stride.1 == 0 || cout != cin {
                     return fail("zero window or stride, or channel mismatch");
+                }
+                if p.kh.max(p.kw) > MAX_WINDOW || p.stride.0.max(p.stride.1) > MAX_STRIDE {
+                    return fail(&format!(
+                        "window {}x{} or stride {:?} above the limits ({MAX_WINDOW}, {MAX_STRIDE})",
+                        p.kh, p.kw, p.stride
+                    ));
                 }
                 if p.pads.top >= p.kh
                     || p.pads.bottom >= p.kh

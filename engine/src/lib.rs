@@ -10,9 +10,11 @@
 //! - [`model_file`]: the model file format (write, inspect);
 //! - [`model`]: a loaded, validated model whose weights are read in place;
 //! - [`session`]: a model bound to an input size, with its arena;
-//! - [`onnx`]: the ONNX importer (ONNX file -> [`graph::Graph`]).
+//! - [`onnx`]: the ONNX importer (ONNX file -> [`graph::Graph`]);
+//! - [`capi`]: the C API over models and sessions (`engine/include/shufflenet.h`).
 
 pub mod arena;
+pub mod capi;
 pub mod complexity;
 mod error;
 pub mod exec;

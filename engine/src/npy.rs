@@ -124,7 +124,8 @@ pub fn read(path: &Path) -> Result<Array, NpyError> {
     parse(&bytes)
 }
 
-/// Encodes a float32 array as `.npy` version 1.0 bytes.
+/// Encodes a float32 array as `.npy` version 1.0 bytes (version 2.0 when the header
+/// is too long for version 1.0's 16-bit length: a shape of thousands of dimensions).
 pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let tuple = if dims.len() == 1 {
@@ -134,14 +135,25 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
     // Pad so the data starts on a 64-byte boundary, header ends in a newline.
-    while (10 + header.len() + 1) % 64 != 0 {
+    let padded = |prefix: usize| (prefix + header.len() + 1).next_multiple_of(64) - prefix;
+    let (version, prefix) = if padded(10) <= usize::from(u16::MAX) {
+        (1, 10)
+    } else {
+        (2, 12)
+    };
+    let len = padded(prefix);
+    while header.len() + 1 < len {
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(prefix + header.len() + data.len() * 4);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    }
     out.extend_from_slice(header.as_bytes());
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());

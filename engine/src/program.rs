@@ -464,6 +464,48 @@ impl TensorSource for [TensorData] {
 /// Largest channel count of a buffer, so sizes stay far from overflow.
 pub const MAX_CHANNELS: u32 = 1 << 20;
 
+/// Largest kernel or pooling window height or width.
+pub const MAX_WINDOW: usize = 16;
+
+/// Most steps a program may have (a ShuffleNet needs about 55). Binding a program to
+/// an input size takes time quadratic in its steps and buffers, so this bound keeps a
+/// hostile model file from stalling [`crate::session::Session::new`]. It is twice
+/// [`crate::graph::MAX_GRAPH_SIZE`], so every valid graph lowers within it.
+pub const MAX_STEPS: usize = 1 << 12;
+
+/// Most buffers a program may declare (a ShuffleNet needs about 40); see [`MAX_STEPS`].
+pub const MAX_BUFFERS: usize = 1 << 12;
+
+/// The channels of each buffer written so far, as sorted, disjoint, non-adjacent
+/// half-open ranges: validation time and memory follow the number of writes, not the
+/// (untrusted) channel counts.
+struct Written(Vec<Vec<(u32, u32)>>);
+
+impl Written {
+    /// Whether channels `[v.offset, v.offset + v.channels)` of `v.buffer` are written
+    /// (`v` was checked to lie inside its buffer).
+    fn covers(&self, v: View) -> bool {
+        let (lo, hi) = (v.offset, v.offset + v.channels);
+        let ranges = &self.0[v.buffer as usize];
+        let i = ranges.partition_point(|&(start, _)| start <= lo);
+        i > 0 && ranges[i - 1].1 >= hi
+    }
+
+    /// Marks the channels of `v` written.
+    fn insert(&mut self, v: View) {
+        let (mut lo, mut hi) = (v.offset, v.offset + v.channels);
+        let ranges = &mut self.0[v.buffer as usize];
+        // Ranges that overlap or touch [lo, hi) merge with it.
+        let first = ranges.partition_point(|&(_, end)| end < lo);
+        let last = ranges.partition_point(|&(start, _)| start <= hi);
+        if first < last {
+            lo = lo.min(ranges[first].0);
+            hi = hi.max(ranges[last - 1].1);
+        }
+        ranges.splice(first..last, [(lo, hi)]);
+    }
+}
+
 fn overlaps(a: View, b: View) -> bool {
     a.buffer == b.buffer && a.offset < b.offset + b.channels && b.offset < a.offset + a.channels
 }
@@ -475,6 +517,13 @@ impl Program {
     /// without any kernel seeing inconsistent parameters (given a valid input size).
     pub fn validate(&self, tensors: &(impl TensorSource + ?Sized)) -> Result<(), ProgramError> {
         let structure = |s: &str| Err(ProgramError::Structure(s.into()));
+        if self.steps.len() > MAX_STEPS || self.buffers.len() > MAX_BUFFERS {
+            return Err(ProgramError::Structure(format!(
+                "{} steps and {} buffers: at most {MAX_STEPS} steps and {MAX_BUFFERS} buffers are allowed",
+                self.steps.len(),
+                self.buffers.len()
+            )));
+        }
         if self.buffers.is_empty() || self.buffers[0].channels as usize != self.input.channels {
             return structure("buffer 0 must hold the input channels");
         }
@@ -485,12 +534,12 @@ impl Program {
         {
             return structure("buffer channel count out of range");
         }
-        let mut written: Vec<Vec<bool>> = self
-            .buffers
-            .iter()
-            .map(|b| vec![false; b.channels as usize])
-            .collect();
-        written[0].fill(true);
+        let mut written = Written(vec![Vec::new(); self.buffers.len()]);
+        written.insert(View {
+            buffer: 0,
+            offset: 0,
+            channels: self.buffers[0].channels,
+        });
         for (i, step) in self.steps.iter().enumerate() {
             let fail = |what: String| ProgramError::Step {
                 step: i,
@@ -502,11 +551,7 @@ impl Program {
                 self.check_view(v).map_err(|w| fail(w.into()))?;
             }
             for v in step.reads() {
-                let b = &written[v.buffer as usize];
-                if !b[v.offset as usize..(v.offset + v.channels) as usize]
-                    .iter()
-                    .all(|&w| w)
-                {
+                if !written.covers(v) {
                     return Err(fail(format!("reads {v:?} before it is written")));
                 }
                 let in_place = v == out
@@ -535,16 +580,11 @@ impl Program {
                 }
             }
             self.check_step(step, tensors).map_err(fail)?;
-            written[out.buffer as usize][out.offset as usize..(out.offset + out.channels) as usize]
-                .fill(true);
+            written.insert(out);
         }
         self.check_view(self.output)
             .map_err(|w| ProgramError::Structure(w.into()))?;
-        let o = self.output;
-        if !written[o.buffer as usize][o.offset as usize..(o.offset + o.channels) as usize]
-            .iter()
-            .all(|&w| w)
-        {
+        if !written.covers(self.output) {
             return structure("the output view is never written");
         }
         Ok(())
@@ -631,7 +671,13 @@ impl Program {
                 if groups == 0 || input.channels % groups != 0 || output.channels % groups != 0 {
                     return Err("channels do not divide by groups".into());
                 }
-                if kh == 0 || kw == 0 || kh > 16 || kw > 16 || stride.0 == 0 || stride.1 == 0 {
+                if kh == 0
+                    || kw == 0
+                    || kh as usize > MAX_WINDOW
+                    || kw as usize > MAX_WINDOW
+                    || stride.0 == 0
+                    || stride.1 == 0
+                {
                     return Err("kernel size or stride out of range".into());
                 }
                 if pads.top >= kh as usize
@@ -650,8 +696,8 @@ impl Program {
             } => {
                 if spec.kh == 0
                     || spec.kw == 0
-                    || spec.kh > 16
-                    || spec.kw > 16
+                    || spec.kh > MAX_WINDOW
+                    || spec.kw > MAX_WINDOW
                     || spec.stride.0 == 0
                     || spec.stride.1 == 0
                 {

@@ -95,11 +95,11 @@ pub fn batch_norm(x: &Tensor, p: &BatchNorm) -> Tensor {
     y
 }
 
-/// `max(x, 0)`.
+/// `max(x, 0)`, NaN propagating (as [`kernels::scalar::relu`]).
 pub fn relu(x: &Tensor) -> Tensor {
     let mut y = x.clone();
     for v in &mut y.data {
-        *v = v.max(0.0);
+        *v = kernels::scalar::relu(*v);
     }
     y
 }

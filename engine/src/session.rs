@@ -7,6 +7,7 @@
 
 use crate::exec::{
     self, ExecOptions, ExecPlan, SessionError, DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES,
+    DEFAULT_PIPELINE_MIN_BYTES,
 };
 use crate::model::Model;
 use crate::program::Program;
@@ -18,12 +19,16 @@ use std::sync::Arc;
 pub struct SessionOptions {
     /// Worker threads (1 = run on the caller's thread).
     pub threads: usize,
-    /// Refuse input sizes whose arena would exceed this many bytes.
+    /// Refuse input sizes whose arena plus one input image (the session warms
+    /// its kernels up on a zero image at creation) would exceed this many bytes.
     pub max_arena_bytes: usize,
     /// Stream units and the stem band by band through cache-sized buffers.
     pub stream: bool,
     /// Cache budget of one streamed chain's band buffers, in bytes.
     pub band_bytes: usize,
+    /// Run the whole network as a row pipeline when a tensor has at least this
+    /// many bytes (`usize::MAX`: never).
+    pub pipeline_min_bytes: usize,
 }
 
 impl Default for SessionOptions {
@@ -33,6 +38,7 @@ impl Default for SessionOptions {
             max_arena_bytes: DEFAULT_MAX_ARENA_BYTES,
             stream: true,
             band_bytes: DEFAULT_BAND_BYTES,
+            pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
         }
     }
 }
@@ -75,18 +81,25 @@ impl Session {
             max_arena_bytes: options.max_arena_bytes,
             stream: options.stream,
             band_bytes: options.band_bytes,
+            pipeline_min_bytes: options.pipeline_min_bytes,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
-        let mut arena = Vec::new();
-        arena
-            .try_reserve_exact(plan.layout.peak)
-            .map_err(|_| SessionError::ArenaTooLarge {
-                h: height,
-                w: width,
-                needed: plan.layout.peak as u64 * 4,
-                limit: options.max_arena_bytes as u64,
-            })?;
-        arena.resize(plan.layout.peak, 0.0);
+        let input_len = (model.program().input.channels as u64)
+            .saturating_mul(height as u64)
+            .saturating_mul(width as u64);
+        let needed = (plan.layout.peak as u64)
+            .saturating_add(input_len)
+            .saturating_mul(4);
+        let too_large = SessionError::ArenaTooLarge {
+            h: height,
+            w: width,
+            needed,
+            limit: options.max_arena_bytes as u64,
+        };
+        if needed > options.max_arena_bytes as u64 {
+            return Err(too_large.into());
+        }
+        let arena = zeroed(plan.layout.peak).ok_or(too_large)?;
         let pool = if options.threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(options.threads)
@@ -113,7 +126,13 @@ impl Session {
     /// allocates nothing. (A single-threaded session moved to another thread
     /// sizes that thread's pools on its first run.)
     fn warm_up(&mut self) -> Result<(), Error> {
-        let zeros = vec![0.0; self.input_len()];
+        let too_large = || SessionError::ArenaTooLarge {
+            h: self.plan.h,
+            w: self.plan.w,
+            needed: (self.plan.layout.peak as u64 + self.input_len() as u64) * 4,
+            limit: self.options.max_arena_bytes as u64,
+        };
+        let zeros = zeroed(self.input_len()).ok_or_else(too_large)?;
         let mut out = vec![0.0; self.output_len()];
         let (plan, model) = (&self.plan, &*self.model);
         let warm = |arena: &mut [f32], out: &mut [f32]| -> Result<(), Error> {
@@ -124,7 +143,10 @@ impl Session {
         };
         match &self.pool {
             Some(pool) => pool
-                .broadcast(|_| warm(&mut vec![0.0; plan.layout.peak], &mut vec![0.0; out.len()]))
+                .broadcast(|_| {
+                    let mut arena = zeroed(plan.layout.peak).ok_or_else(too_large)?;
+                    warm(&mut arena, &mut vec![0.0; out.len()])
+                })
                 .into_iter()
                 .collect(),
             None => warm(&mut self.arena, &mut out),
@@ -173,4 +195,12 @@ impl Session {
     pub fn options(&self) -> SessionOptions {
         self.options
     }
+}
+
+/// `len` zeros, or `None` when the allocator cannot provide them.
+fn zeroed(len: usize) -> Option<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, 0.0);
+    Some(v)
 }

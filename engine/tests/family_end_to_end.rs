@@ -6,7 +6,8 @@
 //!   over an arena poisoned with NaN gives exactly the same result (no step reads
 //!   memory no earlier step wrote);
 //! - gives the same result streamed band by band (one-row bands, and bands sized
-//!   by a small cache budget) and bit-identical results on 2 threads.
+//!   by a small cache budget, and as one whole-network row pipeline) and
+//!   bit-identical results on 2 threads.
 //!
 //! Host: 64x64 and 96x128. aarch64 (under qemu, where this is slow): 64x64.
 
@@ -89,10 +90,21 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     ..Default::default()
                 };
                 let mut outs = Vec::new();
+                let piped = ExecOptions {
+                    pipeline_min_bytes: 0,
+                    ..Default::default()
+                };
                 let configs: &[(ExecOptions, usize)] = if cfg!(target_arch = "aarch64") {
-                    &[(whole, 1), (one_row, 1), (one_row, 2)]
+                    &[(whole, 1), (one_row, 1), (one_row, 2), (piped, 1)]
                 } else {
-                    &[(whole, 1), (one_row, 1), (one_row, 2), (banded, 1)]
+                    &[
+                        (whole, 1),
+                        (one_row, 1),
+                        (one_row, 2),
+                        (banded, 1),
+                        (piped, 1),
+                        (piped, 2),
+                    ]
                 };
                 for &(opts, threads) in configs {
                     let p = ExecPlan::new(&lowered.program, h, w, &opts).unwrap();
@@ -114,6 +126,11 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                         assert_eq!((units, stems), (16, 1), "{what}: one-row bands stream all");
                     }
                     assert!(opts.stream || units + stems == 0);
+                    assert_eq!(
+                        p.pipeline.is_some(),
+                        opts.pipeline_min_bytes == 0,
+                        "{what} {opts:?}"
+                    );
                     let mut got = vec![0.0; 1000];
                     let mut poisoned_out = vec![0.0; 1000];
                     let run = |arena: &mut [f32], out: &mut [f32]| {
@@ -136,6 +153,11 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     outs.push(got);
                 }
                 assert_eq!(outs[1], outs[2], "{what}: 2 threads differ from 1");
+                if let [.., a, b] = &outs[..] {
+                    if outs.len() == 6 {
+                        assert_eq!(a, b, "{what}: pipelined on 2 threads differs from 1");
+                    }
+                }
             }
         }
     }

@@ -20,7 +20,7 @@ commands:
   run     FILE --input IN.npy --output OUT.npy [--threads N]
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
-          [--threads N] [--json] [--compare] [--no-stream]
+          [--threads N] [--json] [--compare] [--no-stream] [--no-pipeline]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
 

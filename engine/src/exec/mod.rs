@@ -5,13 +5,15 @@
 //! safe `split_at_mut`; threads split kernels by output channels.
 
 mod parallel;
+mod pipeline;
 mod plan;
 mod step;
 mod stream;
 
+pub use pipeline::{Element, Pipeline, WindowSpec};
 pub use plan::{
     input_rows, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand, DEFAULT_BAND_BYTES,
-    DEFAULT_MAX_ARENA_BYTES,
+    DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
 };
 
 use crate::graph::Layout as InputLayout;
@@ -197,6 +199,12 @@ pub fn execute<T: TensorSource + ?Sized>(
         };
         let [planar] = split(arena, [plan.range(input_view)])?;
         load_input(program.input.layout, c, input, planar);
+    }
+    if let Some(pipe) = &plan.pipeline {
+        pipeline::run(plan, pipe, &program.steps, tensors, arena, input, threads)?;
+        let [result] = split(arena, [plan.range(program.output)])?;
+        output[..needed].copy_from_slice(result);
+        return Ok(());
     }
     for stage in &plan.stages {
         match stage {

@@ -16,6 +16,11 @@ pub const DEFAULT_MAX_ARENA_BYTES: usize = 1 << 30;
 /// input and output rows.
 pub const DEFAULT_BAND_BYTES: usize = 256 << 10;
 
+/// Default size from which the whole-network pipeline is used: 2 MiB, about where
+/// a tensor stops fitting in a phone's L2 and the round trips through DRAM start
+/// to cost more than the pipeline's row shuffling.
+pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 2 << 20;
+
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -27,6 +32,10 @@ pub struct ExecOptions {
     /// Budget in bytes for the band buffers of one streamed chain; the band height
     /// is the largest that fits.
     pub band_bytes: usize,
+    /// Run a stem -> units -> classifier chain as one row pipeline (no whole
+    /// intermediate tensor) when its largest tensor has at least this many bytes
+    /// (`usize::MAX`: never). Needs `stream`.
+    pub pipeline_min_bytes: usize,
 }
 
 impl Default for ExecOptions {
@@ -35,6 +44,7 @@ impl Default for ExecOptions {
             max_arena_bytes: DEFAULT_MAX_ARENA_BYTES,
             stream: true,
             band_bytes: DEFAULT_BAND_BYTES,
+            pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct ExecPlan {
     pub layout: arena::Layout,
     /// Floats if every step's output (and the input) had its own buffer.
     pub naive_floats: usize,
+    /// The whole-network row pipeline, when the program runs as one.
+    pub pipeline: Option<super::pipeline::Pipeline>,
     /// The steps read the caller's input directly (it is planar and only read by
     /// single-input steps): buffer 0 takes no arena space and no copy.
     pub external_input: bool,
@@ -339,36 +351,40 @@ impl ExecPlan {
         let last = program.steps.len().saturating_sub(1);
         touch(program.output.buffer as usize, last, &mut lifetimes);
 
+        // With the pipeline in view, stream every chain (one-row bands, resized by
+        // the pipeline); if the program is no pipeline, schedule again normally.
+        let uses = Uses::of(program);
+        let try_pipeline = opts.stream && opts.pipeline_min_bytes != usize::MAX;
+        let snapshot = try_pipeline.then(|| (buffer_hw.clone(), sizes.clone(), lifetimes.clone()));
+        let budget = if try_pipeline { 0 } else { opts.band_bytes };
         let mut areas = Areas {
             buffer_hw: &mut buffer_hw,
             sizes: &mut sizes,
             lifetimes: &mut lifetimes,
         };
-        let uses = Uses::of(program);
-        let mut stages = Vec::new();
-        let mut scratch = vec![None; program.steps.len()];
-        let mut i = 0;
-        while i < program.steps.len() {
-            if let Step::GapFc { input, .. } = program.steps[i] {
-                scratch[i] = Some(areas.add(input.channels as usize, i, i));
+        let (mut stages, mut scratch) =
+            schedule(program, &shapes, &uses, opts.stream, budget, &mut areas);
+        let mut pipeline = None;
+        if let Some((hw0, sizes0, lifetimes0)) = snapshot {
+            pipeline = super::pipeline::plan(program, &shapes, &stages, opts, &mut areas);
+            if pipeline.is_none() {
+                (*areas.buffer_hw, *areas.sizes, *areas.lifetimes) = (hw0, sizes0, lifetimes0);
+                (stages, scratch) = schedule(
+                    program,
+                    &shapes,
+                    &uses,
+                    opts.stream,
+                    opts.band_bytes,
+                    &mut areas,
+                );
             }
-            let stage = if opts.stream {
-                unit_band(program, &shapes, &uses, i, opts.band_bytes, &mut areas)
-                    .map(Stage::Unit)
-                    .or_else(|| {
-                        stem_band(program, &shapes, &uses, i, opts.band_bytes, &mut areas)
-                            .map(Stage::Stem)
-                    })
-            } else {
-                None
-            };
-            let stage = stage.unwrap_or(Stage::Step(i));
-            i += match stage {
-                Stage::Unit(_) => 3,
-                Stage::Stem(_) => 2,
-                Stage::Step(_) => 1,
-            };
-            stages.push(stage);
+        }
+        if pipeline.is_some() {
+            // Every step interleaves with every other: all that remains lives
+            // throughout.
+            for l in lifetimes.iter_mut().flatten() {
+                *l = Lifetime { first: 0, last };
+            }
         }
         if external_input {
             lifetimes[0] = None;
@@ -413,6 +429,7 @@ impl ExecPlan {
             lifetimes,
             layout,
             naive_floats: naive,
+            pipeline,
             external_input,
         })
     }
@@ -442,8 +459,43 @@ impl ExecPlan {
     }
 }
 
+/// The schedule: each step alone, or streamed chains with band buffers sized by
+/// `budget`; also the scratch area of each step.
+fn schedule(
+    program: &Program,
+    shapes: &[StepShape],
+    uses: &Uses,
+    stream: bool,
+    budget: usize,
+    areas: &mut Areas,
+) -> (Vec<Stage>, Vec<Option<usize>>) {
+    let mut stages = Vec::new();
+    let mut scratch = vec![None; program.steps.len()];
+    let mut i = 0;
+    while i < program.steps.len() {
+        if let Step::GapFc { input, .. } = program.steps[i] {
+            scratch[i] = Some(areas.add(input.channels as usize, i, i));
+        }
+        let stage = if stream {
+            unit_band(program, shapes, uses, i, budget, areas)
+                .map(Stage::Unit)
+                .or_else(|| stem_band(program, shapes, uses, i, budget, areas).map(Stage::Stem))
+        } else {
+            None
+        };
+        let stage = stage.unwrap_or(Stage::Step(i));
+        i += match stage {
+            Stage::Unit(_) => 3,
+            Stage::Stem(_) => 2,
+            Stage::Step(_) => 1,
+        };
+        stages.push(stage);
+    }
+    (stages, scratch)
+}
+
 /// The arena areas under construction.
-struct Areas<'a> {
+pub(super) struct Areas<'a> {
     buffer_hw: &'a mut Vec<(usize, usize)>,
     sizes: &'a mut Vec<usize>,
     lifetimes: &'a mut Vec<Option<Lifetime>>,
@@ -451,7 +503,7 @@ struct Areas<'a> {
 
 impl Areas<'_> {
     /// Adds a scratch area of `floats` floats alive over steps `first..=last`.
-    fn add(&mut self, floats: usize, first: usize, last: usize) -> usize {
+    pub(super) fn add(&mut self, floats: usize, first: usize, last: usize) -> usize {
         self.buffer_hw.push((floats, 1));
         self.sizes.push(floats);
         self.lifetimes.push(Some(Lifetime { first, last }));
@@ -459,8 +511,13 @@ impl Areas<'_> {
     }
 
     /// A buffer that will only exist band by band: never allocated.
-    fn retire(&mut self, buffer: u32) {
+    pub(super) fn retire(&mut self, buffer: u32) {
         self.lifetimes[buffer as usize] = None;
+    }
+
+    /// An area no longer used.
+    pub(super) fn retire_area(&mut self, area: usize) {
+        self.lifetimes[area] = None;
     }
 }
 

@@ -287,7 +287,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
                 let [out] = split(arena, [out_r])?;
                 for v in out.iter_mut() {
                     let s = *v + *v;
-                    *v = if relu { s.max(0.0) } else { s };
+                    *v = if relu { kernels::scalar::relu(s) } else { s };
                 }
             } else if output == a || output == b {
                 let other = if output == a { b } else { a };

@@ -5,21 +5,115 @@
 //! Moving to the next band, rows still needed are moved to the front of the buffer
 //! (at most `kernel - stride` rows per channel) and only the new rows are computed,
 //! so no work is repeated.
+//!
+//! The band functions read and write tensors through [`Loc`]s, so the same code
+//! serves whole tensors (the chain's input and output are full buffers) and the
+//! row windows of the whole-network pipeline (see `pipeline.rs`).
 
 use super::plan::{input_rows, StemBand, UnitBand};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};
-use super::{out_in, split, ExecPlan};
-use crate::program::{Step, TensorSource};
+use super::{split, ExecPlan};
+use crate::graph::{Pads, PoolSpec};
+use crate::program::{Step, TensorSource, View};
 use crate::Error;
 use kernels::{dispatch, PixelSpan, PlaneGeom};
 use std::ops::Range;
 
+/// Where some rows of a tensor's planes are stored: in the arena, or in the
+/// caller's input buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    /// First float of the first plane.
+    pub start: usize,
+    /// Floats of all planes (from `start`).
+    pub len: usize,
+    /// Floats from one plane to the next.
+    pub stride: usize,
+    /// The tensor row stored at row 0 of each plane.
+    pub lo: usize,
+    /// Floats per row.
+    pub width: usize,
+    /// In the caller's input buffer rather than the arena.
+    pub external: bool,
+}
+
+impl Loc {
+    /// A whole planar view.
+    pub fn view(p: &ExecPlan, v: View) -> Loc {
+        let plane = p.plane(v.buffer);
+        let external = v.buffer == 0 && p.external_input;
+        let range = if external {
+            v.offset as usize * plane..(v.offset + v.channels) as usize * plane
+        } else {
+            p.range(v)
+        };
+        Loc {
+            start: range.start,
+            len: range.len(),
+            stride: plane,
+            lo: 0,
+            width: p.buffer_hw[v.buffer as usize].1,
+            external,
+        }
+    }
+
+    /// The arena range of these planes.
+    pub fn range(&self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+
+    /// The same storage from channel `c` on.
+    pub fn channel(&self, c: usize) -> Loc {
+        let skip = (c * self.stride).min(self.len);
+        Loc {
+            start: self.start + skip,
+            len: self.len - skip,
+            ..*self
+        }
+    }
+
+    /// Index of tensor row `r` inside each plane.
+    pub fn at(&self, r: usize) -> usize {
+        (r - self.lo) * self.width
+    }
+}
+
+/// Splits out the slice to write (`out`, in the arena) and the slice to read.
+fn write_read<'a>(
+    arena: &'a mut [f32],
+    ext: &'a [f32],
+    out: Range<usize>,
+    read: &Loc,
+) -> Result<(&'a mut [f32], &'a [f32]), Error> {
+    if read.external {
+        let r = ext
+            .get(read.range())
+            .ok_or_else(|| Error::Argument("input rows outside the input".into()))?;
+        let [o] = split(arena, [out])?;
+        Ok((o, r))
+    } else {
+        let [o, r] = split(arena, [out, read.range()])?;
+        Ok((o, r))
+    }
+}
+
 /// Rows of a band buffer: which input rows it holds now.
-struct Window {
+#[derive(Clone, Debug, Default)]
+pub struct Window {
     held: Range<usize>,
 }
 
 impl Window {
+    /// A band buffer holding `rows`.
+    pub fn from_rows(rows: Range<usize>) -> Window {
+        Window { held: rows }
+    }
+
+    /// The rows held, as `(start, end)`.
+    pub fn rows(&self) -> (usize, usize) {
+        (self.held.start, self.held.end)
+    }
+
     /// Makes the buffer hold rows `want`, moving the rows it keeps to the front of
     /// each of its `channels` planes (`stride` floats apart, `width` floats a row).
     /// Returns the rows still to compute.
@@ -49,7 +143,124 @@ impl Window {
     }
 }
 
-/// Runs a pointwise -> depthwise -> pointwise unit band by band.
+/// A pointwise -> depthwise -> pointwise unit, ready to run band by band.
+pub struct Unit<'t> {
+    pw1: kernels::Pointwise<'t>,
+    dw: kernels::Depthwise3x3<'t>,
+    pw2: kernels::Pointwise<'t>,
+    pads: Pads,
+    /// Depthwise input and output sizes.
+    pub hw1: (usize, usize),
+    /// Depthwise output size.
+    pub hw2: (usize, usize),
+    channels: usize,
+    band_in: Range<usize>,
+    in_rows: usize,
+    band_out: Range<usize>,
+    out_rows: usize,
+}
+
+impl<'t> Unit<'t> {
+    /// The unit of steps `u.steps`, with band buffers at `band_in` (`u.in_rows`
+    /// rows) and `band_out` (`u.rows` rows).
+    pub fn new<T: TensorSource + ?Sized>(
+        p: &ExecPlan,
+        u: &UnitBand,
+        steps: &[Step],
+        t: &'t T,
+    ) -> Result<Unit<'t>, Error> {
+        let [s1, s2, s3] = u.steps;
+        let (p1, dw, p2) = (&steps[s1], &steps[s2], &steps[s3]);
+        let Step::Depthwise { pads, .. } = dw else {
+            return Err(Error::Argument("unit band over the wrong steps".into()));
+        };
+        let pw1 = pointwise_of(p1, t)?;
+        Ok(Unit {
+            channels: pw1.groups * pw1.m,
+            pw1,
+            dw: depthwise_of(dw, t)?,
+            pw2: pointwise_of(p2, t)?,
+            pads: *pads,
+            hw1: p.shapes[s2].input,
+            hw2: p.shapes[s2].output,
+            band_in: p.area(u.band_in),
+            in_rows: u.in_rows,
+            band_out: p.area(u.band_out),
+            out_rows: u.rows,
+        })
+    }
+
+    /// Input rows the output rows `rows` read.
+    pub fn needs(&self, rows: &Range<usize>) -> Range<usize> {
+        input_rows(rows, self.dw.stride, self.pads.top, 3, self.hw1.0)
+    }
+
+    /// Computes output rows `rows` (at most the band height) from `x` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn band(
+        &self,
+        win: &mut Window,
+        rows: Range<usize>,
+        x: &Loc,
+        out: &Loc,
+        arena: &mut [f32],
+        ext: &[f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let ((_, w1), (_, w2)) = (self.hw1, self.hw2);
+        let (stride_in, stride_out) = (self.in_rows * w1, self.out_rows * w2);
+        let need = self.needs(&rows);
+        {
+            let (band, xs) = write_read(arena, ext, self.band_in.clone(), x)?;
+            let todo = win.advance(need.clone(), band, self.channels, stride_in, w1);
+            if !todo.is_empty() {
+                let spans = (
+                    PixelSpan {
+                        stride: x.stride,
+                        start: x.at(todo.start),
+                    },
+                    PixelSpan {
+                        stride: stride_in,
+                        start: (todo.start - need.start) * w1,
+                    },
+                );
+                par_pointwise(&self.pw1, xs, band, spans, todo.len() * w1, threads)?;
+            }
+        }
+        {
+            let [band2, band1] = split(arena, [self.band_out.clone(), self.band_in.clone()])?;
+            let g = PlaneGeom {
+                in_h: need.len(),
+                in_w: w1,
+                in_stride: stride_in,
+                out_h: rows.len(),
+                out_w: w2,
+                out_stride: stride_out,
+                pad_top: need.start + self.pads.top - rows.start * self.dw.stride,
+                pad_left: self.pads.left,
+            };
+            let dw = &self.dw;
+            par_channels(band2, self.channels, stride_out, threads, |r, o| {
+                dispatch::dwconv3x3(dw, &g, band1, o, r)
+            })?;
+        }
+        let [o, band2] = split(arena, [out.range(), self.band_out.clone()])?;
+        let spans = (
+            PixelSpan {
+                stride: stride_out,
+                start: 0,
+            },
+            PixelSpan {
+                stride: out.stride,
+                start: out.at(rows.start),
+            },
+        );
+        par_pointwise(&self.pw2, band2, o, spans, rows.len() * w2, threads)
+    }
+}
+
+/// Runs a pointwise -> depthwise -> pointwise unit band by band between whole
+/// tensors.
 pub fn run_unit<T: TensorSource + ?Sized>(
     p: &ExecPlan,
     u: &UnitBand,
@@ -59,88 +270,124 @@ pub fn run_unit<T: TensorSource + ?Sized>(
     ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
-    let [s1, s2, s3] = u.steps;
-    let (p1, dw, p2) = (&steps[s1], &steps[s2], &steps[s3]);
-    let (
-        Step::Pointwise { input: x, .. },
-        Step::Depthwise { stride, pads, .. },
-        Step::Pointwise { output: out, .. },
-    ) = (p1, dw, p2)
+    let (Step::Pointwise { input: x, .. }, Step::Pointwise { output: out, .. }) =
+        (&steps[u.steps[0]], &steps[u.steps[2]])
     else {
         return Err(Error::Argument("unit band over the wrong steps".into()));
     };
-    let (pw1, dwp, pw2) = (
-        pointwise_of(p1, t)?,
-        depthwise_of(dw, t)?,
-        pointwise_of(p2, t)?,
-    );
-    let stride = *stride as usize;
-    let ((h1, w1), (h2, w2)) = (p.shapes[s2].input, p.shapes[s2].output);
-    let channels = pw1.groups * pw1.m;
-    let stride_in = u.in_rows * w1;
-    let stride_out = u.rows * w2;
-    let (plane_x, plane_out) = (p.plane(x.buffer), p.plane(out.buffer));
-    let mut window = Window { held: 0..0 };
+    let unit = Unit::new(p, u, steps, t)?;
+    let (x, out) = (Loc::view(p, *x), Loc::view(p, *out));
+    let mut win = Window::default();
+    let h2 = unit.hw2.0;
     let mut r0 = 0;
     while r0 < h2 {
         let rows = r0..(r0 + u.rows).min(h2);
-        let need = input_rows(&rows, stride, pads.top, 3, h1);
-        // First conv: the new input rows into the first band.
-        {
-            let (band, xs) = out_in(p, arena, ext, p.area(u.band_in), *x)?;
-            let todo = window.advance(need.clone(), band, channels, stride_in, w1);
-            if !todo.is_empty() {
-                let spans = (
-                    PixelSpan {
-                        stride: plane_x,
-                        start: todo.start * w1,
-                    },
-                    PixelSpan {
-                        stride: stride_in,
-                        start: (todo.start - need.start) * w1,
-                    },
-                );
-                par_pointwise(&pw1, xs, band, spans, todo.len() * w1, threads)?;
-            }
-        }
-        // Depthwise conv: band to band.
-        {
-            let [band2, band1] = split(arena, [p.area(u.band_out), p.area(u.band_in)])?;
-            let g = PlaneGeom {
-                in_h: need.len(),
-                in_w: w1,
-                in_stride: stride_in,
-                out_h: rows.len(),
-                out_w: w2,
-                out_stride: stride_out,
-                pad_top: need.start + pads.top - rows.start * stride,
-                pad_left: pads.left,
-            };
-            par_channels(band2, channels, stride_out, threads, |r, o| {
-                dispatch::dwconv3x3(&dwp, &g, band1, o, r)
-            })?;
-        }
-        // Second conv: the band into its rows of the output (in place if so planned).
-        {
-            let [o, band2] = split(arena, [p.range(*out), p.area(u.band_out)])?;
-            let spans = (
-                PixelSpan {
-                    stride: stride_out,
-                    start: 0,
-                },
-                PixelSpan {
-                    stride: plane_out,
-                    start: rows.start * w2,
-                },
-            );
-            par_pointwise(&pw2, band2, o, spans, rows.len() * w2, threads)?;
-        }
+        unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
         r0 = rows.end;
     }
     Ok(())
 }
 
-/// Runs a convolution -> max pool stem band by band.
+/// A convolution -> max pool stem, ready to run band by band.
+pub struct Stem<'t> {
+    conv: kernels::Conv2d<'t>,
+    pool: kernels::Pool,
+    spec: PoolSpec,
+    conv_pads: Pads,
+    /// Input size.
+    pub hw_in: (usize, usize),
+    hw_conv: (usize, usize),
+    /// Output size.
+    pub hw_out: (usize, usize),
+    band: Range<usize>,
+    band_rows: usize,
+}
+
+impl<'t> Stem<'t> {
+    /// The stem of steps `s.steps` with its band at `s.band`.
+    pub fn new<T: TensorSource + ?Sized>(
+        p: &ExecPlan,
+        s: &StemBand,
+        steps: &[Step],
+        t: &'t T,
+    ) -> Result<Stem<'t>, Error> {
+        let [sc, sp] = s.steps;
+        let (Step::Conv { pads, .. }, Step::Pool { spec, .. }) = (&steps[sc], &steps[sp]) else {
+            return Err(Error::Argument("stem band over the wrong steps".into()));
+        };
+        Ok(Stem {
+            conv: conv_of(&steps[sc], t)?,
+            pool: pool_of(spec),
+            spec: *spec,
+            conv_pads: *pads,
+            hw_in: p.shapes[sc].input,
+            hw_conv: p.shapes[sc].output,
+            hw_out: p.shapes[sp].output,
+            band: p.area(s.band),
+            band_rows: s.in_rows,
+        })
+    }
+
+    /// Computes pool output rows `rows` from the input `x` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn band(
+        &self,
+        win: &mut Window,
+        rows: Range<usize>,
+        x: &Loc,
+        out: &Loc,
+        arena: &mut [f32],
+        ext: &[f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let ((hin, win_w), (hc, wc)) = (self.hw_in, self.hw_conv);
+        let band_stride = self.band_rows * wc;
+        let (spec, conv) = (&self.spec, &self.conv);
+        let need = input_rows(&rows, spec.stride.0, spec.pads.top, spec.kh, hc);
+        {
+            let (band, inp) = write_read(arena, ext, self.band.clone(), x)?;
+            let todo = win.advance(need.clone(), band, conv.cout, band_stride, wc);
+            if !todo.is_empty() {
+                // Conv output rows `todo` read input rows from `first` on: start the
+                // input slice there so the kernel sees them as its row 0.
+                let first = (todo.start * conv.stride_h).saturating_sub(self.conv_pads.top);
+                let g = PlaneGeom {
+                    in_h: hin - first,
+                    in_w: win_w,
+                    in_stride: x.stride,
+                    out_h: todo.len(),
+                    out_w: wc,
+                    out_stride: band_stride,
+                    pad_top: first + self.conv_pads.top - todo.start * conv.stride_h,
+                    pad_left: self.conv_pads.left,
+                };
+                let inp = inp.get(x.at(first)..).unwrap_or(&[]);
+                let dst = &mut band[(todo.start - need.start) * wc..];
+                par_channels(dst, conv.cout, band_stride, threads, |r, o| {
+                    dispatch::conv2d(conv, &g, inp, o, r)
+                })?;
+            }
+        }
+        let [o, band] = split(arena, [out.range(), self.band.clone()])?;
+        let g = PlaneGeom {
+            in_h: need.len(),
+            in_w: wc,
+            in_stride: band_stride,
+            out_h: rows.len(),
+            out_w: self.hw_out.1,
+            out_stride: out.stride,
+            pad_top: need.start + spec.pads.top - rows.start * spec.stride.0,
+            pad_left: spec.pads.left,
+        };
+        let dst = &mut o[out.at(rows.start)..];
+        let pool = &self.pool;
+        par_channels(dst, conv.cout, out.stride, threads, |r, o| {
+            dispatch::pool(pool, &g, band, o, r)
+        })
+    }
+}
+
+/// Runs a convolution -> max pool stem band by band between whole tensors.
 pub fn run_stem<T: TensorSource + ?Sized>(
     p: &ExecPlan,
     s: &StemBand,
@@ -150,67 +397,18 @@ pub fn run_stem<T: TensorSource + ?Sized>(
     ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
-    let [sc, sp] = s.steps;
-    let (
-        Step::Conv {
-            pads: cpads, input, ..
-        },
-        Step::Pool { spec, output, .. },
-    ) = (&steps[sc], &steps[sp])
+    let (Step::Conv { input, .. }, Step::Pool { output, .. }) =
+        (&steps[s.steps[0]], &steps[s.steps[1]])
     else {
         return Err(Error::Argument("stem band over the wrong steps".into()));
     };
-    let (conv, pool) = (conv_of(&steps[sc], t)?, pool_of(spec));
-    let ((hin, win), (hc, wc)) = (p.shapes[sc].input, p.shapes[sc].output);
-    let (hp, wp) = p.shapes[sp].output;
-    let band_stride = s.in_rows * wc;
-    let (plane_in, plane_out) = (p.plane(input.buffer), p.plane(output.buffer));
-    let mut window = Window { held: 0..0 };
+    let stem = Stem::new(p, s, steps, t)?;
+    let (x, out) = (Loc::view(p, *input), Loc::view(p, *output));
+    let mut win = Window::default();
     let mut r0 = 0;
-    while r0 < hp {
-        let rows = r0..(r0 + s.rows).min(hp);
-        let need = input_rows(&rows, spec.stride.0, spec.pads.top, spec.kh, hc);
-        {
-            let (band, inp) = out_in(p, arena, ext, p.area(s.band), *input)?;
-            let todo = window.advance(need.clone(), band, conv.cout, band_stride, wc);
-            if !todo.is_empty() {
-                // Conv output rows `todo` read input rows from `first` on: start the
-                // input slice there so the kernel sees them as its row 0.
-                let first = (todo.start * conv.stride_h).saturating_sub(cpads.top);
-                let g = PlaneGeom {
-                    in_h: hin - first,
-                    in_w: win,
-                    in_stride: plane_in,
-                    out_h: todo.len(),
-                    out_w: wc,
-                    out_stride: band_stride,
-                    pad_top: first + cpads.top - todo.start * conv.stride_h,
-                    pad_left: cpads.left,
-                };
-                let inp = &inp[first * win..];
-                let dst = &mut band[(todo.start - need.start) * wc..];
-                par_channels(dst, conv.cout, band_stride, threads, |r, o| {
-                    dispatch::conv2d(&conv, &g, inp, o, r)
-                })?;
-            }
-        }
-        {
-            let [o, band] = split(arena, [p.range(*output), p.area(s.band)])?;
-            let g = PlaneGeom {
-                in_h: need.len(),
-                in_w: wc,
-                in_stride: band_stride,
-                out_h: rows.len(),
-                out_w: wp,
-                out_stride: plane_out,
-                pad_top: need.start + spec.pads.top - rows.start * spec.stride.0,
-                pad_left: spec.pads.left,
-            };
-            let dst = &mut o[rows.start * wp..];
-            par_channels(dst, conv.cout, plane_out, threads, |r, o| {
-                dispatch::pool(&pool, &g, band, o, r)
-            })?;
-        }
+    while r0 < stem.hw_out.0 {
+        let rows = r0..(r0 + s.rows).min(stem.hw_out.0);
+        stem.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
         r0 = rows.end;
     }
     Ok(())

@@ -6,7 +6,7 @@
 use super::format::{self, tag, MAX_KERNEL};
 use super::FileError;
 use crate::graph::{InputSpec, Layout, Pads, PoolSpec, Preprocess};
-use crate::program::{BufferDecl, Program, Step, View, MAX_CHANNELS};
+use crate::program::{BufferDecl, Program, Step, View, MAX_BUFFERS, MAX_CHANNELS, MAX_STEPS};
 use kernels::PoolKind;
 
 /// Smallest encoded step (a tag and one view), to bound the step count.
@@ -278,6 +278,9 @@ pub(crate) fn program(bytes: &[u8], base: u64) -> Result<Program, FileError> {
     let input = r.input()?;
     let at = r.pos;
     let n = r.count(4, "buffer count")?;
+    if n > MAX_BUFFERS {
+        return Err(r.error_at(at, format!("{n} buffers, more than {MAX_BUFFERS}")));
+    }
     let mut buffers = Vec::with_capacity(n);
     let mut total = 0u64;
     for _ in 0..n {
@@ -294,7 +297,11 @@ pub(crate) fn program(bytes: &[u8], base: u64) -> Result<Program, FileError> {
             ),
         ));
     }
+    let at = r.pos;
     let n = r.count(MIN_STEP_BYTES, "step count")?;
+    if n > MAX_STEPS {
+        return Err(r.error_at(at, format!("{n} steps, more than {MAX_STEPS}")));
+    }
     let mut steps = Vec::with_capacity(n);
     for _ in 0..n {
         steps.push(r.step()?);

@@ -57,7 +57,9 @@
 //!
 //! The section's length is exactly the encoding's length. Loading checks every field
 //! the encoding can get wrong (tags, booleans, enums, reserved words, counts against the
-//! bytes left, UTF-8, and the bounds below that keep the later arithmetic in range),
+//! bytes left, UTF-8, at most [`MAX_BUFFERS`](crate::program::MAX_BUFFERS) buffers and
+//! [`MAX_STEPS`](crate::program::MAX_STEPS) steps, and the bounds below that keep the
+//! later arithmetic in range),
 //! then [`crate::program::Program::validate`] checks the program's meaning.
 //!
 //! Checksum speed (XXH64, [`checksum`], checked against published XXH64 vectors, so

@@ -292,6 +292,13 @@ pub(crate) fn import_model(model: ModelProto, name: &str) -> Result<Graph, OnnxE
         ..
     } = model;
     let graph = graph.ok_or_else(|| OnnxError::Model("the file contains no graph".into()))?;
+    if graph.node.len() > super::MAX_NODES {
+        return Err(OnnxError::Model(format!(
+            "the graph has {} nodes, more than the {} supported",
+            graph.node.len(),
+            super::MAX_NODES
+        )));
+    }
     if !graph.sparse_initializer.is_empty() {
         return Err(OnnxError::Model(
             "sparse initializers are not supported".into(),

@@ -72,6 +72,9 @@
 //!
 //! # Sizes
 //!
+//! A graph may have at most [`MAX_NODES`] nodes, and the imported engine graph at
+//! most [`MAX_GRAPH_SIZE`](crate::graph::MAX_GRAPH_SIZE) nodes and node inputs.
+//!
 //! The graph input must be a FLOAT tensor of rank 4 with a static channel count;
 //! batch 1 or symbolic. Its declared height and width (if static) become
 //! [`InputSpec::default_size`](crate::graph::InputSpec). All shapes are traced at
@@ -116,6 +119,12 @@ pub const META_SCALE: &str = "shufflenet.scale";
 
 /// Largest file accepted (protobuf's own limit).
 const MAX_BYTES: u64 = 2 << 30;
+
+/// Most nodes a graph may have (ShuffleNet exports have 80 to 240, shape arithmetic
+/// included). Checked before any node is looked at, so a hostile file cannot make the
+/// importer's work grow without bound; the imported graph must also be within
+/// [`crate::graph::MAX_GRAPH_SIZE`].
+pub const MAX_NODES: usize = 1 << 14;
 
 /// Imports an ONNX model from its bytes; `name` becomes part of the graph's
 /// description (typically the file name).

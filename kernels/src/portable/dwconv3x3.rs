@@ -17,7 +17,7 @@
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
 use super::rows::Flat;
-use super::simd::{load, store, Kernel, Level, SimdExt};
+use super::simd::{load, relu, store, Kernel, Level, SimdExt};
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
@@ -81,7 +81,6 @@ unsafe fn flat<S: SimdExt, const RELU: bool>(
     len: usize,
 ) {
     let l = S::F32_LANES;
-    let zero = simd.splat_f32s(0.0);
     let p: [*const f32; 9] = core::array::from_fn(|t| src.wrapping_add(taps[t]));
     let mut q = 0;
     while q < len {
@@ -106,7 +105,7 @@ unsafe fn flat<S: SimdExt, const RELU: bool>(
             a2 = simd.mul_add_e_f32s(w[8], x!(8), a2);
             let mut a = simd.add_f32s(simd.add_f32s(a0, a1), a2);
             if RELU {
-                a = simd.max_f32s(a, zero);
+                a = relu(simd, a);
             }
             store::<S>(out.add(q), a);
         }

@@ -48,7 +48,7 @@
 //! accumulate (add the value already in the output: an in-place residual), then
 //! ReLU, in any combination.
 
-use super::simd::{load, store, Kernel, Level, SimdExt, MAX_LANES};
+use super::simd::{load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
 use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
 
@@ -176,7 +176,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
                 a = simd.add_f32s(a, unsafe { load::<S>(ov) });
             }
             if epi.relu {
-                a = simd.max_f32s(a, zero);
+                a = relu(simd, a);
             }
             // SAFETY: as above.
             unsafe { store::<S>(ov, a) };

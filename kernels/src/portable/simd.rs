@@ -59,6 +59,14 @@ impl SimdExt for pulp::x86::V4 {
     }
 }
 
+/// ReLU that keeps NaN, like [`crate::scalar::relu`]: lanes `<= 0` become 0, the
+/// rest (NaN included) pass. (`max_f32s(a, 0)` returns 0 for a NaN on x86.)
+#[inline(always)]
+pub(crate) fn relu<S: Simd>(simd: S, a: S::f32s) -> S::f32s {
+    let zero = simd.splat_f32s(0.0);
+    simd.select_f32s(simd.less_than_or_equal_f32s(a, zero), zero, a)
+}
+
 /// Unaligned vector load.
 ///
 /// # Safety

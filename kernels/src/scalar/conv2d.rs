@@ -37,7 +37,7 @@ pub fn conv2d(
                 }
                 acc += p.bias[oc];
                 if p.relu {
-                    acc = acc.max(0.0);
+                    acc = super::relu(acc);
                 }
                 out[y * g.out_w + x] = acc;
             }

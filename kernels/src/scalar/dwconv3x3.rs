@@ -39,7 +39,7 @@ pub fn dwconv3x3(
                 }
                 acc += p.bias[c];
                 if p.relu {
-                    acc = acc.max(0.0);
+                    acc = super::relu(acc);
                 }
                 out[y * g.out_w + x] = acc;
             }

@@ -18,7 +18,7 @@ pub fn add_assign(acc: &mut [f32], b: &[f32], relu: bool) -> Result<(), KernelEr
     }
     for (a, &v) in acc.iter_mut().zip(b) {
         let s = *a + v;
-        *a = if relu { s.max(0.0) } else { s };
+        *a = if relu { super::relu(s) } else { s };
     }
     Ok(())
 }
@@ -32,10 +32,10 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32], relu: bool) -> Result<(), Kern
     add_assign(out, b, relu)
 }
 
-/// `x = max(x, 0)`.
+/// `x = max(x, 0)`, NaN propagating (see [`super::relu`]).
 pub fn relu_in_place(x: &mut [f32]) {
     for v in x {
-        *v = v.max(0.0);
+        *v = super::relu(*v);
     }
 }
 
@@ -59,7 +59,7 @@ pub fn affine(
         let dst = &mut output[c * planes.stride..][..planes.hw];
         for (d, &s) in dst.iter_mut().zip(src) {
             let v = s * scale[c] + shift[c];
-            *d = if relu { v.max(0.0) } else { v };
+            *d = if relu { super::relu(v) } else { v };
         }
     }
     Ok(())

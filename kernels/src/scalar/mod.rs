@@ -7,3 +7,15 @@ pub mod elementwise;
 pub mod gap_fc;
 pub mod pointwise;
 pub mod pool;
+
+/// ReLU, `max(v, 0)`, propagating NaN: a NaN gives NaN (IEEE 754-2019 `maximum`,
+/// as NEON's `FMAX` does) and -0.0 gives +0.0. (`f32::max` is IEEE `maxNum`: it
+/// would turn a NaN into 0 and hide it.) Every kernel's ReLU follows this.
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v <= 0.0 {
+        0.0
+    } else {
+        v
+    }
+}

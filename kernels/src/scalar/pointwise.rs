@@ -30,7 +30,7 @@ pub fn pointwise(
                     acc += *o;
                 }
                 if p.epilogue.relu {
-                    acc = acc.max(0.0);
+                    acc = super::relu(acc);
                 }
                 *o = acc;
             }

@@ -54,6 +54,11 @@ impl Bench {
         let opts = SessionOptions {
             threads: s.threads,
             stream: s.stream,
+            pipeline_min_bytes: if s.pipeline {
+                shufflenet::exec::DEFAULT_PIPELINE_MIN_BYTES
+            } else {
+                usize::MAX
+            },
             ..Default::default()
         };
         let session = Session::new(model, h, w, opts)?;
@@ -114,6 +119,7 @@ struct Settings {
     warmup: usize,
     threads: usize,
     stream: bool,
+    pipeline: bool,
     json: bool,
 }
 
@@ -121,7 +127,7 @@ struct Settings {
 pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
-        &["json", "compare", "no-stream"],
+        &["json", "compare", "no-stream", "no-pipeline"],
         &["resolutions", "runs", "warmup", "threads"],
     )?;
     let s = Settings {
@@ -133,6 +139,7 @@ pub fn run(argv: &[String]) -> CliResult {
         warmup: a.parsed("warmup", 3).map_err(CliError::Usage)?,
         threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
         stream: !a.flag("no-stream"),
+        pipeline: !a.flag("no-pipeline"),
         json: a.flag("json"),
     };
     if s.runs == 0 {

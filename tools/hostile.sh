@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Hostile-input checks (not part of tools/test.sh: they need nightly and take long).
+#
+#   tools/hostile.sh fuzz [SECONDS] [TARGET...]   fuzz each target for SECONDS (default
+#                                                 600), one after the other, at nice 19
+#   tools/hostile.sh miri                         Miri over the model-file loader, the
+#                                                 planner and the scalar kernels
+#   tools/hostile.sh asan                         engine and kernels tests under
+#                                                 AddressSanitizer (portable path)
+#   tools/hostile.sh all [SECONDS]                all three
+#
+# Fuzz targets (fuzz/fuzz_targets): model_file, onnx_import, npy, session. The seed
+# corpus is fuzz/seeds/TARGET (committed); what libFuzzer finds goes to
+# fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET, the log to
+# fuzz/logs/TARGET.log (all ignored by git). Reproduce a crash with
+#   cargo +nightly fuzz run -a TARGET fuzz/artifacts/TARGET/crash-...
+# Needs: rustup toolchain nightly with components miri and rust-src, and cargo-fuzz
+# (`cargo install cargo-fuzz`); the script installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+TARGETS=(model_file onnx_import npy session)
+
+setup() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  rustup +nightly component add miri rust-src
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+}
+
+fuzz() {
+  local secs=${1:-600}
+  shift || true
+  local targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")
+  step "building the fuzz targets (release, debug assertions and overflow checks on, ASan)"
+  nice -n 19 cargo +nightly fuzz build -a
+  mkdir -p fuzz/logs
+  for t in "${targets[@]}"; do
+    step "fuzzing $t for ${secs}s"
+    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    # -timeout: an input running longer than 20 s is reported as a hang;
+    # -rss_limit_mb / -malloc_limit_mb: a run above 2 GiB, or a single allocation
+    # above 1 GiB (an allocation sized by an untrusted count), is a crash.
+    if nice -n 19 cargo +nightly fuzz run -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+        -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
+        >"fuzz/logs/$t.log" 2>&1; then
+      grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' \
+        "fuzz/logs/$t.log" | sed "s/^/  $t: /"
+    else
+      echo "  $t: FAILED, see fuzz/logs/$t.log and fuzz/artifacts/$t/" >&2
+      tail -n 40 "fuzz/logs/$t.log" >&2
+      return 1
+    fi
+  done
+}
+
+miri() {
+  # The loader (model_file unit tests: container, decoder, checksum), the planner
+  # (plan unit tests, arena scheduler) and the scalar kernels (kernels unit tests and
+  # the against_scalar tests, which on x86 compare the portable dispatch with the
+  # scalar twins). Miri's isolation stays on; tests that map a file or create one are
+  # not selected (the mmap path is outside Miri's reach).
+  step "miri: engine loader and planner unit tests"
+  MIRIFLAGS="${MIRIFLAGS:-}" nice -n 19 cargo +nightly miri test -p engine --lib -- \
+    model_file:: plan:: arena:: program:: npy::
+  step "miri: kernels (unit tests and against_scalar)"
+  MIRIFLAGS="${MIRIFLAGS:-}" nice -n 19 cargo +nightly miri test -p kernels
+}
+
+asan() {
+  # The x86 build is the NEON-free (portable) path. -Zbuild-std instruments std too;
+  # the explicit --target keeps the sanitizer flags off build scripts and proc macros.
+  step "AddressSanitizer: engine and kernels tests"
+  RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
+    ASAN_OPTIONS="detect_leaks=1" \
+    nice -n 19 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu \
+    -p engine -p kernels --lib --tests
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  fuzz) setup; fuzz "$@" ;;
+  miri) setup; miri ;;
+  asan) setup; asan ;;
+  all) setup; fuzz "${1:-600}"; miri; asan ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
+esac

@@ -10,7 +10,6 @@ mod dwconv3x3_s1;
 mod dwconv3x3_s2;
 mod gap_fc;
 mod pointwise;
-mod pointwise_gemm_8x12;
 mod pool3x3s2;
 mod pw_tile;
 mod sweep_s2;

@@ -1,5 +1,6 @@
 //! Executed-instruction harness: runs every dispatched kernel (NEON on aarch64) once
-//! on each stage shape of ShuffleNet v1 1x g=3 at 224x224, each call inside an icount
+//! on each stage shape of ShuffleNet v1 g=3 at 224x224 (`--scale 0.5|1|2`, default 1),
+//! each call inside an icount
 //! marker window (`close(-1234567001)` .. `close(-1234567002)`), then turns the
 //! plugin's windows into instructions per call and useful FLOPs per instruction.
 //!
@@ -10,6 +11,7 @@
 //! qemu-aarch64 -cpu cortex-a72 \
 //!     target/aarch64-unknown-linux-musl/release/examples/kernel_icount --report /tmp/kic.json
 //! ```
+//! (pass the same `--scale S` to the run and to `--report`).
 //! `--only SUBSTRING [REPEATS]` runs only the cases whose name contains SUBSTRING,
 //! each REPEATS times (for the plugin's `hist=` mnemonic histogram of one kernel:
 //! with enough repeats the kernel dominates the process's counts).
@@ -53,7 +55,7 @@ struct Case {
     macs: u64,
     /// Output elements of the call.
     outputs: u64,
-    /// How often the call runs per inference of 1x g=3 at 224x224.
+    /// How often the call runs per inference of the model at 224x224.
     per_inference: u64,
     /// Builds the call's buffers (seeded) and returns the call.
     build: Box<dyn FnOnce(&mut Rng) -> Call>,
@@ -233,10 +235,10 @@ fn stem_case(cout: usize) -> Case {
     }
 }
 
-fn gap_fc_case() -> Case {
-    let (ch, hw, outs) = (960, 49, 1000);
+fn gap_fc_case(ch: usize) -> Case {
+    let (hw, outs) = (49, 1000);
     Case {
-        name: "gap+fc 960x7x7 -> 1000".into(),
+        name: format!("gap+fc {ch}x7x7 -> {outs}"),
         macs: (ch * outs + ch * hw) as u64,
         outputs: outs as u64,
         per_inference: 1,
@@ -267,37 +269,99 @@ fn gap_fc_case() -> Case {
     }
 }
 
-fn cases() -> Vec<Case> {
+/// Output channels of conv1 and of stages 2-4 of ShuffleNet v1 g=3 at `scale`
+/// (0.5, 1 or 2).
+fn widths(scale: &str) -> [usize; 4] {
+    match scale {
+        "0.5" => [12, 120, 240, 480],
+        "2" => [48, 480, 960, 1920],
+        _ => [24, 240, 480, 960],
+    }
+}
+
+/// Stage shapes of ShuffleNet v1 `scale` x g=3 at 224x224: the stem and its max pool,
+/// then per stage the first (stride-2) unit and one of the stride-1 units (run
+/// `units - 1` times per inference), then GAP+FC.
+fn cases(scale: &str) -> Vec<Case> {
     let max = PoolKind::Max;
     let avg = PoolKind::Avg {
         count_include_pad: true,
     };
-    vec![
-        stem_case(24),
-        pool_case("maxpool 24ch 112->56", max, 24, 112, 1),
-        pointwise_case("s2u0 gconv1 g1 k24 m60 3136px", 1, 24, 60, 3136, false, 1),
-        dw_case("s2u0 dw s2 60ch 56->28", 60, 56, 2, 1),
-        pointwise_case("s2u0 gconv2 g3 k20 m72 784px", 3, 20, 72, 784, false, 1),
-        pool_case("s2u0 avgpool 24ch 56->28", avg, 24, 56, 1),
-        pointwise_case("s2 gconv1 g3 k80 m20 784px", 3, 80, 20, 784, false, 3),
-        dw_case("s2 dw s1 60ch 28x28", 60, 28, 1, 3),
-        pointwise_case("s2 gconv2 g3 k20 m80 784px +res", 3, 20, 80, 784, true, 3),
-        pointwise_case("s3u0 gconv1 g3 k80 m40 784px", 3, 80, 40, 784, false, 1),
-        dw_case("s3u0 dw s2 120ch 28->14", 120, 28, 2, 1),
-        pointwise_case("s3u0 gconv2 g3 k40 m80 196px", 3, 40, 80, 196, false, 1),
-        pool_case("s3u0 avgpool 240ch 28->14", avg, 240, 28, 1),
-        pointwise_case("s3 gconv1 g3 k160 m40 196px", 3, 160, 40, 196, false, 7),
-        dw_case("s3 dw s1 120ch 14x14", 120, 14, 1, 7),
-        pointwise_case("s3 gconv2 g3 k40 m160 196px +res", 3, 40, 160, 196, true, 7),
-        pointwise_case("s4u0 gconv1 g3 k160 m80 196px", 3, 160, 80, 196, false, 1),
-        dw_case("s4u0 dw s2 240ch 14->7", 240, 14, 2, 1),
-        pointwise_case("s4u0 gconv2 g3 k80 m160 49px", 3, 80, 160, 49, false, 1),
-        pool_case("s4u0 avgpool 480ch 14->7", avg, 480, 14, 1),
-        pointwise_case("s4 gconv1 g3 k320 m80 49px", 3, 320, 80, 49, false, 3),
-        dw_case("s4 dw s1 240ch 7x7", 240, 7, 1, 3),
-        pointwise_case("s4 gconv2 g3 k80 m320 49px +res", 3, 80, 320, 49, true, 3),
-        gap_fc_case(),
-    ]
+    let [c1, c2, c3, c4] = widths(scale);
+    let mut v = vec![
+        stem_case(c1),
+        pool_case(&format!("maxpool {c1}ch 112->56"), max, c1, 112, 1),
+    ];
+    // (stage, input channels, output channels, input size, units)
+    for (s, cin, cout, hw, units) in [(2, c1, c2, 56, 4), (3, c2, c3, 28, 8), (4, c3, c4, 14, 4)] {
+        let (mid, o) = (cout / 4, hw / 2);
+        let g1 = if s == 2 { 1 } else { 3 };
+        let (px, opx) = (hw * hw, o * o);
+        v.push(pointwise_case(
+            &format!("s{s}u0 gconv1 g{g1} k{} m{} {px}px", cin / g1, mid / g1),
+            g1,
+            cin / g1,
+            mid / g1,
+            px,
+            false,
+            1,
+        ));
+        v.push(dw_case(
+            &format!("s{s}u0 dw s2 {mid}ch {hw}->{o}"),
+            mid,
+            hw,
+            2,
+            1,
+        ));
+        v.push(pointwise_case(
+            &format!(
+                "s{s}u0 gconv2 g3 k{} m{} {opx}px",
+                mid / 3,
+                (cout - cin) / 3
+            ),
+            3,
+            mid / 3,
+            (cout - cin) / 3,
+            opx,
+            false,
+            1,
+        ));
+        v.push(pool_case(
+            &format!("s{s}u0 avgpool {cin}ch {hw}->{o}"),
+            avg,
+            cin,
+            hw,
+            1,
+        ));
+        let n = units - 1;
+        v.push(pointwise_case(
+            &format!("s{s} gconv1 g3 k{} m{} {opx}px", cout / 3, mid / 3),
+            3,
+            cout / 3,
+            mid / 3,
+            opx,
+            false,
+            n,
+        ));
+        v.push(dw_case(
+            &format!("s{s} dw s1 {mid}ch {o}x{o}"),
+            mid,
+            o,
+            1,
+            n,
+        ));
+        v.push(pointwise_case(
+            &format!("s{s} gconv2 g3 k{} m{} {opx}px +res", mid / 3, cout / 3),
+            3,
+            mid / 3,
+            cout / 3,
+            opx,
+            true,
+            n,
+        ));
+    }
+    v.push(gap_fc_case(c4));
+    v
 }
 
 /// Parses the plugin's `ICOUNT {json}` line: field names and window rows.
@@ -321,12 +385,12 @@ fn parse_icount(text: &str) -> Option<(Vec<String>, Vec<Vec<u64>>)> {
     Some((fields, windows))
 }
 
-fn report(path: &str) {
+fn report(path: &str, scale: &str) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let (fields, windows) = parse_icount(&text).expect("no ICOUNT windows in the file");
     let col = |name: &str| fields.iter().position(|f| f == name).expect(name);
     let (total, lanes) = (col("total"), col("fma_lanes"));
-    let cases = cases();
+    let cases = cases(scale);
     assert_eq!(cases.len(), windows.len(), "one window per case expected");
     println!(
         "| kernel call | instructions | MACs | FLOPs/instr | fma lanes/MACs | instr/output | per inference |"
@@ -380,7 +444,7 @@ fn report(path: &str) {
         println!("| {class} | {i} | {m} | {flops} |");
     }
     println!(
-        "\nKernel calls of one inference (1x g=3, 224x224): {:.2}M instructions, {:.1}M MACs, {:.2} FLOPs/instr",
+        "\nKernel calls of one inference ({scale}x g=3, 224x224): {:.2}M instructions, {:.1}M MACs, {:.2} FLOPs/instr",
         sum_i as f64 / 1e6,
         sum_m as f64 / 1e6,
         2.0 * sum_m as f64 / sum_i as f64
@@ -405,14 +469,24 @@ fn kernel_class(name: &str) -> &'static str {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--scale S` (0.5, 1 or 2) anywhere: which model's stage shapes to run.
+    let scale = match args.iter().position(|a| a == "--scale") {
+        Some(i) => {
+            let s = args.get(i + 1).expect("--scale 0.5|1|2").clone();
+            assert!(["0.5", "1", "2"].contains(&s.as_str()), "--scale 0.5|1|2");
+            args.drain(i..i + 2);
+            s
+        }
+        None => "1".to_string(),
+    };
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     match args.first().map(String::as_str) {
-        Some("--report") => report(args.get(1).expect("--report FILE")),
+        Some("--report") => report(args.get(1).expect("--report FILE"), &scale),
         Some("--only") => {
             let pat = args.get(1).expect("--only SUBSTRING [REPEATS]");
             let reps: usize = args.get(2).map_or(1, |r| r.parse().expect("REPEATS"));
-            for c in cases()
+            for c in cases(&scale)
                 .into_iter()
                 .filter(|c| c.name.contains(pat.as_str()))
             {
@@ -423,7 +497,7 @@ fn main() {
             }
         }
         _ => {
-            for c in cases() {
+            for c in cases(&scale) {
                 (c.build)(&mut rng)();
             }
         }

@@ -2,27 +2,33 @@
 //! kernel, stride 2, any output channel count (12, 16, 24, 48...) and any padding
 //! the parameters allow. Per output row, the 9 input rows it reads (3 channels x 3
 //! kernel rows) are copied once into zero-padded row buffers (a few instructions
-//! per input float, against 24 x 27 multiply-adds per output pixel); then per tile
-//! of 12 output pixels an im2col tile of K = 27 rows is built with `ld2` (even/odd
-//! columns) and multiplied by the 8-row weight panels with the pointwise GEMM's
-//! 8x12 register tile (bias and ReLU in its epilogue). Output columns are processed
-//! in chunks of [`CHUNK`] so the row buffers stay on the stack.
+//! per input float, against 24 x 27 multiply-adds per output pixel). Then an
+//! inline-assembly register tile of 8 (or 4) output channels x 12 output pixels
+//! loads its inputs straight from those buffers: per buffer, three `ld2` give taps
+//! kx = 0 (even columns) and kx = 1 (odd columns) of the 12 pixels, three more from
+//! two columns on give kx = 2, and each loaded vector feeds 8 (or 4) lane FMAs:
+//! no im2col copy. The tile starts from a bias table and ends with the optional
+//! ReLU (`fmax`, which keeps NaN). Output columns are processed in chunks of
+//! [`CHUNK`] so the row buffers stay on the stack.
 //!
 //! Every other convolution shape (other channel counts, groups, kernel sizes or
 //! strides) runs the scalar twin.
 
-use super::pointwise_gemm_8x12::{fill_bias_table, tile_dyn, TileMode, BIAS_TAB, NR};
+use super::pw_tile::{fill_bias_table, BIAS_TAB};
 use crate::{Conv2d, KernelError, PlaneGeom, MR};
-use core::arch::aarch64::*;
+use core::arch::asm;
 use std::ops::Range;
 
 /// K of the stem GEMM: 3 channels x 3 x 3 taps.
 const K: usize = 27;
 /// Output columns per chunk.
 const CHUNK: usize = 256;
-/// Floats of a padded row buffer: the chunk's `2 * CHUNK` input columns, rounded
-/// up to whole tiles, plus the reads past the last tile's window.
-const ROW: usize = 2 * CHUNK + 2 * NR + 8;
+/// Output pixels per register tile.
+const NP: usize = 12;
+/// Floats of a padded row buffer: a tile at output column `x` reads buffer
+/// columns `2x .. 2x + 2 NP + 2`, so a chunk reads `2 * CHUNK.next_multiple_of(NP)
+/// + 2` columns at most.
+const ROW: usize = 2 * CHUNK + 2 * NP + 8;
 /// Output channels (panels of `MR`) whose packed weights are built at once.
 const BLOCK_PANELS: usize = 8;
 
@@ -46,7 +52,6 @@ pub fn conv2d(
     let mut wpack = [0f32; BLOCK_PANELS * K * MR];
     let mut bias_tab = [0f32; BLOCK_PANELS * BIAS_TAB];
     let mut rows = [[0f32; ROW]; 9];
-    let mut col = [0f32; K * NR];
     let mut c0 = out_channels.start;
     while c0 < out_channels.end {
         let c1 = out_channels.end.min(c0 + BLOCK_PANELS * MR);
@@ -60,11 +65,13 @@ pub fn conv2d(
                     wpack[(j * K + k) * MR + r] = p.weights[oc * K + k];
                 }
             }
-            // SAFETY: panel j < BLOCK_PANELS has its BIAS_TAB floats.
+            // SAFETY: panel j < BLOCK_PANELS has its BIAS_TAB floats; it reads
+            // biases c0 + j MR .. + rows_j <= c1 <= cout, which `check` proved
+            // `p.bias` holds.
             unsafe {
                 fill_bias_table(
                     bias_tab.as_mut_ptr().add(j * BIAS_TAB),
-                    |r| p.bias[c0 + j * MR + r],
+                    p.bias.as_ptr().add(c0 + j * MR),
                     rows_j,
                 );
             }
@@ -76,8 +83,8 @@ pub fn conv2d(
                 // Padded copies of the 9 input rows: buffer column c is input
                 // column 2 cx - pad_left + c, zero outside the input.
                 let first = (2 * cx) as isize - g.pad_left as isize;
-                // Columns the tiles read: see `im2col`.
-                let need = (2 * cw.next_multiple_of(4) + 10).min(ROW);
+                // Columns the tiles read: see `strip`.
+                let need = 2 * cw.next_multiple_of(NP) + 2;
                 for (i, buf) in rows.iter_mut().enumerate() {
                     let (ci, ky) = (i / 3, i % 3);
                     let iy = (2 * y + ky) as isize - g.pad_top as isize;
@@ -93,48 +100,71 @@ pub fn conv2d(
                     buf[at..at + hi - lo].copy_from_slice(&input[src + lo..src + hi]);
                     buf[at + hi - lo..need].fill(0.0);
                 }
-                let mut x = 0;
-                while x < cw {
-                    let n = NR.min(cw - x);
-                    let nv = n.div_ceil(4);
-                    let lanes = n - 4 * (nv - 1);
-                    // SAFETY: the im2col reads buffer columns 2x .. 2x + 8 nv + 2 <=
-                    // 2 cw.next_multiple_of(4) + 10 = need <= ROW (the last tile
-                    // ends at the chunk's last vector), all written above, and
-                    // writes K rows of 4 nv floats.
-                    unsafe { im2col(&rows, 2 * x, nv, col.as_mut_ptr()) };
-                    for j in 0..panels {
-                        let rows_j = MR.min(c1 - c0 - j * MR);
-                        let plane = c0 + j * MR - out_channels.start;
-                        let mode = TileMode {
-                            first: true,
-                            accumulate: false,
+                // Tiles of NP pixels, then one of the rest (rounded up to whole
+                // vectors).
+                let full = cw / NP;
+                let rest = cw - full * NP;
+                for j in 0..panels {
+                    let rows_j = MR.min(c1 - c0 - j * MR);
+                    let plane = c0 + j * MR - out_channels.start;
+                    let o = plane * g.out_stride + y * g.out_w + cx;
+                    // Tiles store straight into the output when the panel's row
+                    // count is what the program stores (4 or 8) and the tile is
+                    // whole; others go through `t`.
+                    let stores = rows_j == 8 || rows_j == 4;
+                    let mut tiles = [(0, full, NP / 4, stores), (full * NP, 1, 0, stores)];
+                    tiles[1].2 = rest.div_ceil(4);
+                    tiles[1].3 = stores && rest.is_multiple_of(4);
+                    for (x, nt, nv, direct) in tiles {
+                        if nt == 0 || nv == 0 {
+                            continue;
+                        }
+                        let mut a = Tiles {
+                            nt,
+                            // Column 2x < 2 cw of buffer 0 (a checked slice).
+                            src: rows[0][2 * x..].as_ptr(),
+                            w: wpack[j * K * MR..].as_ptr(),
+                            bias: bias_tab[j * BIAS_TAB..].as_ptr(),
+                            out: core::ptr::null_mut(),
+                            os: 4 * g.out_stride,
                             relu: p.relu,
+                            eight: rows_j > 4,
+                            nv,
                         };
-                        // SAFETY: `check` proved the output holds planes
-                        // `0 .. out_channels.len()` of `out_h * out_w` floats at
-                        // `plane * out_stride`; this tile writes rows
-                        // `plane .. plane + rows_j` at pixels `y * out_w + cx + x ..
-                        // + n`, inside the row. The packed weights hold K x MR floats
-                        // per panel and `col` K rows of 4 nv floats.
-                        unsafe {
-                            tile_dyn(
-                                nv,
-                                K,
-                                col.as_ptr(),
-                                wpack.as_ptr().add(j * K * MR),
-                                bias_tab.as_ptr().add(j * BIAS_TAB),
-                                output
-                                    .as_mut_ptr()
-                                    .add(plane * g.out_stride + y * g.out_w + cx + x),
-                                g.out_stride,
-                                rows_j,
-                                lanes,
-                                mode,
-                            );
+                        if direct {
+                            // SAFETY: `check` proved the output holds planes `0 ..
+                            // out_channels.len()` of `out_h * out_w` floats at
+                            // `plane * out_stride`; the strip writes rows `plane ..
+                            // plane + rows_j` at pixels `y * out_w + cx + x .. + 4
+                            // nv nt <= cw`, inside the row (cx + cw <= out_w). The
+                            // buffer reads end at column 2 (x + 4 nv nt) + 2 <=
+                            // need <= ROW; weights and bias table hold panel j.
+                            unsafe {
+                                a.out = output.as_mut_ptr().add(o + x);
+                                strip(&a);
+                            }
+                        } else {
+                            for i in 0..nt {
+                                let xi = x + i * 4 * nv;
+                                let n = (4 * nv).min(cw - xi);
+                                let mut t = [0f32; MR * NP];
+                                a.nt = 1;
+                                a.os = 4 * NP;
+                                // SAFETY: as above for the buffers; the tile writes
+                                // `t`, at most MR rows of 4 nv <= NP floats, NP
+                                // floats apart.
+                                unsafe {
+                                    a.src = rows[0].as_ptr().add(2 * xi);
+                                    a.out = t.as_mut_ptr();
+                                    strip(&a);
+                                }
+                                for r in 0..rows_j {
+                                    let at = o + r * g.out_stride + xi;
+                                    output[at..at + n].copy_from_slice(&t[r * NP..r * NP + n]);
+                                }
+                            }
                         }
                     }
-                    x += n;
                 }
                 cx += cw;
             }
@@ -144,29 +174,275 @@ pub fn conv2d(
     Ok(())
 }
 
-/// Builds the im2col tile of `4 * nv` output pixels starting at buffer column
-/// `c`: K row `ci * 9 + ky * 3 + kx` holds, for pixel `t`, buffer `3 ci + ky` at
-/// column `c + 2 t + kx`.
+/// One strip call: `nt` register tiles side by side along an output row.
+struct Tiles {
+    /// Tiles (at least 1).
+    nt: usize,
+    /// Column `2 x` of row buffer 0 (buffers are `ROW` floats apart).
+    src: *const f32,
+    /// The panel's packed weights: `K` steps of `MR` floats.
+    w: *const f32,
+    /// The panel's bias table (`BIAS_TAB` floats).
+    bias: *const f32,
+    /// Output row 0 of tile 0; tile `i` starts `4 nv i` floats later.
+    out: *mut f32,
+    /// Bytes between output rows.
+    os: usize,
+    /// Clamp at zero.
+    relu: bool,
+    /// 8 rows (else 4).
+    eight: bool,
+    /// Pixel vectors per tile (1 to 3).
+    nv: usize,
+}
+
+/// `$nv`-vector lane FMAs of one row: `v$a v$b v$c += (v$x v$y v$z) * v$w.s[$l]`.
+macro_rules! srow {
+    (1, $a:literal $b:literal $c:literal, $x:literal $y:literal $z:literal, $w:literal, $l:literal) => {
+        concat!("fmla v", $a, ".4s, v", $x, ".4s, v", $w, ".s[", $l, "]\n")
+    };
+    (2, $a:literal $b:literal $c:literal, $x:literal $y:literal $z:literal, $w:literal, $l:literal) => {
+        concat!(
+            srow!(1, $a $b $c, $x $y $z, $w, $l),
+            "fmla v", $b, ".4s, v", $y, ".4s, v", $w, ".s[", $l, "]\n",
+        )
+    };
+    (3, $a:literal $b:literal $c:literal, $x:literal $y:literal $z:literal, $w:literal, $l:literal) => {
+        concat!(
+            srow!(2, $a $b $c, $x $y $z, $w, $l),
+            "fmla v", $c, ".4s, v", $z, ".4s, v", $w, ".s[", $l, "]\n",
+        )
+    };
+}
+
+/// One tap (K step) for rows 0-3 (weights in `v6`), and 4-7 (`v7`) when 8.
+macro_rules! tap {
+    (4, $nv:tt, $x:literal $y:literal $z:literal) => {
+        concat!(
+            srow!($nv, 8 9 10, $x $y $z, 6, 0),
+            srow!($nv, 11 12 13, $x $y $z, 6, 1),
+            srow!($nv, 14 15 16, $x $y $z, 6, 2),
+            srow!($nv, 17 18 19, $x $y $z, 6, 3),
+        )
+    };
+    (8, $nv:tt, $x:literal $y:literal $z:literal) => {
+        concat!(
+            tap!(4, $nv, $x $y $z),
+            srow!($nv, 20 21 22, $x $y $z, 7, 0),
+            srow!($nv, 23 24 25, $x $y $z, 7, 1),
+            srow!($nv, 26 27 28, $x $y $z, 7, 2),
+            srow!($nv, 29 30 31, $x $y $z, 7, 3),
+        )
+    };
+}
+
+/// Weight load of one tap (a panel step is 32 bytes).
+macro_rules! wld {
+    (4) => {
+        "ldr q6, [{wc}], #32\n"
+    };
+    (8) => {
+        "ld1 {{v6.4s, v7.4s}}, [{wc}], #32\n"
+    };
+}
+
+/// `$nv` deinterleaving loads from cursor `$c`: even columns to `v0 v2 v4`, odd
+/// columns to `v1 v3 v5`; the cursor ends `32 ($nv - 1)` bytes on.
+macro_rules! lds {
+    (1, $c:literal) => {
+        concat!("ld2 {{v0.4s, v1.4s}}, [{", $c, "}]\n")
+    };
+    (2, $c:literal) => {
+        concat!(
+            "ld2 {{v0.4s, v1.4s}}, [{",
+            $c,
+            "}], #32\n",
+            "ld2 {{v2.4s, v3.4s}}, [{",
+            $c,
+            "}]\n",
+        )
+    };
+    (3, $c:literal) => {
+        concat!(
+            "ld2 {{v0.4s, v1.4s}}, [{",
+            $c,
+            "}], #32\n",
+            "ld2 {{v2.4s, v3.4s}}, [{",
+            $c,
+            "}], #32\n",
+            "ld2 {{v4.4s, v5.4s}}, [{",
+            $c,
+            "}]\n",
+        )
+    };
+}
+
+/// Bias table load: row `r` (12 floats) into `v8 + 3r ..`, four rows or eight.
+macro_rules! bias {
+    (4) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}]\n",
+        )
+    };
+    (8) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #64\n",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #64\n",
+            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{bc}], #64\n",
+            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{bc}]\n",
+        )
+    };
+}
+
+/// ReLU (`v6` holds zero) of one row's `$nv` vectors.
+macro_rules! relu_row {
+    (1, $a:literal $b:literal $c:literal) => {
+        concat!("fmax v", $a, ".4s, v", $a, ".4s, v6.4s\n")
+    };
+    (2, $a:literal $b:literal $c:literal) => {
+        concat!(relu_row!(1, $a $b $c), "fmax v", $b, ".4s, v", $b, ".4s, v6.4s\n")
+    };
+    (3, $a:literal $b:literal $c:literal) => {
+        concat!(relu_row!(2, $a $b $c), "fmax v", $c, ".4s, v", $c, ".4s, v6.4s\n")
+    };
+}
+
+/// Store of one row's `$nv` vectors at cursor `{oc}`, then one output row on.
+macro_rules! st_row {
+    (1, $a:literal $b:literal $c:literal) => {
+        concat!("st1 {{v", $a, ".4s}}, [{oc}], {os}\n")
+    };
+    (2, $a:literal $b:literal $c:literal) => {
+        concat!("st1 {{v", $a, ".4s, v", $b, ".4s}}, [{oc}], {os}\n")
+    };
+    (3, $a:literal $b:literal $c:literal) => {
+        concat!(
+            "st1 {{v",
+            $a,
+            ".4s, v",
+            $b,
+            ".4s, v",
+            $c,
+            ".4s}}, [{oc}], {os}\n"
+        )
+    };
+}
+
+/// `$m!($nv, a b c)` for the accumulator triple of each of the `$r` rows.
+macro_rules! per_row {
+    (4, $nv:tt, $m:ident) => {
+        concat!($m!($nv, 8 9 10), $m!($nv, 11 12 13), $m!($nv, 14 15 16), $m!($nv, 17 18 19))
+    };
+    (8, $nv:tt, $m:ident) => {
+        concat!(
+            per_row!(4, $nv, $m),
+            $m!($nv, 20 21 22),
+            $m!($nv, 23 24 25),
+            $m!($nv, 26 27 28),
+            $m!($nv, 29 30 31),
+        )
+    };
+}
+
+/// The strip program for `$r` (4 or 8) rows and `$nv` pixel vectors: per tile,
+/// the bias table, 9 row buffers of 3 taps, ReLU if `{f}` bit 0, the stores.
+macro_rules! stem_asm {
+    ($r:tt, $nv:tt) => {
+        concat!(
+            "20:\n",
+            "mov {wc}, {w}\n",
+            "mov {bc}, {b}\n",
+            bias!($r),
+            "mov {p}, {src}\n",
+            "mov {n}, #9\n",
+            "21:\n",
+            "add {q}, {p}, #8\n",
+            lds!($nv, "p"),
+            wld!($r),
+            tap!($r, $nv, 0 2 4),
+            wld!($r),
+            tap!($r, $nv, 1 3 5),
+            lds!($nv, "q"),
+            wld!($r),
+            tap!($r, $nv, 0 2 4),
+            "add {p}, {p}, {rb}\n",
+            "subs {n}, {n}, #1\n",
+            "b.ne 21b\n",
+            "tbz {f}, #0, 22f\n",
+            "movi v6.4s, #0\n",
+            per_row!($r, $nv, relu_row),
+            "22:\n",
+            "mov {oc}, {o}\n",
+            per_row!($r, $nv, st_row),
+            "add {src}, {src}, #",
+            $nv,
+            "*32\n",
+            "add {o}, {o}, #",
+            $nv,
+            "*16\n",
+            "subs {nt}, {nt}, #1\n",
+            "b.ne 20b\n",
+        )
+    };
+}
+
+/// Runs the strip program for `$r` rows and `$nv` vectors on the [`Tiles`] `$a`.
+macro_rules! run_stem {
+    ($r:tt, $nv:tt, $a:ident) => {
+        asm!(
+            stem_asm!($r, $nv),
+            nt = inout(reg) $a.nt => _,
+            src = inout(reg) $a.src => _,
+            w = in(reg) $a.w,
+            b = in(reg) $a.bias,
+            o = inout(reg) $a.out => _,
+            os = in(reg) $a.os,
+            rb = in(reg) 4 * ROW - 32 * ($nv - 1),
+            f = in(reg) $a.relu as u64,
+            wc = out(reg) _,
+            bc = out(reg) _,
+            oc = out(reg) _,
+            p = out(reg) _,
+            q = out(reg) _,
+            n = out(reg) _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        )
+    };
+}
+
+/// Runs `a.nt` tiles of `4 a.nv` pixels; stores 8 rows when `a.eight`, else 4.
+/// K row `ci * 9 + ky * 3 + kx` of pixel `t` is buffer `3 ci + ky` at column
+/// `2 x + 2 t + kx`.
 ///
 /// # Safety
-/// Columns `c .. c + 8 nv + 2` of every buffer are readable (they are: see the
-/// caller); `col` holds `K * 4 * nv` writable floats.
-#[inline(always)]
-unsafe fn im2col(rows: &[[f32; ROW]; 9], c: usize, nv: usize, col: *mut f32) {
-    let w = 4 * nv;
-    for (i, buf) in rows.iter().enumerate() {
-        for j in 0..nv {
-            // SAFETY: reads buffer columns c + 8j .. c + 8j + 10 < ROW; writes
-            // K rows `3i .. 3i + 3` at columns 4j .. 4j + 4 of the tile.
-            unsafe {
-                let p = buf.as_ptr().add(c + 8 * j);
-                let a = vld2q_f32(p);
-                let b = vld2q_f32(p.add(2));
-                let d = col.add(3 * i * w + 4 * j);
-                vst1q_f32(d, a.0);
-                vst1q_f32(d.add(w), a.1);
-                vst1q_f32(d.add(2 * w), b.0);
-            }
+/// For every tile `i`, columns `2 x + 8 nv i .. 2 x + 8 nv (i + 1) + 2` of every
+/// row buffer (at `a.src + 8 nv i + ROW b`) are readable; `a.w` holds `K * MR`
+/// floats and `a.bias` `BIAS_TAB`; the stored rows of the output (`a.os` bytes
+/// apart) hold `4 nv a.nt` writable floats from `a.out`; `a.nt >= 1`, `1 <= a.nv
+/// <= 3`.
+unsafe fn strip(a: &Tiles) {
+    // SAFETY: forwarded contract; the programs read the buffers, weights and bias
+    // table and write the output rows exactly as described there.
+    unsafe {
+        match (a.eight, a.nv) {
+            (true, 1) => run_stem!(8, 1, a),
+            (true, 2) => run_stem!(8, 2, a),
+            (true, _) => run_stem!(8, 3, a),
+            (false, 1) => run_stem!(4, 1, a),
+            (false, 2) => run_stem!(4, 2, a),
+            (false, _) => run_stem!(4, 3, a),
         }
     }
 }

@@ -186,18 +186,51 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
             // `r + pt - 1`; row r starts output `r + pt`.
             let (mut a, mut b) = (bias, bias);
             let mut r = 0;
+            // One row with every tap product checked: products into outputs
+            // below the plane (the last rows of a short band) are skipped, the
+            // accumulators still shift.
+            // One row with every tap product checked: products into outputs
+            // below the plane (the last rows of a short band) are skipped, the
+            // accumulators still shift.
+            macro_rules! edge_row {
+                ($r:expr) => {{
+                    let x = t.taps(src.add($r * in_w));
+                    let y = $r + pt;
+                    if y >= 2 {
+                        a = fma_n(a, &x, &w, 2);
+                        st(dst.add((y - 2) * out_w), a);
+                    }
+                    a = if y >= 1 && y - 1 < out_h {
+                        fma_n(b, &x, &w, 1)
+                    } else {
+                        b
+                    };
+                    b = if y < out_h {
+                        fma_n(bias, &x, &w, 0)
+                    } else {
+                        bias
+                    };
+                }};
+            }
+            // Rows r < `full` feed only outputs inside the plane from their
+            // `dy = 0` tap on; rows past it (the last one or two of a band) feed
+            // some outputs below it.
+            // A plane whose last row only wastes its `dy = 0` product keeps the
+            // unchecked loop to the end.
+            let full = rows.min(out_h.saturating_sub(pt));
+            let full = if rows - full < 2 { rows } else { full };
             // Rows whose `dy = 2` output lies above the plane: nothing to store.
-            while r < rows && r + pt < 2 {
+            while r < full && r + pt < 2 {
                 let x = t.taps(src.add(r * in_w));
                 a = fma_n(b, &x, &w, 1);
                 b = fma_n(bias, &x, &w, 0);
                 r += 1;
             }
-            if r < rows {
+            if r < full {
                 let mut p = src.add(r * in_w);
                 let mut q = dst.add((r + pt - 2) * out_w);
                 // Steady state: three rows per iteration, accumulators renamed.
-                while r + 3 <= rows {
+                while r + 3 <= full {
                     let x = t.taps(p);
                     a = fma_n(a, &x, &w, 2);
                     st(q, a);
@@ -217,7 +250,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
                     q = q.add(3 * out_w);
                     r += 3;
                 }
-                while r < rows {
+                while r < full {
                     let x = t.taps(p);
                     a = fma_n(a, &x, &w, 2);
                     st(q, a);
@@ -227,6 +260,10 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
                     q = q.add(out_w);
                     r += 1;
                 }
+            }
+            while r < rows {
+                edge_row!(r);
+                r += 1;
             }
             // Outputs past the last visited row read only padding below it: the
             // two pending ones hold their sums, later ones are the bias alone.

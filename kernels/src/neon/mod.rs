@@ -9,8 +9,9 @@ mod conv3x3s2_stem;
 mod dwconv3x3_s1;
 mod dwconv3x3_s2;
 mod gap_fc;
-mod pointwise_gemm_8x12;
+mod pointwise;
 mod pool3x3s2;
+mod pw_tile;
 mod sweep_s2;
 
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
@@ -18,7 +19,7 @@ use std::ops::Range;
 
 pub use conv3x3s2_stem::conv2d;
 pub use gap_fc::{fc, gap_fc, global_avg_pool};
-pub use pointwise_gemm_8x12::pointwise;
+pub use pointwise::pointwise;
 pub use pool3x3s2::pool;
 
 /// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).

@@ -308,8 +308,9 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
             if r < rows {
                 let x = row();
                 st(q, fold(a, &x, 2), y);
-                a = fold(init, &x, 0);
                 y += 1;
+                // Its `dy = 0` output is below the plane in a short band.
+                a = if y < out_h { fold(init, &x, 0) } else { init };
             }
             // Outputs past the last visited row read only padding below it.
             if y < out_h {

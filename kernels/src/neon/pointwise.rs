@@ -1,0 +1,335 @@
+//! Pointwise (grouped 1x1) convolution as a register-blocked GEMM: each packed
+//! weight panel (up to 8 rows) times 12 pixels per register tile
+//! ([`super::pw_tile`]: 2, 4, 6 or 8 rows, so a panel of 2 real rows costs a
+//! quarter of a full one).
+//!
+//! Where the pixels come from depends on the group's K rows (its slice of the
+//! index table):
+//! - **in place** when they are planes at a constant distance (an identity table,
+//!   as for every first 1x1 conv of a unit): the tile's pixel load steps from one
+//!   plane to the next by post-indexing, so nothing is copied, any K runs in one
+//!   pass, and the loop order is panel-major (each panel's output rows are written
+//!   left to right);
+//! - **packed** otherwise (a shuffle table): per 12-pixel tile the K rows (at most
+//!   [`KC`] at a time) are copied once into a stack buffer `[k][12]` that every
+//!   panel of the group then streams; K beyond [`KC`] is processed in chunks, the
+//!   partial sums parked in the output.
+//!
+//! The last, partial pixel tile reads its K rows in place when 12 floats from
+//! every row stay inside the input (the extra lanes are computed and dropped),
+//! else packs them zero-filled; partial tiles and panels with an odd number of
+//! rows are stored through a small stack tile and copied out.
+
+use super::common::{load_part, store_part};
+use super::pw_tile::{fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, INIT_OUT, NR, RELU};
+use crate::{KernelError, Pointwise, PointwiseCall, MR};
+use core::arch::aarch64::*;
+use core::mem::MaybeUninit;
+
+/// K rows per packed chunk.
+const KC: usize = 256;
+/// Floats of the packed strip buffer (on the stack: 32 KiB): `[tile][k][12]`.
+const PACK: usize = 8192;
+/// Panels whose bias tables are built at once.
+const PB: usize = 16;
+
+/// One panel of the call: weights, bias table, output and real rows.
+#[derive(Clone, Copy)]
+struct PanelOut {
+    /// Packed weights of the panel (K step 0).
+    w: *const f32,
+    /// The panel's bias table.
+    bias: *const f32,
+    /// Output row 0 of the panel at pixel 0 of the call.
+    out: *mut f32,
+    /// Real rows.
+    rows: usize,
+}
+
+/// Copies `n <= 12` floats (whole vectors, then the last partial one lane by
+/// lane: no call to `memcpy` for a handful of floats).
+///
+/// # Safety
+/// `src .. src + n` readable, `dst .. dst + n` writable, not overlapping.
+#[inline(always)]
+unsafe fn copy_small(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: whole vectors below n & !3, then the last n % 4 floats.
+    unsafe {
+        let mut j = 0;
+        while j + 4 <= n {
+            vst1q_f32(dst.add(j), vld1q_f32(src.add(j)));
+            j += 4;
+        }
+        if j < n {
+            store_part(dst.add(j), load_part(src.add(j), n - j), n - j);
+        }
+    }
+}
+
+/// Runs `nt` tiles of `n` pixels each (`n <= 12`; `nt = 1` unless `n = 12`) of a
+/// panel over K steps `k0 .. k0 + kc`: as one strip straight into the output when
+/// the tiles are whole vectors and the panel has an even number of rows, else
+/// tile by tile through a stack tile (the extra lanes and rows are dropped).
+///
+/// # Safety
+/// As for [`strip`] with `s.px`, `s.ps`, `s.pt` describing `4 ceil(n / 4)`
+/// readable floats per tile and K step; the output holds the panel's `p.rows`
+/// rows of `nt * n` floats at `out + r * os`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn panel_strip(
+    p: &PanelOut,
+    k0: usize,
+    mut s: Strip,
+    out: *mut f32,
+    os: usize,
+    nt: usize,
+    n: usize,
+) {
+    let r = p.rows.next_multiple_of(2);
+    let nv = n.div_ceil(4);
+    s.w = p.w.wrapping_add(k0 * MR);
+    s.bias = p.bias;
+    // SAFETY: forwarded contract; the weights of K steps k0 .. k0 + kc are inside
+    // the panel. The stack-tile path reads and writes only `rows` rows of `n`
+    // floats per tile of the output, and gives the strip a 12-float tile with a
+    // 48-byte row stride.
+    unsafe {
+        if n == 4 * nv && r == p.rows {
+            s.nt = nt;
+            s.out = out;
+            s.os = 4 * os;
+            strip(r, nv, s);
+            return;
+        }
+        // Rows the tile computes past the real ones (an odd panel's zero row) are
+        // read by the tile's INIT_OUT / ADD_OUT loads: give them zeros.
+        let mut tmp = MaybeUninit::<[f32; 8 * NR]>::uninit();
+        let tmp = tmp.as_mut_ptr().cast::<f32>();
+        for row in p.rows..r {
+            copy_small([0f32; NR].as_ptr(), tmp.add(row * NR), NR);
+        }
+        for i in 0..nt {
+            let o = out.add(i * n);
+            if s.flags & (INIT_OUT | ADD_OUT) != 0 {
+                for row in 0..p.rows {
+                    copy_small(o.add(row * os), tmp.add(row * NR), n);
+                }
+            }
+            let t = Strip {
+                nt: 1,
+                px: s.px.wrapping_byte_offset(i as isize * s.pt),
+                out: tmp,
+                os: 4 * NR,
+                ..s
+            };
+            strip(r, nv, t);
+            for row in 0..p.rows {
+                copy_small(tmp.add(row * NR), o.add(row * os), n);
+            }
+        }
+    }
+}
+
+/// Copies `n` pixels (`n <= NR`) starting at `input + off + px` for every K row
+/// offset `off` into `dst` as `[k][12]`, zero-filling the rest of each row.
+///
+/// # Safety
+/// For every `off` in `offs`, `input + off + px .. + n` must be readable; `dst` must
+/// hold `offs.len() * 12` writable floats.
+#[inline(always)]
+unsafe fn pack(input: *const f32, offs: &[usize], px: usize, n: usize, dst: *mut f32) {
+    // SAFETY: reads n floats per row (caller's contract), writes 12 floats per row
+    // inside `dst`.
+    unsafe {
+        let src = input.add(px);
+        let mut d = dst;
+        if n == NR {
+            for &o in offs {
+                vst1q_f32_x3(d, vld1q_f32_x3(src.add(o)));
+                d = d.add(NR);
+            }
+        } else {
+            for &o in offs {
+                let z = vdupq_n_f32(0.0);
+                vst1q_f32_x3(d, float32x4x3_t(z, z, z));
+                copy_small(src.add(o), d, n);
+                d = d.add(NR);
+            }
+        }
+    }
+}
+
+/// `(first, step)` when the K rows are `first + kk * step` (any integer step).
+fn progression(rows: &[u32]) -> Option<(usize, i64)> {
+    let first = *rows.first()?;
+    let step = rows.get(1).map_or(0, |&r| r as i64 - first as i64);
+    rows.windows(2)
+        .all(|w| w[1] as i64 - w[0] as i64 == step)
+        .then_some((first as usize, step))
+}
+
+/// Computes the panels and pixels of `call`; see [`Pointwise`] for the math. Same
+/// contract and results (up to float rounding) as the scalar twin.
+pub fn pointwise(
+    p: &Pointwise,
+    input: &[f32],
+    output: &mut [f32],
+    call: &PointwiseCall,
+) -> Result<(), KernelError> {
+    p.check(input, output, call)?;
+    if call.count == 0 || call.panels.is_empty() {
+        return Ok(());
+    }
+    let c0 = p.channels_of(&call.panels).start;
+    let ppg = p.panels_per_group();
+    let (k, count) = (p.k, call.count);
+    let (is, os) = (call.input.stride, call.output.stride);
+    let last_flags = if p.epilogue.relu { RELU } else { 0 };
+    let first_flags = if p.epilogue.accumulate { ADD_OUT } else { 0 };
+    // Scratch on the stack, left uninitialised (zeroing 40 KiB would cost more
+    // than a small call): every float is written before it is read.
+    let mut bias_tab = MaybeUninit::<[f32; PB * BIAS_TAB]>::uninit();
+    let mut offs = MaybeUninit::<[usize; KC]>::uninit();
+    let mut packed = MaybeUninit::<[f32; PACK]>::uninit();
+    let (bias_tab, offs_p, packed) = (
+        bias_tab.as_mut_ptr().cast::<f32>(),
+        offs.as_mut_ptr().cast::<usize>(),
+        packed.as_mut_ptr().cast::<f32>(),
+    );
+    let (inp, out) = (input.as_ptr(), output.as_mut_ptr());
+    let full = count - count % NR;
+    let mut panel = call.panels.start;
+    while panel < call.panels.end {
+        let g = panel / ppg;
+        let end = call.panels.end.min((g + 1) * ppg).min(panel + PB);
+        let mut po = [PanelOut {
+            w: inp,
+            bias: inp,
+            out,
+            rows: 0,
+        }; PB];
+        for (i, pn) in (panel..end).enumerate() {
+            let rows = p.rows_in_panel(pn);
+            let ch_g = p.channel_of(pn, 0);
+            let ch = ch_g - c0;
+            // SAFETY: panel i < PB of the block has its BIAS_TAB floats; `check`
+            // proved the bias holds the panel's `rows` channels from `ch_g` on,
+            // the weights hold every panel of the call (`(pn + 1) * k * MR
+            // <= len`) and the output holds channel `ch` at
+            // `ch * os + call.output.start` (plus `count` pixels).
+            unsafe {
+                let bias = bias_tab.add(i * BIAS_TAB);
+                fill_bias_table(bias, p.bias.as_ptr().add(ch_g), rows);
+                po[i] = PanelOut {
+                    w: p.weights.as_ptr().add(pn * k * MR),
+                    bias,
+                    out: out.add(ch * os + call.output.start),
+                    rows,
+                };
+            }
+        }
+        let po = &po[..end - panel];
+        let rows = &p.in_rows[g * k..(g + 1) * k];
+        // Pixels from `packed_from` on go through the packed path.
+        let mut packed_from = 0;
+        if let Some((first, step)) = progression(rows) {
+            let base = first * is + call.input.start;
+            let ps = (step * is as i64 * 4) as isize;
+            // The tail tile reads its whole vectors of every K row in place if
+            // they stay inside the input (the last row read is the largest).
+            let last = (first as i64 + step * (k as i64 - 1)).max(first as i64) as usize;
+            let tail = count - full;
+            let tail_in_place = tail > 0
+                && last * is + call.input.start + full + 4 * tail.div_ceil(4) <= input.len();
+            let flags = first_flags | last_flags;
+            for po in po {
+                let s = Strip {
+                    nt: 0,
+                    kc: k,
+                    px: inp.wrapping_add(base),
+                    ps,
+                    pt: 4 * NR as isize,
+                    w: po.w,
+                    bias: po.bias,
+                    out: po.out,
+                    os: 0,
+                    flags,
+                };
+                // SAFETY: every K row `first + kk * step` is a row of the index
+                // table, so `check` proved `row * is + start + count <= len`: the
+                // whole tiles read pixels below `full <= count`, the tail tile up
+                // to `last * is + start + full + 4 ceil(tail / 4) <= len` (tested
+                // above). The panel writes its rows at pixels below `count`.
+                unsafe {
+                    if full > 0 {
+                        panel_strip(po, 0, s, po.out, os, full / NR, NR);
+                    }
+                    if tail_in_place {
+                        let s = Strip {
+                            px: s.px.add(full),
+                            ..s
+                        };
+                        panel_strip(po, 0, s, po.out.add(full), os, 1, tail);
+                    }
+                }
+            }
+            packed_from = if tail_in_place { count } else { full };
+        }
+        if packed_from < count {
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                for (kk, &row) in rows[k0..k0 + kc].iter().enumerate() {
+                    // SAFETY: kk < kc <= KC entries of the offsets array.
+                    unsafe { offs_p.add(kk).write(row as usize * is + call.input.start) };
+                }
+                // SAFETY: the first kc offsets were written just above.
+                let offs = unsafe { std::slice::from_raw_parts(offs_p, kc) };
+                let mut flags = if k0 == 0 { first_flags } else { INIT_OUT };
+                if k0 + kc == k {
+                    flags |= last_flags;
+                }
+                // Whole tiles per strip that fit the pack buffer.
+                let per_strip = (PACK / (kc * NR)).max(1);
+                let mut px = packed_from;
+                while px < count {
+                    let (nt, n) = if px < full {
+                        (per_strip.min((full - px) / NR), NR)
+                    } else {
+                        (1, count - px)
+                    };
+                    // SAFETY: `check` proved every K row offset plus `count` pixels
+                    // is inside `input`, and `px + nt n <= count`; `packed` holds
+                    // nt * kc <= PACK / 12 rows of 12 floats. The strips read the
+                    // packed tiles written here and write their panel's rows at
+                    // pixels px .. px + nt n.
+                    unsafe {
+                        for t in 0..nt {
+                            pack(inp, offs, px + t * n, n, packed.add(t * kc * NR));
+                        }
+                        for po in po {
+                            let s = Strip {
+                                nt: 0,
+                                kc,
+                                px: packed,
+                                ps: 4 * NR as isize,
+                                pt: (4 * NR * kc) as isize,
+                                w: po.w,
+                                bias: po.bias,
+                                out: po.out,
+                                os: 0,
+                                flags,
+                            };
+                            panel_strip(po, k0, s, po.out.add(px), os, nt, n);
+                        }
+                    }
+                    px += nt * n;
+                }
+                k0 += kc;
+            }
+        }
+        panel = end;
+    }
+    Ok(())
+}

@@ -1,0 +1,456 @@
+//! The pointwise GEMM's register tiles, in inline assembly: `R` rows of one packed
+//! weight panel (2, 4, 6 or 8) times `4 NV` pixels (`NV` = 1, 2 or 3 vectors),
+//! accumulated in `v8 ..` with row `r` in the consecutive registers `v8 + 3r ..`,
+//! so a row loads, stores and initialises with one multi-register `ld1`/`st1`.
+//! One call runs a strip of `nt` tiles side by side (same panel, consecutive
+//! pixels), so the per-call setup is paid once per strip.
+//!
+//! Per K step a tile issues one `ld1` of its pixels (post-indexed by the pixel
+//! stride: a packed buffer's 48 bytes, or a plane stride when the K rows are
+//! planes at a constant distance and are read in place), `R * NV` lane FMAs, and
+//! every second step one `ld1 {4 regs}` of weights (two K steps of a panel). The K
+//! loop runs eight steps per iteration, then blocks of four, two and one.
+//! Intrinsics cannot express this: LLVM splits multi-register loads and stores
+//! into `ldp`/`ldr` pairs and does not post-index, which costs a sixth more
+//! instructions per K step for small tiles and twice the stores in the epilogue.
+//!
+//! Epilogue, chosen by `flags` at run time (a test and branch per flag per tile):
+//! start from the bias table (or from the partial sums in the output, [`INIT_OUT`]),
+//! add the output's values ([`ADD_OUT`], the in-place residual), clamp at zero
+//! ([`RELU`]), store the rows with `st1` post-indexed by the output stride.
+
+use core::arch::aarch64::{vdupq_n_f32, vst1q_f32};
+use core::arch::asm;
+
+/// Start from the values in the output (partial sums of earlier K chunks) instead
+/// of the bias table.
+pub(crate) const INIT_OUT: u64 = 1;
+/// Add the values in the output after the K loop (in-place residual).
+pub(crate) const ADD_OUT: u64 = 2;
+/// Clamp at zero before the store.
+pub(crate) const RELU: u64 = 4;
+
+/// Pixels of a whole tile.
+pub(crate) const NR: usize = 12;
+/// Floats of one panel's bias table: 12 copies of the bias of each of 8 rows.
+pub(crate) const BIAS_TAB: usize = 8 * NR;
+
+/// The `NV` FMAs of one weight row: `v$a.. += v0.. * v$w.s[$l]`.
+macro_rules! row {
+    (1, $a:literal $b:literal $c:literal, $w:literal, $l:literal) => {
+        concat!("fmla v", $a, ".4s, v0.4s, v", $w, ".s[", $l, "]\n")
+    };
+    (2, $a:literal $b:literal $c:literal, $w:literal, $l:literal) => {
+        concat!(
+            row!(1, $a $b $c, $w, $l),
+            "fmla v", $b, ".4s, v1.4s, v", $w, ".s[", $l, "]\n",
+        )
+    };
+    (3, $a:literal $b:literal $c:literal, $w:literal, $l:literal) => {
+        concat!(
+            row!(2, $a $b $c, $w, $l),
+            "fmla v", $c, ".4s, v2.4s, v", $w, ".s[", $l, "]\n",
+        )
+    };
+}
+
+/// One K step of the first `$r` rows: rows 0-3 take their weights from the lanes
+/// of `v$lo`, rows 4-7 from `v$hi`.
+macro_rules! step {
+    (2, $nv:tt, $lo:literal, $hi:literal) => {
+        concat!(row!($nv, 8 9 10, $lo, 0), row!($nv, 11 12 13, $lo, 1))
+    };
+    (4, $nv:tt, $lo:literal, $hi:literal) => {
+        concat!(
+            step!(2, $nv, $lo, $hi),
+            row!($nv, 14 15 16, $lo, 2),
+            row!($nv, 17 18 19, $lo, 3),
+        )
+    };
+    (6, $nv:tt, $lo:literal, $hi:literal) => {
+        concat!(
+            step!(4, $nv, $lo, $hi),
+            row!($nv, 20 21 22, $hi, 0),
+            row!($nv, 23 24 25, $hi, 1),
+        )
+    };
+    (8, $nv:tt, $lo:literal, $hi:literal) => {
+        concat!(
+            step!(6, $nv, $lo, $hi),
+            row!($nv, 26 27 28, $hi, 2),
+            row!($nv, 29 30 31, $hi, 3),
+        )
+    };
+}
+
+/// Pixel load of one K step (cursor `{pc}`).
+macro_rules! ldx {
+    (1) => {
+        "ld1 {{v0.4s}}, [{pc}], {ps}\n"
+    };
+    (2) => {
+        "ld1 {{v0.4s, v1.4s}}, [{pc}], {ps}\n"
+    };
+    (3) => {
+        "ld1 {{v0.4s, v1.4s, v2.4s}}, [{pc}], {ps}\n"
+    };
+}
+
+/// Two K steps: one weight load (two steps of the panel), two pixel loads.
+macro_rules! two {
+    ($r:tt, $nv:tt) => {
+        concat!(
+            "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{wc}], #64\n",
+            ldx!($nv),
+            step!($r, $nv, 4, 5),
+            ldx!($nv),
+            step!($r, $nv, 6, 7),
+        )
+    };
+}
+
+/// Per-row text: `$m!($nv, a b c)` for the accumulator triple of each of the `$r`
+/// rows.
+macro_rules! rows {
+    (2, $nv:tt, $m:ident) => {
+        concat!($m!($nv, 8 9 10), $m!($nv, 11 12 13))
+    };
+    (4, $nv:tt, $m:ident) => {
+        concat!(rows!(2, $nv, $m), $m!($nv, 14 15 16), $m!($nv, 17 18 19))
+    };
+    (6, $nv:tt, $m:ident) => {
+        concat!(rows!(4, $nv, $m), $m!($nv, 20 21 22), $m!($nv, 23 24 25))
+    };
+    (8, $nv:tt, $m:ident) => {
+        concat!(rows!(6, $nv, $m), $m!($nv, 26 27 28), $m!($nv, 29 30 31))
+    };
+}
+
+/// The register list of one accumulator row.
+macro_rules! regs {
+    (1, $a:literal $b:literal $c:literal) => {
+        concat!("{{v", $a, ".4s}}")
+    };
+    (2, $a:literal $b:literal $c:literal) => {
+        concat!("{{v", $a, ".4s, v", $b, ".4s}}")
+    };
+    (3, $a:literal $b:literal $c:literal) => {
+        concat!("{{v", $a, ".4s, v", $b, ".4s, v", $c, ".4s}}")
+    };
+}
+
+/// Loads one accumulator row from the output (cursor `{t}`).
+macro_rules! ld_row {
+    ($nv:tt, $a:literal $b:literal $c:literal) => {
+        concat!("ld1 ", regs!($nv, $a $b $c), ", [{t}], {os}\n")
+    };
+}
+
+/// Loads one accumulator row from the bias table (cursor `{bc}`, rows 48 bytes
+/// apart).
+macro_rules! bias_row {
+    ($nv:tt, $a:literal $b:literal $c:literal) => {
+        concat!("ld1 ", regs!($nv, $a $b $c), ", [{bc}], {bs}\n")
+    };
+}
+
+/// Adds the output row at cursor `{t}` to one accumulator row.
+macro_rules! add_row {
+    (1, $a:literal $b:literal $c:literal) => {
+        concat!(
+            "ld1 {{v0.4s}}, [{t}], {os}\n",
+            "fadd v",
+            $a,
+            ".4s, v",
+            $a,
+            ".4s, v0.4s\n",
+        )
+    };
+    (2, $a:literal $b:literal $c:literal) => {
+        concat!(
+            "ld1 {{v0.4s, v1.4s}}, [{t}], {os}\n",
+            "fadd v",
+            $a,
+            ".4s, v",
+            $a,
+            ".4s, v0.4s\n",
+            "fadd v",
+            $b,
+            ".4s, v",
+            $b,
+            ".4s, v1.4s\n",
+        )
+    };
+    (3, $a:literal $b:literal $c:literal) => {
+        concat!(
+            "ld1 {{v0.4s, v1.4s, v2.4s}}, [{t}], {os}\n",
+            "fadd v",
+            $a,
+            ".4s, v",
+            $a,
+            ".4s, v0.4s\n",
+            "fadd v",
+            $b,
+            ".4s, v",
+            $b,
+            ".4s, v1.4s\n",
+            "fadd v",
+            $c,
+            ".4s, v",
+            $c,
+            ".4s, v2.4s\n",
+        )
+    };
+}
+
+/// Clamps one accumulator row at zero (`v3` holds zero).
+macro_rules! relu_row {
+    (1, $a:literal $b:literal $c:literal) => {
+        concat!("fmax v", $a, ".4s, v", $a, ".4s, v3.4s\n")
+    };
+    (2, $a:literal $b:literal $c:literal) => {
+        concat!(
+            relu_row!(1, $a $b $c),
+            "fmax v", $b, ".4s, v", $b, ".4s, v3.4s\n",
+        )
+    };
+    (3, $a:literal $b:literal $c:literal) => {
+        concat!(
+            relu_row!(2, $a $b $c),
+            "fmax v", $c, ".4s, v", $c, ".4s, v3.4s\n",
+        )
+    };
+}
+
+/// Stores one accumulator row at cursor `{oc}`.
+macro_rules! st_row {
+    ($nv:tt, $a:literal $b:literal $c:literal) => {
+        concat!("st1 ", regs!($nv, $a $b $c), ", [{oc}], {os}\n")
+    };
+}
+
+/// Bias table load of the `$r` rows. With three vectors a row the rows are
+/// consecutive registers and consecutive table vectors: four at a time.
+macro_rules! ld_bias {
+    (2, 3) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s}}, [{bc}]\n",
+        )
+    };
+    (4, 3) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}]\n",
+        )
+    };
+    (6, 3) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #64\n",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #64\n",
+            "ld1 {{v24.4s, v25.4s}}, [{bc}]\n",
+        )
+    };
+    (8, 3) => {
+        concat!(
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #64\n",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #64\n",
+            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{bc}], #64\n",
+            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{bc}]\n",
+        )
+    };
+    ($r:tt, $nv:tt) => {
+        rows!($r, $nv, bias_row)
+    };
+}
+
+/// The strip program for `$r` rows and `$nv` pixel vectors: `{nt}` tiles, tile
+/// `i` reading its pixels from `{px} + i {pt}` and writing its rows at
+/// `{o} + 16 $nv i`.
+macro_rules! strip_asm {
+    ($r:tt, $nv:tt) => {
+        concat!(
+            "// bias table row stride: {bs}\n",
+            "20:\n",
+            "mov {wc}, {w}\n",
+            "mov {pc}, {px}\n",
+            "mov {oc}, {o}\n",
+            // Accumulators: the bias table, or the output's partial sums.
+            "tbnz {f}, #0, 21f\n",
+            "mov {bc}, {b}\n",
+            ld_bias!($r, $nv),
+            "b 22f\n",
+            "21:\n",
+            "mov {t}, {o}\n",
+            rows!($r, $nv, ld_row),
+            "22:\n",
+            // Eight K steps per iteration, then four, two, one.
+            "lsr {n}, {kc}, #3\n",
+            "cbz {n}, 24f\n",
+            "23:\n",
+            two!($r, $nv),
+            two!($r, $nv),
+            two!($r, $nv),
+            two!($r, $nv),
+            "subs {n}, {n}, #1\n",
+            "b.ne 23b\n",
+            "24:\n",
+            "tbz {kc}, #2, 25f\n",
+            two!($r, $nv),
+            two!($r, $nv),
+            "25:\n",
+            "tbz {kc}, #1, 26f\n",
+            two!($r, $nv),
+            "26:\n",
+            "tbz {kc}, #0, 27f\n",
+            "ld1 {{v4.4s, v5.4s}}, [{wc}], #32\n",
+            ldx!($nv),
+            step!($r, $nv, 4, 5),
+            "27:\n",
+            // Epilogue.
+            "tbz {f}, #1, 28f\n",
+            "mov {t}, {o}\n",
+            rows!($r, $nv, add_row),
+            "28:\n",
+            "tbz {f}, #2, 29f\n",
+            "movi v3.4s, #0\n",
+            rows!($r, $nv, relu_row),
+            "29:\n",
+            rows!($r, $nv, st_row),
+            // Next tile.
+            "add {px}, {px}, {pt}\n",
+            "add {o}, {o}, #",
+            $nv,
+            "*16\n",
+            "subs {nt}, {nt}, #1\n",
+            "b.ne 20b\n",
+        )
+    };
+}
+
+/// Runs the strip program for `$r` rows and `$nv` vectors.
+macro_rules! run_strip {
+    ($r:tt, $nv:tt, $a:ident) => {
+        asm!(
+            strip_asm!($r, $nv),
+            nt = inout(reg) $a.nt => _,
+            kc = in(reg) $a.kc,
+            px = inout(reg) $a.px => _,
+            ps = in(reg) $a.ps,
+            pt = in(reg) $a.pt,
+            w = in(reg) $a.w,
+            b = in(reg) $a.bias,
+            bs = in(reg) 4 * NR,
+            o = inout(reg) $a.out => _,
+            os = in(reg) $a.os,
+            f = in(reg) $a.flags,
+            wc = out(reg) _,
+            pc = out(reg) _,
+            bc = out(reg) _,
+            oc = out(reg) _,
+            t = out(reg) _,
+            n = out(reg) _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        )
+    };
+}
+
+/// Runs the strip program for `$r` rows, any `NV`.
+macro_rules! run_nv {
+    ($r:tt, $nv:expr, $a:ident) => {
+        match $nv {
+            1 => run_strip!($r, 1, $a),
+            2 => run_strip!($r, 2, $a),
+            _ => run_strip!($r, 3, $a),
+        }
+    };
+}
+
+/// One strip call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Strip {
+    /// Tiles (at least 1).
+    pub nt: usize,
+    /// K steps (at least 1).
+    pub kc: usize,
+    /// Pixels of K step 0 of tile 0.
+    pub px: *const f32,
+    /// Bytes from one K step's pixels to the next (any sign).
+    pub ps: isize,
+    /// Bytes from one tile's pixels to the next tile's (any sign).
+    pub pt: isize,
+    /// The panel's weights from the strip's first K step on (`kc * 8` floats).
+    pub w: *const f32,
+    /// The panel's bias table ([`fill_bias_table`]).
+    pub bias: *const f32,
+    /// Row 0 of tile 0 of the output; tile `i` starts `4 NV i` floats later.
+    pub out: *mut f32,
+    /// Bytes from one output row to the next.
+    pub os: usize,
+    /// [`INIT_OUT`], [`ADD_OUT`], [`RELU`].
+    pub flags: u64,
+}
+
+/// Runs `s.nt` register tiles of `rows` rows (2, 4, 6 or 8) and `nv` pixel
+/// vectors (1, 2 or 3) over `s.kc` K steps, with the epilogue of `s.flags`.
+///
+/// # Safety
+/// For every tile `i < nt`:
+/// - pixels: for `k < kc`, the `4 nv` floats at byte address
+///   `px + i pt + k ps` are readable;
+/// - the weights `w .. w + 8 kc` and (unless [`INIT_OUT`]) the bias table's first
+///   `12 rows` floats are readable;
+/// - output: for `r < rows`, the `4 nv` floats at byte address
+///   `out + 16 nv i + r os` are writable, and readable when `flags` has
+///   [`INIT_OUT`] or [`ADD_OUT`].
+#[inline(always)]
+pub(crate) unsafe fn strip(rows: usize, nv: usize, s: Strip) {
+    // SAFETY: the program reads pixels, weights, bias and output, and writes the
+    // output, exactly within the extents of the caller's contract: per tile `kc`
+    // pixel loads of `nv` vectors post-indexed by `ps`, `kc` K steps of 8
+    // weights, the bias table's `rows` rows, `rows` output rows of `nv` vectors
+    // post-indexed by `os`; tiles advance by `pt` and `16 nv` bytes. Every vector
+    // register it touches is declared clobbered, and it uses no stack.
+    unsafe {
+        match rows {
+            2 => run_nv!(2, nv, s),
+            4 => run_nv!(4, nv, s),
+            6 => run_nv!(6, nv, s),
+            _ => run_nv!(8, nv, s),
+        }
+    }
+}
+
+/// Fills a panel's bias table: floats `12 r .. 12 r + 12` hold `bias[r]` for
+/// `r < rows`, zero for the rows up to 8.
+///
+/// # Safety
+/// `tab .. tab + BIAS_TAB` must be writable (it may be uninitialised), `bias ..
+/// bias + rows` readable, `rows <= 8`.
+#[inline(always)]
+pub(crate) unsafe fn fill_bias_table(tab: *mut f32, bias: *const f32, rows: usize) {
+    for r in 0..8 {
+        // SAFETY: reads bias[r] for r < rows, writes floats 12 r .. 12 r + 12 <=
+        // 96 = BIAS_TAB (caller's contract); register-only broadcast.
+        unsafe {
+            let v = if r < rows { *bias.add(r) } else { 0.0 };
+            let v = vdupq_n_f32(v);
+            vst1q_f32(tab.add(r * NR), v);
+            vst1q_f32(tab.add(r * NR + 4), v);
+            vst1q_f32(tab.add(r * NR + 8), v);
+        }
+    }
+}

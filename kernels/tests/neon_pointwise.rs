@@ -1,0 +1,241 @@
+//! The pointwise kernel's input paths, against the scalar twin (on every target):
+//! K rows that are planes at a constant distance (identity tables, strided, equal
+//! and descending rows: the NEON kernel reads them in place) next to shuffle and
+//! random tables (packed), with inputs that end right after the last pixel (so a
+//! partial last tile cannot read its extra lanes in place), K past one packed
+//! chunk, panels of every row count, pixel counts around the tile widths, panel
+//! sub-ranges and every epilogue. Buffers carry NaN guard zones.
+
+use kernels::{dispatch, scalar, *};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+const GUARD: usize = 67;
+const POISON: u32 = 0x7fc0_dead;
+
+/// A buffer with NaN guard zones on both sides.
+struct Guarded {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl Guarded {
+    fn new(inner: &[f32]) -> Self {
+        let mut data = vec![f32::from_bits(POISON); GUARD];
+        data.extend_from_slice(inner);
+        data.extend(std::iter::repeat_n(f32::from_bits(POISON), GUARD));
+        Guarded {
+            data,
+            len: inner.len(),
+        }
+    }
+    fn get(&self) -> &[f32] {
+        &self.data[GUARD..GUARD + self.len]
+    }
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.data[GUARD..GUARD + self.len]
+    }
+    fn assert_guards(&self, what: &str) {
+        let (head, rest) = self.data.split_at(GUARD);
+        for v in head.iter().chain(&rest[self.len..]) {
+            assert_eq!(v.to_bits(), POISON, "{what}: write outside the output");
+        }
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = 1e-4 * (1.0 + w.abs());
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+/// How the K rows of each group are laid out in the input.
+#[derive(Clone, Copy, Debug)]
+enum Rows {
+    /// Group `g` reads planes `g k .. g k + k` (a unit's first 1x1 conv).
+    Identity,
+    /// Planes `first + kk * step` per group (`step` may be 0 or negative).
+    Strided(i64),
+    /// The channel shuffle of `groups` (a unit's second 1x1 conv).
+    Shuffle,
+    /// Random planes.
+    Random,
+}
+
+/// The index table and the number of input planes it needs.
+fn table(rng: &mut Rng, rows: Rows, groups: usize, k: usize) -> (Vec<u32>, usize) {
+    let c = groups * k;
+    match rows {
+        Rows::Identity => ((0..c as u32).collect(), c),
+        Rows::Shuffle => {
+            let n = c / groups;
+            let t = (0..c).map(|i| ((i % groups) * n + i / groups) as u32);
+            (t.collect(), c)
+        }
+        Rows::Random => {
+            let cin = c + rng.below(3);
+            ((0..c).map(|_| rng.below(cin) as u32).collect(), cin)
+        }
+        Rows::Strided(step) => {
+            let span = step.unsigned_abs() as usize * (k - 1) + 1;
+            let mut t = Vec::with_capacity(c);
+            for g in 0..groups {
+                let lo = g * span;
+                for kk in 0..k as i64 {
+                    let r = if step >= 0 {
+                        lo as i64 + kk * step
+                    } else {
+                        (lo + span - 1) as i64 + kk * step
+                    };
+                    t.push(r as u32);
+                }
+            }
+            (t, groups * span)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    rng: &mut Rng,
+    groups: usize,
+    k: usize,
+    m: usize,
+    count: usize,
+    rows: Rows,
+    tight: bool,
+    epilogue: Epilogue,
+    sub_range: bool,
+) {
+    let (in_rows, cin) = table(rng, rows, groups, k);
+    // A tight input ends right after the last pixel of the last plane.
+    let in_stride = count + if tight { 0 } else { 1 + rng.below(13) };
+    let in_start = in_stride
+        - count
+        - if tight {
+            0
+        } else {
+            rng.below(in_stride - count)
+        };
+    let out_stride = count + rng.below(5);
+    let out_start = rng.below(out_stride - count + 1);
+    let packed = pack_pointwise(groups, m, k, &rng.vec(groups * m * k));
+    let bias = rng.vec(groups * m);
+    let input = Guarded::new(&rng.vec((cin - 1) * in_stride + in_start + count));
+    let p = Pointwise {
+        groups,
+        k,
+        m,
+        weights: &packed,
+        bias: &bias,
+        in_rows: &in_rows,
+        epilogue,
+    };
+    let total = p.panels();
+    let panels = if sub_range {
+        let lo = rng.below(total);
+        lo..lo + 1 + rng.below(total - lo)
+    } else {
+        0..total
+    };
+    let call = PointwiseCall {
+        input: PixelSpan {
+            stride: in_stride,
+            start: in_start,
+        },
+        output: PixelSpan {
+            stride: out_stride,
+            start: out_start,
+        },
+        count,
+        panels: panels.clone(),
+    };
+    let chans = p.channels_of(&panels);
+    let out0 = rng.vec((chans.len() - 1) * out_stride + out_start + count);
+    let what = format!(
+        "pointwise g={groups} k={k} m={m} px={count} {rows:?} tight={tight} \
+         panels={panels:?} {epilogue:?}"
+    );
+    let mut a = Guarded::new(&out0);
+    let mut b = out0.clone();
+    dispatch::pointwise(&p, input.get(), a.get_mut(), &call)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    scalar::pointwise::pointwise(&p, input.get(), &mut b, &call)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    a.assert_guards(&what);
+    assert_close(a.get(), &b, &what);
+}
+
+#[test]
+fn pointwise_in_place_and_packed_rows() {
+    let mut rng = Rng(0x5151_7e57_c0de_0001);
+    // (groups, k, m): the family's small shapes, odd panels, K past one chunk.
+    let shapes = [
+        (3, 40, 10),
+        (3, 10, 36),
+        (1, 12, 30),
+        (3, 80, 20),
+        (1, 24, 60),
+        (3, 20, 13),
+        (2, 7, 5),
+        (1, 1, 3),
+        (3, 3, 7),
+        (1, 300, 11),
+        (2, 513, 6),
+    ];
+    let tables = [
+        Rows::Identity,
+        Rows::Strided(2),
+        Rows::Strided(0),
+        Rows::Strided(-1),
+        Rows::Shuffle,
+        Rows::Random,
+    ];
+    let mut n = 0usize;
+    for &(groups, k, m) in &shapes {
+        for &rows in &tables {
+            for &count in &[1usize, 4, 5, 11, 12, 13, 16, 24, 27, 49, 100] {
+                let tight = n.is_multiple_of(3);
+                let epilogue = Epilogue {
+                    accumulate: n.is_multiple_of(2),
+                    relu: n % 5 != 1,
+                };
+                check_case(
+                    &mut rng,
+                    groups,
+                    k,
+                    m,
+                    count,
+                    rows,
+                    tight,
+                    epilogue,
+                    n % 4 == 3,
+                );
+                n += 1;
+            }
+        }
+    }
+}

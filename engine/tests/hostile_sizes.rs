@@ -147,6 +147,8 @@ fn arena_limit_is_exact() {
     let model = net().1.clone();
     let s = Session::new(model.clone(), 64, 48, opts()).unwrap();
     let peak = s.plan().layout.peak * 4;
+    // The limit covers the arena and the zero image the session warms up on.
+    let needed = peak + s.input_len() * 4;
     let with_limit = |max_arena_bytes| {
         Session::new(
             model.clone(),
@@ -159,14 +161,14 @@ fn arena_limit_is_exact() {
         )
     };
     // The watch sees the arena when it is allocated...
-    let (r, largest) = largest_allocation(|| with_limit(peak));
+    let (r, largest) = largest_allocation(|| with_limit(needed));
     assert!(r.is_ok() && largest >= peak, "{largest} < {peak}");
     // ...and it is not allocated when the size is refused.
-    for limit in [peak - 1, 1, 0] {
+    for limit in [needed - 1, peak, 1, 0] {
         let (r, largest) = largest_allocation(|| with_limit(limit));
         match r {
-            Err(Error::Session(SessionError::ArenaTooLarge { needed, .. })) => {
-                assert_eq!(needed, peak as u64)
+            Err(Error::Session(SessionError::ArenaTooLarge { needed: n, .. })) => {
+                assert_eq!(n, needed as u64)
             }
             other => panic!("limit {limit}: {other:?}"),
         }

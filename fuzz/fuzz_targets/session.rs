@@ -1,15 +1,17 @@
 //! Sessions of a small built-in model (ShuffleNet 0.25x, g = 3) with arbitrary
-//! height, width, thread count, input and output lengths and input values
-//! (NaN and infinities included).
+//! height, width, thread count, execution mode (streamed bands, whole tensors,
+//! one-row bands, whole-network row pipeline), input and output lengths and input
+//! values (NaN and infinities included).
 //!
 //! Properties: no panic and no abort; a bad thread count, an empty or unworkable
 //! size, or a size whose arena would exceed the (lowered) limit is a
-//! `SessionError` before anything large is allocated; a session's arena respects
-//! the limit; for sizes up to 4096 pixels (larger ones are only bound, to keep
-//! inputs fast under the instrumentation), a wrong input length or a short output buffer is an error; a run
-//! with the right lengths succeeds, writes exactly `output_len` values, and a
-//! second run gives the same bits; the NHWC twin of the model, given the
-//! transposed input, gives the same bits as the NCHW model.
+//! `SessionError` before anything large is allocated; a session's arena plus its
+//! warm-up image respect the limit; for sizes up to 4096 pixels (larger ones are
+//! only bound, to keep inputs fast under the instrumentation), a wrong input length
+//! or a short output buffer is an error; a run with the right lengths succeeds,
+//! writes exactly `output_len` values, and a second run gives the same bits; the
+//! NHWC twin of the model, given the transposed input, gives the same bits as the
+//! NCHW model.
 
 #![no_main]
 
@@ -93,6 +95,8 @@ struct Input {
     threads: Threads,
     input_len: Len,
     output_len: Len,
+    /// Execution mode (see `shufflenet_fuzz::options`).
+    mode: u8,
     values: Vec<f32>,
 }
 
@@ -122,7 +126,7 @@ fuzz_target!(|input: Input| {
     };
     let opts = SessionOptions {
         threads,
-        max_arena_bytes: LIMIT,
+        ..shufflenet_fuzz::options(input.mode)
     };
     let mut s = match Session::new(nchw.clone(), h, w, opts) {
         Ok(s) => s,
@@ -138,7 +142,10 @@ fuzz_target!(|input: Input| {
         Err(e) => panic!("{h}x{w}: unexpected error {e}"),
     };
     assert!((1..=256).contains(&threads) && h > 0 && w > 0);
-    assert!(s.plan().layout.peak * 4 <= LIMIT, "arena above the limit");
+    assert!(
+        (s.plan().layout.peak + s.input_len()) * 4 <= LIMIT,
+        "arena above the limit"
+    );
     assert_eq!(s.input_len(), 3 * h * w);
     assert_eq!(s.output_len(), family::CLASSES);
     if h * w > RUN_PIXELS {

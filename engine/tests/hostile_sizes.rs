@@ -142,6 +142,44 @@ fn overflowing_and_huge_sizes_are_refused_before_allocating() {
     }
 }
 
+/// Found by the `session` fuzz target: with the whole-network row pipeline, the
+/// arena holds only a few rows, so it did not bound the height, and planning the
+/// pipeline (a dry run of its row schedule) took minutes for a 2^31 x 27 input
+/// before the session refused it (its input image is over the limit). The
+/// pipeline is now not planned for an input image above the limit.
+#[test]
+fn fuzz_timeout_huge_heights_are_refused_without_planning_the_pipeline() {
+    let tall = |h: u64| usize::try_from(h).unwrap_or(usize::MAX);
+    let model = net().1.clone();
+    for (h, w, limit) in [
+        (tall((1 << 31) - 1), 27, 1 << 20),
+        (tall(1 << 40), 1, DEFAULT_MAX_ARENA_BYTES),
+        (tall(1 << 34), 3, DEFAULT_MAX_ARENA_BYTES),
+    ] {
+        let opts = SessionOptions {
+            pipeline_min_bytes: 0,
+            max_arena_bytes: limit,
+            ..opts()
+        };
+        let (r, largest) = largest_allocation(|| Session::new(model.clone(), h, w, opts));
+        match r {
+            Err(Error::Session(SessionError::ArenaTooLarge { needed, .. })) => {
+                assert!(needed > limit as u64)
+            }
+            Err(Error::Session(SessionError::Size { .. })) => {}
+            other => panic!("{h}x{w}: {other:?}"),
+        }
+        assert!(largest <= 64 << 10, "{h}x{w}: allocated {largest} bytes");
+    }
+    // Below the limit the pipeline is still planned for a tall input.
+    let opts = SessionOptions {
+        pipeline_min_bytes: 0,
+        ..opts()
+    };
+    let s = Session::new(model, 4096, 2, opts).unwrap();
+    assert!(s.plan().pipeline.is_some());
+}
+
 #[test]
 fn arena_limit_is_exact() {
     let model = net().1.clone();

@@ -354,7 +354,13 @@ impl ExecPlan {
         // With the pipeline in view, stream every chain (one-row bands, resized by
         // the pipeline); if the program is no pipeline, schedule again normally.
         let uses = Uses::of(program);
-        let try_pipeline = opts.stream && opts.pipeline_min_bytes != usize::MAX;
+        // The pipeline's windows come from a dry run of its schedule, whose time
+        // grows with the height: none for an input image above the memory limit,
+        // which a session refuses anyway (2^31 x 27 took minutes to refuse).
+        let input_bytes = (sizes[0] as u64).saturating_mul(4);
+        let try_pipeline = opts.stream
+            && opts.pipeline_min_bytes != usize::MAX
+            && input_bytes <= opts.max_arena_bytes as u64;
         let snapshot = try_pipeline.then(|| (buffer_hw.clone(), sizes.clone(), lifetimes.clone()));
         let budget = if try_pipeline { 0 } else { opts.band_bytes };
         let mut areas = Areas {

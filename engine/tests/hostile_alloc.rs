@@ -127,15 +127,3 @@ fn the_watcher_sees_allocations() {
     });
     assert!(grown >= 8000 && w.len() == 1000);
 }
-
-#[test]
-fn the_peak_counts_every_thread() {
-    let ((), peak) = peak_live_bytes(|| {
-        let held = vec![1u8; 2 << 20];
-        std::thread::scope(|s| {
-            s.spawn(|| drop(std::hint::black_box(vec![2u8; 3 << 20])));
-        });
-        drop(held);
-    });
-    assert!(peak >= 5 << 20, "{peak}");
-}

@@ -56,3 +56,17 @@ fn many_threads_warm_up_within_the_memory_limit() {
     one.run(&x, &mut y1).unwrap();
     assert_eq!(y, y1);
 }
+
+/// The watcher's peak (here: this binary's tests all hold its lock while they
+/// measure, so none counts another's allocations).
+#[test]
+fn the_peak_counts_every_thread() {
+    let ((), peak) = peak_live_bytes(|| {
+        let held = vec![1u8; 2 << 20];
+        std::thread::scope(|s| {
+            s.spawn(|| drop(std::hint::black_box(vec![2u8; 3 << 20])));
+        });
+        drop(held);
+    });
+    assert!(peak >= 5 << 20, "{peak}");
+}

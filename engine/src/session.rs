@@ -12,7 +12,7 @@ use crate::exec::{
 use crate::model::Model;
 use crate::program::Program;
 use crate::Error;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// How a session is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,32 +125,66 @@ impl Session {
     /// kernels' per-thread scratch pools reach their final size now and `run`
     /// allocates nothing. (A single-threaded session moved to another thread
     /// sizes that thread's pools on its first run.)
+    ///
+    /// Worker threads warm up on arenas taken from a shared stock: the session's
+    /// own arena plus as many more as fit under `max_arena_bytes` next to it and
+    /// the zero image (at most one per worker). A worker that finds the stock empty
+    /// waits for an arena to come back, so warming up stays within the limit
+    /// whatever the thread count (it used to allocate one arena per worker at
+    /// once: 257 arenas for 256 threads).
     fn warm_up(&mut self) -> Result<(), Error> {
+        let (peak, input_len, out_len) =
+            (self.plan.layout.peak, self.input_len(), self.output_len());
+        let Session {
+            plan,
+            model,
+            arena,
+            options,
+            pool,
+        } = self;
         let too_large = || SessionError::ArenaTooLarge {
-            h: self.plan.h,
-            w: self.plan.w,
-            needed: (self.plan.layout.peak as u64 + self.input_len() as u64) * 4,
-            limit: self.options.max_arena_bytes as u64,
+            h: plan.h,
+            w: plan.w,
+            needed: (peak as u64 + input_len as u64) * 4,
+            limit: options.max_arena_bytes as u64,
         };
-        let zeros = zeroed(self.input_len()).ok_or_else(too_large)?;
-        let mut out = vec![0.0; self.output_len()];
-        let (plan, model) = (&self.plan, &*self.model);
-        let warm = |arena: &mut [f32], out: &mut [f32]| -> Result<(), Error> {
+        let zeros = zeroed(input_len).ok_or_else(too_large)?;
+        let model = &**model;
+        let plan = &*plan;
+        let warm = |arena: &mut [f32]| -> Result<(), Error> {
+            let mut out = vec![0.0; out_len];
             for _ in 0..2 {
-                exec::execute(plan, model.program(), model, arena, &zeros, out, 1)?;
+                exec::execute(plan, model.program(), model, arena, &zeros, &mut out, 1)?;
             }
             Ok(())
         };
-        match &self.pool {
-            Some(pool) => pool
-                .broadcast(|_| {
-                    let mut arena = zeroed(plan.layout.peak).ok_or_else(too_large)?;
-                    warm(&mut arena, &mut vec![0.0; out.len()])
-                })
-                .into_iter()
-                .collect(),
-            None => warm(&mut self.arena, &mut out),
+        let Some(pool) = pool else {
+            return warm(arena);
+        };
+        let used = (peak as u64 + input_len as u64).saturating_mul(4);
+        let spare = (options.max_arena_bytes as u64).saturating_sub(used);
+        let extra = (spare / (peak as u64 * 4).max(1))
+            .min(pool.current_num_threads().saturating_sub(1) as u64);
+        let mut extra_arenas = Vec::new();
+        for _ in 0..extra {
+            match zeroed(peak) {
+                Some(a) => extra_arenas.push(a),
+                // Fewer arenas only means more waiting.
+                None => break,
+            }
         }
+        let mut arenas: Vec<&mut [f32]> = extra_arenas.iter_mut().map(|a| &mut a[..]).collect();
+        arenas.push(&mut arena[..]);
+        let stock = ArenaStock {
+            arenas: Mutex::new(arenas),
+            returned: Condvar::new(),
+        };
+        pool.broadcast(|_| {
+            let mut lease = stock.take();
+            warm(lease.arena())
+        })
+        .into_iter()
+        .collect()
     }
 
     /// Runs one inference: `input` holds `C * H * W` values in the model's input
@@ -194,6 +228,58 @@ impl Session {
     /// Options the session was created with.
     pub fn options(&self) -> SessionOptions {
         self.options
+    }
+}
+
+/// Arenas shared by the worker threads warming up (see `Session::warm_up`).
+struct ArenaStock<'a> {
+    arenas: Mutex<Vec<&'a mut [f32]>>,
+    returned: Condvar,
+}
+
+impl<'a> ArenaStock<'a> {
+    /// Takes an arena, waiting until one is free. (A poisoned lock only means a
+    /// warm-up run panicked on another thread: the stock itself is still sound.)
+    fn take(&self) -> Lease<'_, 'a> {
+        let mut arenas = self.arenas.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(arena) = arenas.pop() {
+                return Lease {
+                    stock: self,
+                    arena: Some(arena),
+                };
+            }
+            arenas = self
+                .returned
+                .wait(arenas)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// An arena taken from an [`ArenaStock`], given back when dropped (even by a
+/// panic, so that no other thread waits forever).
+struct Lease<'s, 'a> {
+    stock: &'s ArenaStock<'a>,
+    arena: Option<&'a mut [f32]>,
+}
+
+impl Lease<'_, '_> {
+    fn arena(&mut self) -> &mut [f32] {
+        self.arena.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for Lease<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(arena) = self.arena.take() {
+            self.stock
+                .arenas
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(arena);
+            self.stock.returned.notify_one();
+        }
     }
 }
 

@@ -142,13 +142,51 @@ fn overflowing_and_huge_sizes_are_refused_before_allocating() {
     }
 }
 
+/// Found by the `session` fuzz target: with the whole-network row pipeline, the
+/// arena holds only a few rows, so it did not bound the height, and planning the
+/// pipeline (a dry run of its row schedule) took minutes for a 2^31 x 27 input
+/// before the session refused it (its input image is over the limit). The
+/// pipeline is now not planned for an input image above the limit.
+#[test]
+fn fuzz_timeout_huge_heights_are_refused_without_planning_the_pipeline() {
+    let tall = |h: u64| usize::try_from(h).unwrap_or(usize::MAX);
+    let model = net().1.clone();
+    for (h, w, limit) in [
+        (tall((1 << 31) - 1), 27, 1 << 20),
+        (tall(1 << 40), 1, DEFAULT_MAX_ARENA_BYTES),
+        (tall(1 << 34), 3, DEFAULT_MAX_ARENA_BYTES),
+    ] {
+        let opts = SessionOptions {
+            pipeline_min_bytes: 0,
+            max_arena_bytes: limit,
+            ..opts()
+        };
+        let (r, largest) = largest_allocation(|| Session::new(model.clone(), h, w, opts));
+        match r {
+            Err(Error::Session(SessionError::ArenaTooLarge { needed, .. })) => {
+                assert!(needed > limit as u64)
+            }
+            Err(Error::Session(SessionError::Size { .. })) => {}
+            other => panic!("{h}x{w}: {other:?}"),
+        }
+        assert!(largest <= 64 << 10, "{h}x{w}: allocated {largest} bytes");
+    }
+    // Below the limit the pipeline is still planned for a tall input.
+    let opts = SessionOptions {
+        pipeline_min_bytes: 0,
+        ..opts()
+    };
+    let s = Session::new(model, 4096, 2, opts).unwrap();
+    assert!(s.plan().pipeline.is_some());
+}
+
 #[test]
 fn arena_limit_is_exact() {
     let model = net().1.clone();
     let s = Session::new(model.clone(), 64, 48, opts()).unwrap();
-    // The limit covers the arena and the zero image the warm-up runs.
     let (image, arena) = (s.input_len() * 4, s.plan().layout.peak * 4);
-    let peak = arena + image;
+    // The limit covers the arena and the zero image the session warms up on.
+    let needed = arena + image;
     let with_limit = |max_arena_bytes| {
         Session::new(
             model.clone(),
@@ -161,17 +199,24 @@ fn arena_limit_is_exact() {
         )
     };
     // The watch sees the arena when it is allocated...
-    let (r, largest) = largest_allocation(|| with_limit(peak));
+    let (r, largest) = largest_allocation(|| with_limit(needed));
     assert!(r.is_ok() && largest >= arena, "{largest} < {arena}");
     // ...and it is not allocated when the size is refused.
-    for limit in [peak - 1, 1, 0] {
+    for limit in [needed - 1, arena, image, 1, 0] {
         let (r, largest) = largest_allocation(|| with_limit(limit));
         match r {
-            // Below the input image's own size the plan refuses it before
-            // laying out the arena, naming the image's bytes.
-            Err(Error::Session(SessionError::ArenaTooLarge { needed, .. })) => {
-                let expected = if limit < image { image } else { peak };
-                assert_eq!(needed, expected as u64, "limit {limit}")
+            // Below the image alone, the plan refuses before scheduling and reports
+            // the image; below the arena alone, it reports the arena; above, the
+            // session adds the two.
+            Err(Error::Session(SessionError::ArenaTooLarge { needed: n, .. })) => {
+                let want = if limit < image {
+                    image
+                } else if limit < arena {
+                    arena
+                } else {
+                    needed
+                };
+                assert_eq!(n, want as u64, "limit {limit}")
             }
             other => panic!("limit {limit}: {other:?}"),
         }

@@ -12,9 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use shufflenet::exec::SessionError;
 use shufflenet::model::Model;
 use shufflenet::plan::{self, PlanError};
-use shufflenet::session::{Session, SessionOptions};
+use shufflenet::session::Session;
 use shufflenet::{onnx, Error};
-use shufflenet_fuzz::{exercise, FUZZ_ARENA_BYTES};
+use shufflenet_fuzz::{exercise, options};
 use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,10 +29,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let model = Arc::new(Model::from_lowered(&lowered).expect("a lowered model loads"));
     for (h, w) in [(1, 1), (3, 7), (16, 16)] {
-        let opts = SessionOptions {
-            threads: 1,
-            max_arena_bytes: FUZZ_ARENA_BYTES,
-        };
+        let opts = options(0);
         let graph_ok = graph.shapes(h, w).is_ok();
         match Session::new(model.clone(), h, w, opts) {
             Ok(_) => assert!(

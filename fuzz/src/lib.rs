@@ -12,14 +12,38 @@ use std::sync::Arc;
 /// refused before anything is allocated and an accepted size runs fast.
 pub const FUZZ_ARENA_BYTES: usize = 1 << 20;
 
-/// Creates a session for `model` at `h x w` and runs it on `input_value`
-/// everywhere. A size the network refuses is fine; once a session exists, a run
-/// with buffers of the right length must succeed, twice, with identical bits.
-pub fn run_at(model: &Arc<Model>, h: usize, w: usize, input_value: f32) {
-    let opts = SessionOptions {
+/// Session options of the targets: one thread, the fuzz arena limit, and one of
+/// the execution modes: `0` the default (streamed bands; the row pipeline only
+/// for large tensors, so never at fuzz sizes), `1` whole tensors, `2` one-row
+/// bands, `3` the whole-network row pipeline whenever the program is one.
+pub fn options(mode: u8) -> SessionOptions {
+    let base = SessionOptions {
         threads: 1,
         max_arena_bytes: FUZZ_ARENA_BYTES,
+        ..SessionOptions::default()
     };
+    match mode % 4 {
+        1 => SessionOptions {
+            stream: false,
+            ..base
+        },
+        2 => SessionOptions {
+            band_bytes: 0,
+            ..base
+        },
+        3 => SessionOptions {
+            pipeline_min_bytes: 0,
+            ..base
+        },
+        _ => base,
+    }
+}
+
+/// Creates a session for `model` at `h x w` with `opts` and runs it on
+/// `input_value` everywhere. A size the network refuses is fine; once a session
+/// exists, a run with buffers of the right length must succeed, twice, with
+/// identical bits.
+pub fn run_at(model: &Arc<Model>, h: usize, w: usize, opts: SessionOptions, input_value: f32) {
     let mut s = match Session::new(model.clone(), h, w, opts) {
         Ok(s) => s,
         Err(Error::Session(SessionError::Size { .. } | SessionError::ArenaTooLarge { .. })) => {
@@ -58,6 +82,10 @@ pub fn exercise(model: Arc<Model>) {
         }
     }
     for (h, w) in sizes {
-        run_at(&model, h, w, 0.5);
+        run_at(&model, h, w, options(0), 0.5);
+    }
+    // The other execution modes (whole tensors, one-row bands, row pipeline).
+    for mode in 1..4 {
+        run_at(&model, 16, 16, options(mode), 0.5);
     }
 }

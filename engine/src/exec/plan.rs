@@ -365,6 +365,9 @@ impl ExecPlan {
 
         // With the pipeline in view, stream every chain (one-row bands, resized by
         // the pipeline); if the program is no pipeline, schedule again normally.
+        // (The pipeline's windows come from a dry run of its schedule, whose time
+        // grows with the height: the image-size check above keeps absurd heights
+        // from reaching it.)
         let uses = Uses::of(program);
         let try_pipeline = opts.stream && opts.pipeline_min_bytes != usize::MAX;
         let snapshot = try_pipeline.then(|| (buffer_hw.clone(), sizes.clone(), lifetimes.clone()));

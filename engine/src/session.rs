@@ -84,22 +84,7 @@ impl Session {
             pipeline_min_bytes: options.pipeline_min_bytes,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
-        let input_len = (model.program().input.channels as u64)
-            .saturating_mul(height as u64)
-            .saturating_mul(width as u64);
-        let needed = (plan.layout.peak as u64)
-            .saturating_add(input_len)
-            .saturating_mul(4);
-        let too_large = SessionError::ArenaTooLarge {
-            h: height,
-            w: width,
-            needed,
-            limit: options.max_arena_bytes as u64,
-        };
-        if needed > options.max_arena_bytes as u64 {
-            return Err(too_large.into());
-        }
-        let arena = zeroed(plan.layout.peak).ok_or(too_large)?;
+        let arena = zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;
         let pool = if options.threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(options.threads)
@@ -142,13 +127,7 @@ impl Session {
             options,
             pool,
         } = self;
-        let too_large = || SessionError::ArenaTooLarge {
-            h: plan.h,
-            w: plan.w,
-            needed: (peak as u64 + input_len as u64) * 4,
-            limit: options.max_arena_bytes as u64,
-        };
-        let zeros = zeroed(input_len).ok_or_else(too_large)?;
+        let zeros = zeroed(input_len).ok_or_else(|| too_large(plan, options))?;
         let model = &**model;
         let plan = &*plan;
         let warm = |arena: &mut [f32]| -> Result<(), Error> {
@@ -161,7 +140,7 @@ impl Session {
         let Some(pool) = pool else {
             return warm(arena);
         };
-        let used = (peak as u64 + input_len as u64).saturating_mul(4);
+        let used = plan.memory_bytes();
         let spare = (options.max_arena_bytes as u64).saturating_sub(used);
         let extra = (spare / (peak as u64 * 4).max(1))
             .min(pool.current_num_threads().saturating_sub(1) as u64);
@@ -280,6 +259,17 @@ impl Drop for Lease<'_, '_> {
                 .push(arena);
             self.stock.returned.notify_one();
         }
+    }
+}
+
+/// The error for an allocation of the arena or the warm-up image that failed
+/// (the plan already checked the two against the limit).
+fn too_large(plan: &ExecPlan, options: &SessionOptions) -> SessionError {
+    SessionError::ArenaTooLarge {
+        h: plan.h,
+        w: plan.w,
+        needed: plan.memory_bytes(),
+        limit: options.max_arena_bytes as u64,
     }
 }
 

@@ -206,16 +206,9 @@ fn arena_limit_is_exact() {
         let (r, largest) = largest_allocation(|| with_limit(limit));
         match r {
             // Below the image alone, the plan refuses before scheduling and reports
-            // the image; below the arena alone, it reports the arena; above, the
-            // session adds the two.
+            // the image; otherwise it reports the arena plus the image.
             Err(Error::Session(SessionError::ArenaTooLarge { needed: n, .. })) => {
-                let want = if limit < image {
-                    image
-                } else if limit < arena {
-                    arena
-                } else {
-                    needed
-                };
+                let want = if limit < image { image } else { needed };
                 assert_eq!(n, want as u64, "limit {limit}")
             }
             other => panic!("limit {limit}: {other:?}"),

@@ -24,7 +24,8 @@ pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 2 << 20;
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
-    /// Refuse layouts whose arena exceeds this many bytes.
+    /// Refuse sizes whose arena plus one input image exceeds this many bytes (a
+    /// session holds both: the arena, and the zero image it warms up on).
     pub max_arena_bytes: usize,
     /// Stream pointwise -> depthwise -> pointwise units and conv -> max pool band by
     /// band through small buffers instead of whole intermediate tensors.
@@ -128,6 +129,8 @@ pub struct ExecPlan {
     /// The steps read the caller's input directly (it is planar and only read by
     /// single-input steps): buffer 0 takes no arena space and no copy.
     pub external_input: bool,
+    /// Floats of one input image.
+    pub input_floats: usize,
 }
 
 fn size_err(h: usize, w: usize, step: usize, s: &Step, what: &str) -> SessionError {
@@ -269,8 +272,9 @@ impl Uses {
 
 impl ExecPlan {
     /// Infers every shape for an `h x w` input, picks the streamed chains and lays
-    /// out the arena, refusing sizes that do not fit the network or whose input
-    /// image or arena would exceed `opts.max_arena_bytes`.
+    /// out the arena, refusing sizes that do not fit the network or whose arena
+    /// plus input image would exceed `opts.max_arena_bytes` (an image over the
+    /// limit on its own is refused before scheduling, reporting just the image).
     pub fn new(
         program: &Program,
         h: usize,
@@ -335,7 +339,8 @@ impl ExecPlan {
         // The input image alone must fit the limit (a session holds one for its
         // warm-up); refusing it here keeps absurd sizes from reaching the schedule,
         // whose cost grows with the height.
-        let input_bytes = sizes[0] as u64 * 4;
+        let input_floats = sizes[0];
+        let input_bytes = input_floats as u64 * 4;
         if input_bytes > opts.max_arena_bytes as u64 {
             return Err(SessionError::ArenaTooLarge {
                 h,
@@ -425,7 +430,7 @@ impl ExecPlan {
         }
 
         let layout = arena::plan(&sizes, &lifetimes).ok_or_else(overflow)?;
-        let needed = layout.peak as u64 * 4;
+        let needed = layout.peak as u64 * 4 + input_bytes;
         if needed > opts.max_arena_bytes as u64 {
             return Err(SessionError::ArenaTooLarge {
                 h,
@@ -446,6 +451,7 @@ impl ExecPlan {
             naive_floats: naive,
             pipeline,
             external_input,
+            input_floats,
         })
     }
 
@@ -466,6 +472,11 @@ impl ExecPlan {
     pub fn area(&self, a: usize) -> Range<usize> {
         let start = self.layout.offsets[a];
         start..start + self.buffer_hw[a].0
+    }
+
+    /// Bytes a session at this size holds: the arena and one input image.
+    pub fn memory_bytes(&self) -> u64 {
+        (self.layout.peak as u64 + self.input_floats as u64) * 4
     }
 
     /// Number of values the network writes to the output.

@@ -8,69 +8,8 @@
 
 use kernels::{dispatch, scalar, *};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f32()).collect()
-    }
-}
-
-const GUARD: usize = 67;
-const POISON: u32 = 0x7fc0_dead;
-
-/// A buffer with NaN guard zones on both sides.
-struct Guarded {
-    data: Vec<f32>,
-    len: usize,
-}
-
-impl Guarded {
-    fn new(inner: &[f32]) -> Self {
-        let mut data = vec![f32::from_bits(POISON); GUARD];
-        data.extend_from_slice(inner);
-        data.extend(std::iter::repeat_n(f32::from_bits(POISON), GUARD));
-        Guarded {
-            data,
-            len: inner.len(),
-        }
-    }
-    fn get(&self) -> &[f32] {
-        &self.data[GUARD..GUARD + self.len]
-    }
-    fn get_mut(&mut self) -> &mut [f32] {
-        &mut self.data[GUARD..GUARD + self.len]
-    }
-    fn assert_guards(&self, what: &str) {
-        let (head, rest) = self.data.split_at(GUARD);
-        for v in head.iter().chain(&rest[self.len..]) {
-            assert_eq!(v.to_bits(), POISON, "{what}: write outside the output");
-        }
-    }
-}
-
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let tol = 1e-4 * (1.0 + w.abs());
-        assert!(
-            (g - w).abs() <= tol,
-            "{what}: element {i}: got {g}, want {w}"
-        );
-    }
-}
+mod common;
+use common::*;
 
 /// How the K rows of each group are laid out in the input.
 #[derive(Clone, Copy, Debug)]

@@ -80,13 +80,23 @@ pub fn plan(sizes: &[usize], lifetimes: &[Option<Lifetime>]) -> Option<Layout> {
         peak = peak.max(offset.checked_add(sizes[b])?);
         placed.push(b);
     }
+    Some(Layout {
+        lower_bound: lower_bound(&sizes, lifetimes),
+        offsets,
+        sizes,
+        peak,
+    })
+}
+
+/// The largest total of (aligned) buffer sizes alive at one step.
+fn lower_bound(sizes: &[usize], lifetimes: &[Option<Lifetime>]) -> usize {
     let steps = lifetimes
         .iter()
         .flatten()
         .map(|l| l.last + 1)
         .max()
         .unwrap_or(0);
-    let lower_bound = (0..steps)
+    (0..steps)
         .map(|t| {
             (0..sizes.len())
                 .filter(|&b| lifetimes[b].is_some_and(|l| l.first <= t && t <= l.last))
@@ -94,12 +104,40 @@ pub fn plan(sizes: &[usize], lifetimes: &[Option<Lifetime>]) -> Option<Layout> {
                 .sum::<usize>()
         })
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Places every living buffer one after the other: first those of `order` in that
+/// order, then the rest. For buffers that all live at once (the row pipeline's
+/// windows and bands), where no layout beats their sum, this one lets the caller
+/// choose which buffers are neighbours: each pipeline segment gets one contiguous
+/// region. `None` on overflow or an index out of range.
+pub fn sequential(
+    sizes: &[usize],
+    lifetimes: &[Option<Lifetime>],
+    order: &[usize],
+) -> Option<Layout> {
+    let sizes: Vec<usize> = sizes
+        .iter()
+        .zip(lifetimes)
+        .map(|(&s, l)| if l.is_some() { aligned(s) } else { Some(0) })
+        .collect::<Option<_>>()?;
+    let mut offsets = vec![0; sizes.len()];
+    let mut placed = vec![false; sizes.len()];
+    let mut peak = 0usize;
+    let rest: Vec<usize> = (0..sizes.len()).collect();
+    for &b in order.iter().chain(&rest) {
+        if std::mem::replace(placed.get_mut(b)?, true) || lifetimes[b].is_none() {
+            continue;
+        }
+        offsets[b] = peak;
+        peak = peak.checked_add(sizes[b])?;
+    }
     Some(Layout {
+        lower_bound: lower_bound(&sizes, lifetimes),
         offsets,
         sizes,
         peak,
-        lower_bound,
     })
 }
 
@@ -136,6 +174,18 @@ mod tests {
 
     fn life(first: usize, last: usize) -> Option<Lifetime> {
         Some(Lifetime { first, last })
+    }
+
+    #[test]
+    fn sequential_places_the_given_order_first_and_skips_the_dead() {
+        let lives = [life(0, 3), None, life(0, 3), life(1, 2)];
+        let l = sequential(&[20, 5, 16, 1], &lives, &[3, 0]).unwrap();
+        assert_eq!(l.offsets[3], 0);
+        assert_eq!(l.offsets[0], 16);
+        assert_eq!(l.offsets[2], 48);
+        assert_eq!((l.sizes[1], l.peak, l.lower_bound), (0, 64, 64));
+        check(&l, &lives).unwrap();
+        assert!(sequential(&[1], &[life(0, 0)], &[7]).is_none());
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub struct SessionOptions {
     /// Run the whole network as a row pipeline when a tensor has at least this
     /// many bytes (`usize::MAX`: never).
     pub pipeline_min_bytes: usize,
+    /// With several threads, cut the row pipeline into one segment per thread
+    /// (handing rows from one to the next a few dozen times per inference)
+    /// instead of splitting every kernel call over the threads (a fork and join
+    /// per call). Which is faster depends on the CPU: see the README's thread
+    /// measurements. Results are the same either way.
+    pub pipeline_segments: bool,
 }
 
 impl Default for SessionOptions {
@@ -39,6 +45,7 @@ impl Default for SessionOptions {
             stream: true,
             band_bytes: DEFAULT_BAND_BYTES,
             pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
+            pipeline_segments: false,
         }
     }
 }
@@ -82,6 +89,11 @@ impl Session {
             stream: options.stream,
             band_bytes: options.band_bytes,
             pipeline_min_bytes: options.pipeline_min_bytes,
+            segments: if options.pipeline_segments {
+                options.threads
+            } else {
+                1
+            },
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
         let arena = zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;

@@ -43,11 +43,27 @@ static ALLOC: Counting = Counting;
 fn running_allocates_nothing() {
     let graph = family::build(3, 0.5, 2).unwrap();
     let model = Arc::new(Model::from_lowered(&plan::lower(&graph).unwrap()).unwrap());
-    for (threads, stream) in [(1, false), (1, true), (2, false), (2, true)] {
+    // (threads, stream, row pipeline, one pipeline segment per thread)
+    let configs = [
+        (1, false, false, false),
+        (1, true, false, false),
+        (2, false, false, false),
+        (2, true, false, false),
+        (1, true, true, false),
+        (2, true, true, false),
+        (2, true, true, true),
+        (3, true, true, true),
+    ];
+    // Sessions stay alive to the end: a dropped session's worker threads exit
+    // asynchronously, and their thread-local destructors would be counted.
+    let mut keep = Vec::new();
+    for (threads, stream, pipeline, pipeline_segments) in configs {
         let opts = SessionOptions {
             threads,
             stream,
             band_bytes: 8 << 10,
+            pipeline_min_bytes: if pipeline { 0 } else { usize::MAX },
+            pipeline_segments,
             ..Default::default()
         };
         let mut session = Session::new(model.clone(), 96, 80, opts).unwrap();
@@ -64,8 +80,9 @@ fn running_allocates_nothing() {
         let n = COUNT.load(Ordering::SeqCst);
         assert_eq!(
             n, 0,
-            "{threads} thread(s), stream {stream}: run allocated {n} times"
+            "{threads} thread(s), stream {stream}, pipeline {pipeline}, segments {pipeline_segments}: run allocated {n} times"
         );
         assert!(out.iter().all(|v| v.is_finite()));
+        keep.push(session);
     }
 }

@@ -140,6 +140,8 @@ fuzz_target!(|input: Input| {
     };
     let opts = SessionOptions {
         threads,
+        // Bit 2 of the mode: with several threads, one pipeline segment each.
+        pipeline_segments: input.mode & 4 != 0,
         ..shufflenet_fuzz::options(input.mode)
     };
     let mut s = match Session::new(nchw.clone(), h, w, opts) {

@@ -133,7 +133,7 @@ impl From<Error> for Failure {
                 SessionError::InputLength { .. } => SnStatus::ErrInputLength,
                 SessionError::OutputCapacity { .. } => SnStatus::ErrOutputCapacity,
                 SessionError::Threads(_) => SnStatus::ErrInvalidArgument,
-                SessionError::ThreadPool(_) => SnStatus::ErrInternal,
+                SessionError::ThreadPool(_) | SessionError::SegmentFailed => SnStatus::ErrInternal,
             },
             Error::Graph(crate::graph::GraphError::Size { .. }) => SnStatus::ErrSize,
             Error::Argument(_) => SnStatus::ErrInvalidArgument,

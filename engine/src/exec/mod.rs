@@ -4,6 +4,7 @@
 //! band and scratch area is a range of the arena, split into disjoint slices with
 //! safe `split_at_mut`; threads split kernels by output channels.
 
+mod handoff;
 mod parallel;
 mod pipeline;
 mod plan;
@@ -76,6 +77,10 @@ pub enum SessionError {
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]
     ThreadPool(String),
+    /// A pipeline segment stopped because the segment on another thread failed
+    /// (that segment's own error is the one reported).
+    #[error("a pipeline segment on another thread failed")]
+    SegmentFailed,
 }
 
 /// Splits `arena` into disjoint mutable slices, one per range, in the order given.
@@ -158,7 +163,7 @@ fn load_input(layout: InputLayout, c: usize, input: &[f32], planar: &mut [f32]) 
 /// floats): loads `input` (in the program's input layout), runs every stage, copies
 /// the result to the front of `output`. With `threads > 1` the kernels split over
 /// that many rayon workers (call it inside the session's pool).
-pub fn execute<T: TensorSource + ?Sized>(
+pub fn execute<T: TensorSource + Sync + ?Sized>(
     plan: &ExecPlan,
     program: &Program,
     tensors: &T,

@@ -16,17 +16,46 @@
 //! before, and so on. A producer that runs out of window space moves the rows still
 //! needed by some reader to the front. Window sizes come from a dry run of the same
 //! schedule at plan time, so they are exact.
+//!
+//! Threads: a plan may cut the chain into `n` *segments* of about
+//! equal work (multiply-adds, depthwise and pools weighted by their lower
+//! efficiency), each run by one thread with its own windows and bands in its own
+//! region of the arena. A segment ends in a *feed*, which copies each chunk of rows
+//! of its last window into a [`Handoff`] buffer; the next segment starts with a
+//! *source*, which copies the chunks into its own window. The only
+//! synchronisation is the handoff, a few dozen times per inference, instead of a
+//! fork and join in every kernel call. Every kernel call is the same as in one
+//! thread, so results are bit-identical for any thread count. If no thread takes
+//! up a producer segment in time (a busy pool, or a one-thread run of a plan made
+//! for several), its consumer runs it itself, chunk by chunk. (The other way to use
+//! threads, splitting each kernel call by output channels, needs no segments.)
 
+use super::handoff::{aborted, is_abort, Handoff, SLOTS};
 use super::plan::{input_rows, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand};
-use super::stream::{Loc, Stem, Unit, Window};
+use super::stream::{shift, Loc, Stem, Unit, Window};
 use super::{split, ExecPlan};
+use crate::arena::Layout;
 use crate::program::{Program, Step, TensorSource, View};
 use crate::Error;
 use kernels::{dispatch, PlaneGeom, Planes, PoolKind};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Most elements a pipeline may have (the schedule state lives on the stack).
 pub const MAX_ELEMENTS: usize = 48;
+
+/// Most segments (threads) a pipeline is cut into.
+pub const MAX_SEGMENTS: usize = 8;
+
+/// How long a consumer waits for a thread to take up its producer segment before
+/// running the producer itself.
+const GRACE: Duration = Duration::from_millis(20);
+
+/// Relative cost of a depthwise or pooling multiply-add next to a pointwise one
+/// (they run at about half the FLOPs per instruction, see kernels/NEON.md).
+const SLOW_OP_WEIGHT: f64 = 2.5;
 
 /// Output pixels per band the pipeline aims for (band height = this / width).
 const BAND_PIXELS: usize = 80;
@@ -72,6 +101,22 @@ pub enum Element {
         /// Rows per chunk.
         rows: usize,
     },
+    /// The start of a later segment: rows of window `out` received from the
+    /// previous segment, `rows` at a time.
+    Source {
+        /// The window filled.
+        out: usize,
+        /// Rows per chunk.
+        rows: usize,
+    },
+    /// The end of an earlier segment: rows of window `input` sent to the next
+    /// segment, `rows` at a time.
+    Feed {
+        /// The window sent.
+        input: usize,
+        /// Rows per chunk.
+        rows: usize,
+    },
 }
 
 /// A window: `cap` rows of a `channels x h x width` tensor.
@@ -89,26 +134,214 @@ pub struct WindowSpec {
     pub cap: usize,
 }
 
-/// The planned pipeline.
+/// One segment of the pipeline: the elements one thread runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pipeline {
-    /// Elements in network order.
+pub struct Segment {
+    /// Elements in network order (a source first unless this is the first
+    /// segment, a feed last unless it is the last).
     pub elements: Vec<Element>,
     /// Windows.
     pub windows: Vec<WindowSpec>,
-    /// Shared depthwise output band of all units.
+    /// Shared depthwise output band of the segment's units.
     pub band_out: usize,
-    /// The sink's running channel means, then one chunk's means.
-    pub sums: usize,
+    /// The sink's running channel means, then one chunk's means (last segment).
+    pub sums: Option<usize>,
+}
+
+/// The chunk buffers between two segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoffSpec {
+    /// Arena area of the [`SLOTS`] buffers.
+    pub area: usize,
+    /// Floats of one buffer (all channels of one chunk of rows).
+    pub chunk_floats: usize,
+}
+
+/// The planned pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pipeline {
+    /// Segments in network order, one per thread.
+    pub segments: Vec<Segment>,
+    /// Handoff `i` carries rows from segment `i` to segment `i + 1`.
+    pub handoffs: Vec<HandoffSpec>,
+    /// Arena range of each segment's areas, then of all handoff buffers (each a
+    /// contiguous region, so a run can split the arena between threads).
+    pub regions: Vec<Range<usize>>,
 }
 
 impl Element {
     fn input(&self) -> Option<usize> {
         match *self {
-            Element::Stem { .. } => None,
-            Element::Down { input, .. } | Element::Sink { input, .. } => Some(input),
+            Element::Stem { .. } | Element::Source { .. } => None,
+            Element::Down { input, .. }
+            | Element::Sink { input, .. }
+            | Element::Feed { input, .. } => Some(input),
             Element::InPlace { win, .. } => Some(win),
         }
+    }
+
+    /// The window this element writes (or updates).
+    fn output(&self) -> Option<usize> {
+        match *self {
+            Element::Stem { out, .. } | Element::Down { out, .. } | Element::Source { out, .. } => {
+                Some(out)
+            }
+            Element::InPlace { win, .. } => Some(win),
+            Element::Sink { .. } | Element::Feed { .. } => None,
+        }
+    }
+
+    /// The same element with its windows renamed by `map`.
+    fn renamed(mut self, map: &mut impl FnMut(usize) -> usize) -> Element {
+        match &mut self {
+            Element::Stem { out: w, .. }
+            | Element::InPlace { win: w, .. }
+            | Element::Sink { input: w, .. }
+            | Element::Source { out: w, .. }
+            | Element::Feed { input: w, .. } => *w = map(*w),
+            Element::Down { input, out, .. } => {
+                *input = map(*input);
+                *out = map(*out);
+            }
+        }
+        self
+    }
+
+    /// The arena areas of its bands.
+    fn band_areas(&self) -> Option<usize> {
+        match self {
+            Element::Stem { band, .. } => Some(band.band),
+            Element::Down { unit, .. } | Element::InPlace { unit, .. } => Some(unit.band_in),
+            _ => None,
+        }
+    }
+
+    /// Estimated work: multiply-adds, depthwise and pooling ones weighted.
+    fn cost(&self, steps: &[Step], shapes: &[StepShape]) -> f64 {
+        let step = |i: usize| {
+            let (h, w) = shapes[i].output;
+            let px = (h * w) as f64;
+            match steps[i] {
+                Step::Pointwise { groups, k, m, .. } => px * f64::from(groups * k * m),
+                Step::Depthwise { output, .. } => {
+                    px * 9.0 * f64::from(output.channels) * SLOW_OP_WEIGHT
+                }
+                Step::Conv {
+                    kh,
+                    kw,
+                    groups,
+                    input,
+                    output,
+                    ..
+                } => px * f64::from(kh * kw * (input.channels / groups.max(1)) * output.channels),
+                Step::Pool { spec, output, .. } => {
+                    px * (spec.kh * spec.kw) as f64 * f64::from(output.channels) * SLOW_OP_WEIGHT
+                }
+                Step::GapFc { input, output, .. } => {
+                    let (ih, iw) = shapes[i].input;
+                    f64::from(input.channels) * ((ih * iw) as f64 + f64::from(output.channels))
+                }
+                _ => 0.0,
+            }
+        };
+        match *self {
+            Element::Stem { band, .. } => band.steps.iter().map(|&i| step(i)).sum(),
+            Element::Down { unit, pool, .. } => {
+                unit.steps.iter().map(|&i| step(i)).sum::<f64>() + step(pool)
+            }
+            Element::InPlace { unit, .. } => unit.steps.iter().map(|&i| step(i)).sum(),
+            Element::Sink { step: i, .. } => step(i),
+            Element::Source { .. } | Element::Feed { .. } => 0.0,
+        }
+    }
+}
+
+/// Where to cut elements of `costs` into at most `parts` runs of about equal
+/// total: the first index of each run, then `costs.len()`. Every run is non-empty.
+fn cuts(costs: &[f64], parts: usize) -> Vec<usize> {
+    let n = costs.len();
+    let mut prefix = vec![0.0; n + 1];
+    for (i, c) in costs.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + c;
+    }
+    let mut cuts = vec![0];
+    for j in 1..parts {
+        let target = prefix[n] * j as f64 / parts as f64;
+        let lo = cuts[cuts.len() - 1] + 1;
+        let best = (lo..n).min_by(|&a, &b| {
+            (prefix[a] - target)
+                .abs()
+                .total_cmp(&(prefix[b] - target).abs())
+        });
+        match best {
+            Some(k) => cuts.push(k),
+            None => break,
+        }
+    }
+    cuts.push(n);
+    cuts
+}
+
+impl Pipeline {
+    /// The arena areas (and buffers) of each segment, then those of the
+    /// handoffs: `input` (the planar input, when in the arena) goes with the first
+    /// segment, `output` (the logits) with the last.
+    pub(super) fn groups(&self, input: Option<usize>, output: usize) -> Vec<Vec<usize>> {
+        let n = self.segments.len();
+        let mut groups: Vec<Vec<usize>> = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(s, seg)| {
+                let mut g: Vec<usize> = Vec::new();
+                if s == 0 {
+                    g.extend(input);
+                }
+                g.extend(seg.elements.iter().filter_map(Element::band_areas));
+                g.push(seg.band_out);
+                g.extend(seg.windows.iter().map(|w| w.area));
+                g.extend(seg.sums);
+                if s + 1 == n {
+                    g.push(output);
+                }
+                g
+            })
+            .collect();
+        groups.push(self.handoffs.iter().map(|h| h.area).collect());
+        groups
+    }
+
+    /// Records the arena region of each group of [`Pipeline::groups`] under
+    /// `layout`; `None` if some group is not contiguous.
+    pub(super) fn set_regions(&mut self, layout: &Layout, groups: &[Vec<usize>]) -> Option<()> {
+        let mut regions = Vec::with_capacity(groups.len());
+        for g in groups {
+            let mut parts: Vec<Range<usize>> = g
+                .iter()
+                .map(|&b| layout.offsets[b]..layout.offsets[b] + layout.sizes[b])
+                .filter(|r| !r.is_empty())
+                .collect();
+            parts.sort_by_key(|r| r.start);
+            let start = parts.first().map_or(0, |r| r.start);
+            let mut end = start;
+            for r in &parts {
+                if r.start != end {
+                    return None;
+                }
+                end = r.end;
+            }
+            regions.push(start..end);
+        }
+        // Regions in order and apart (empty ones anywhere).
+        let mut at = 0;
+        for r in regions.iter().filter(|r| !r.is_empty()) {
+            if r.start < at {
+                return None;
+            }
+            at = r.end;
+        }
+        self.regions = regions;
+        Some(())
     }
 }
 
@@ -255,8 +488,8 @@ pub(super) fn plan(
         return None;
     }
     // Bands sized for the pipeline, replacing the whole-tensor streaming bands.
-    let mut band_out_floats = 0;
-    for e in &mut d.elements {
+    let mut band_out_floats = vec![0; d.elements.len()];
+    for (e, band_out) in d.elements.iter_mut().zip(&mut band_out_floats) {
         match e {
             Element::Stem { band, .. } => {
                 let (sc, sp) = (band.steps[0], band.steps[1]);
@@ -286,7 +519,7 @@ pub(super) fn plan(
                 let c = steps[s2].writes().channels as usize;
                 areas.retire_area(unit.band_in);
                 areas.retire_area(unit.band_out);
-                band_out_floats = band_out_floats.max(c * rows * w2);
+                *band_out = c * rows * w2;
                 *unit = UnitBand {
                     rows,
                     in_rows,
@@ -294,19 +527,10 @@ pub(super) fn plan(
                     ..*unit
                 };
             }
-            Element::Sink { .. } => {}
+            Element::Sink { .. } | Element::Source { .. } | Element::Feed { .. } => {}
         }
     }
-    let band_out = areas.add(band_out_floats, 0, last);
-    for e in &mut d.elements {
-        if let Element::Down { unit, .. } | Element::InPlace { unit, .. } = e {
-            unit.band_out = band_out;
-        }
-    }
-    let sink_channels = d.tensors.last()?.0.channels as usize;
-    let sums = areas.add(2 * sink_channels, 0, last);
-    // Window sizes from a dry run of the schedule.
-    let mut windows: Vec<WindowSpec> = d
+    let all: Vec<WindowSpec> = d
         .tensors
         .iter()
         .map(|(v, (h, w))| WindowSpec {
@@ -317,38 +541,132 @@ pub(super) fn plan(
             cap: 0,
         })
         .collect();
-    let mut pipe = Pipeline {
-        elements: d.elements,
-        windows: windows.clone(),
-        band_out,
-        sums,
-    };
-    let mut dry = Driver::<[crate::program::TensorData]>::new(&pipe, None)?;
-    dry.run_sink().ok()?;
-    for (w, spec) in windows.iter_mut().enumerate() {
-        spec.cap = dry.max_span[w].max(1);
-        spec.area = areas.add(spec.channels * spec.cap * spec.width, 0, last);
+    let sink_channels = d.tensors.last()?.0.channels as usize;
+    // Cut into segments, one per thread; each gets its windows (a window on a
+    // cut is held by both sides), bands and, between two, a handoff.
+    let costs: Vec<f64> = d.elements.iter().map(|e| e.cost(steps, shapes)).collect();
+    let cuts = cuts(&costs, opts.segments.clamp(1, MAX_SEGMENTS));
+    let n = d.elements.len();
+    let mut segments = Vec::new();
+    let mut handoffs = Vec::new();
+    for run in cuts.windows(2) {
+        let (a, b) = (run[0], run[1]);
+        let mut local = vec![usize::MAX; all.len()];
+        let mut windows: Vec<WindowSpec> = Vec::new();
+        let mut map = |g: usize| {
+            if local[g] == usize::MAX {
+                local[g] = windows.len();
+                windows.push(all[g]);
+            }
+            local[g]
+        };
+        let mut elements = Vec::with_capacity(b - a + 2);
+        if a > 0 {
+            let g = d.elements[a].input()?;
+            let rows = rows_for(all[g].width, all[g].h);
+            elements.push(Element::Source { out: map(g), rows });
+        }
+        elements.extend(d.elements[a..b].iter().map(|e| e.renamed(&mut map)));
+        if b < n {
+            let g = d.elements[b].input()?;
+            if d.elements[b - 1].output() != Some(g) {
+                return None;
+            }
+            let spec = all[g];
+            let rows = rows_for(spec.width, spec.h);
+            let chunk_floats = spec.channels * rows * spec.width;
+            elements.push(Element::Feed {
+                input: map(g),
+                rows,
+            });
+            handoffs.push(HandoffSpec {
+                area: areas.add(SLOTS * chunk_floats, 0, last),
+                chunk_floats,
+            });
+        }
+        let band_out = areas.add(band_out_floats[a..b].iter().copied().max()?, 0, last);
+        for e in &mut elements {
+            if let Element::Down { unit, .. } | Element::InPlace { unit, .. } = e {
+                unit.band_out = band_out;
+            }
+        }
+        let sums = (b == n).then(|| areas.add(2 * sink_channels, 0, last));
+        let mut seg = Segment {
+            elements,
+            windows,
+            band_out,
+            sums,
+        };
+        // Window sizes from a dry run of the segment's schedule.
+        let mut dry = Driver::<[crate::program::TensorData]>::new(&seg, None)?;
+        dry.run_last().ok()?;
+        let spans = dry.max_span;
+        for (w, spec) in seg.windows.iter_mut().enumerate() {
+            spec.cap = spans[w].max(1);
+            spec.area = areas.add(spec.channels * spec.cap * spec.width, 0, last);
+        }
+        segments.push(seg);
     }
     for (v, _) in &d.tensors {
         areas.retire(v.buffer);
     }
-    pipe.windows = windows;
-    Some(pipe)
+    Some(Pipeline {
+        segments,
+        handoffs,
+        regions: Vec::new(),
+    })
+}
+
+/// How a segment meets its neighbours during a run.
+struct Links<'a, T: TensorSource + Sync + ?Sized> {
+    /// Where the feed sends its chunks.
+    out: Option<&'a Handoff<'a>>,
+    /// Where the source's chunks come from, and the producer segment's slot.
+    input: Option<(&'a Handoff<'a>, &'a Mutex<Slot<'a, T>>)>,
+    /// Raised when any segment fails.
+    abort: &'a AtomicBool,
+    /// Run the producer as soon as no chunk is waiting (a one-thread run).
+    eager: bool,
+    /// When the run started (for [`GRACE`]).
+    started: Instant,
+}
+
+/// A segment's driver waiting for a thread.
+struct Slot<'a, T: TensorSource + Sync + ?Sized> {
+    driver: Option<Driver<'a, T>>,
+    /// Taken up by its consumer, which runs it chunk by chunk.
+    cooperative: bool,
+}
+
+fn lock<'m, X>(m: &'m Mutex<X>) -> MutexGuard<'m, X> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a run computes with (absent in the dry run).
-struct Compute<'a, T: TensorSource + ?Sized> {
+struct Compute<'a, T: TensorSource + Sync + ?Sized> {
     plan: &'a ExecPlan,
     steps: &'a [Step],
     tensors: &'a T,
+    /// The segment's region of the arena.
     arena: &'a mut [f32],
+    /// Arena offset of `arena`.
+    base: usize,
     ext: &'a [f32],
+    /// Threads for splitting kernel calls (1 when the pipeline is segmented).
     threads: usize,
+    links: Links<'a, T>,
+}
+
+impl<T: TensorSource + Sync + ?Sized> Compute<'_, T> {
+    /// Range of arena area `a` within the segment's region.
+    fn area(&self, a: usize) -> Result<Range<usize>, Error> {
+        shift(self.plan.area(a), self.base)
+    }
 }
 
 /// The schedule's state: fronts, reader positions and window contents.
-struct Driver<'p, 'a, T: TensorSource + ?Sized> {
-    pipe: &'p Pipeline,
+struct Driver<'a, T: TensorSource + Sync + ?Sized> {
+    pipe: &'a Segment,
     /// Output rows each element has produced.
     front: [usize; MAX_ELEMENTS],
     /// First input row each element still needs.
@@ -362,8 +680,8 @@ struct Driver<'p, 'a, T: TensorSource + ?Sized> {
     compute: Option<Compute<'a, T>>,
 }
 
-impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
-    fn new(pipe: &'p Pipeline, compute: Option<Compute<'a, T>>) -> Option<Self> {
+impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
+    fn new(pipe: &'a Segment, compute: Option<Compute<'a, T>>) -> Option<Self> {
         if pipe.elements.len() > MAX_ELEMENTS || pipe.windows.len() > MAX_ELEMENTS {
             return None;
         }
@@ -378,13 +696,19 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
         })
     }
 
+    fn cx(&mut self) -> Result<&mut Compute<'a, T>, Error> {
+        self.compute
+            .as_mut()
+            .ok_or_else(|| Error::Argument("dry run".into()))
+    }
+
     fn loc(&self, w: usize) -> Result<Loc, Error> {
         let c = self
             .compute
             .as_ref()
             .ok_or_else(|| Error::Argument("dry run".into()))?;
         let spec = &self.pipe.windows[w];
-        let range = c.plan.area(spec.area);
+        let range = c.area(spec.area)?;
         Ok(Loc {
             start: range.start,
             len: range.len(),
@@ -394,7 +718,6 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
             external: false,
         })
     }
-
     /// Makes window `w` able to hold rows up to `hi`, moving the rows still needed
     /// by its readers to the front if it must.
     fn make_room(&mut self, w: usize, hi: usize) -> Result<(), Error> {
@@ -418,7 +741,7 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
                 if hi - keep > spec.cap {
                     return Err(Error::Argument("pipeline window too small".into()));
                 }
-                let [buf] = split(c.arena, [c.plan.area(spec.area)])?;
+                let [buf] = split(c.arena, [c.area(spec.area)?])?;
                 let (from, len, stride) = (
                     (keep - lo) * spec.width,
                     (held_hi - keep) * spec.width,
@@ -471,8 +794,15 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
                     self.run_in_place(e, unit, win, rows.clone())?;
                     self.front[e] = rows.end;
                 }
-                Element::Sink { .. } => {
-                    return Err(Error::Argument("the sink produces no rows".into()))
+                Element::Source { out, rows: chunk } => {
+                    let rows = start..(start + chunk).min(self.pipe.windows[out].h);
+                    self.make_room(out, rows.end)?;
+                    self.receive(out, rows.clone())?;
+                    self.held[out].1 = rows.end;
+                    self.front[e] = rows.end;
+                }
+                Element::Sink { .. } | Element::Feed { .. } => {
+                    return Err(Error::Argument("a sink or feed produces no rows".into()))
                 }
             }
         }
@@ -488,7 +818,11 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
         let spec = self.pipe.windows[input];
         let c = spec.channels;
         if let Some(cx) = self.compute.as_mut() {
-            let [sums] = split(cx.arena, [cx.plan.area(self.pipe.sums)])?;
+            let sums = self
+                .pipe
+                .sums
+                .ok_or_else(|| Error::Argument("no sums".into()))?;
+            let [sums] = split(cx.arena, [cx.area(sums)?])?;
             sums[..c].fill(0.0);
         }
         let mut r0 = 0;
@@ -502,7 +836,11 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
                     .compute
                     .as_mut()
                     .ok_or_else(|| Error::Argument("dry run".into()))?;
-                let [sums, xs] = split(cx.arena, [cx.plan.area(self.pipe.sums), x.range()])?;
+                let sums = self
+                    .pipe
+                    .sums
+                    .ok_or_else(|| Error::Argument("no sums".into()))?;
+                let [sums, xs] = split(cx.arena, [cx.area(sums)?, x.range()])?;
                 let (total, part) = sums.split_at_mut(c);
                 let planes = Planes {
                     channels: c,
@@ -534,15 +872,120 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
                 weights: super::tensor_f32(cx.tensors, weights)?,
                 bias: super::tensor_f32(cx.tensors, bias)?,
             };
-            let [out, sums] = split(
-                cx.arena,
-                [cx.plan.range(output), cx.plan.area(self.pipe.sums)],
-            )?;
+            let sums = self
+                .pipe
+                .sums
+                .ok_or_else(|| Error::Argument("no sums".into()))?;
+            let out = shift(cx.plan.range(output), cx.base)?;
+            let [out, sums] = split(cx.arena, [out, cx.area(sums)?])?;
             dispatch::fc(&fc, &sums[..c], out)?;
         }
         Ok(())
     }
 
+    /// Runs the segment's last element to the end: the sink, or the feed.
+    fn run_last(&mut self) -> Result<(), Error> {
+        match self.pipe.elements.last() {
+            Some(Element::Sink { .. }) => self.run_sink(),
+            Some(Element::Feed { .. }) => {
+                while self.feed_one()? {}
+                Ok(())
+            }
+            _ => Err(Error::Argument("segment without a sink or feed".into())),
+        }
+    }
+
+    /// Sends the next chunk of rows to the next segment; `false` (sending
+    /// nothing) once all are sent.
+    fn feed_one(&mut self) -> Result<bool, Error> {
+        let e = self.pipe.elements.len() - 1;
+        let Element::Feed { input, rows: chunk } = self.pipe.elements[e] else {
+            return Err(Error::Argument("segment without a feed".into()));
+        };
+        let spec = self.pipe.windows[input];
+        let start = self.front[e];
+        if start >= spec.h {
+            return Ok(false);
+        }
+        let rows = start..(start + chunk).min(spec.h);
+        self.need_from[e] = rows.start;
+        self.pull(e - 1, rows.end)?;
+        if self.compute.is_some() {
+            let src = self.loc(input)?;
+            let cx = self.cx()?;
+            let out = cx
+                .links
+                .out
+                .ok_or_else(|| Error::Argument("feed without a handoff".into()))?;
+            let buf = out.take_free(cx.links.abort)?;
+            let n = rows.len() * spec.width;
+            if buf.len() < spec.channels * n {
+                return Err(Error::Argument("handoff buffer too small".into()));
+            }
+            let [x] = split(cx.arena, [src.range()])?;
+            for (ch, dst) in buf.chunks_exact_mut(n).take(spec.channels).enumerate() {
+                let from = ch * src.stride + src.at(rows.start);
+                dst.copy_from_slice(&x[from..from + n]);
+            }
+            out.push(rows.start, buf)?;
+        }
+        self.front[e] = rows.end;
+        self.need_from[e] = rows.end;
+        Ok(true)
+    }
+
+    /// Copies rows `rows` of window `w` from the previous segment: a chunk already
+    /// handed over, or one this thread computes by running the producer itself
+    /// (when no thread took it up within [`GRACE`], or at once in a one-thread run).
+    fn receive(&mut self, w: usize, rows: Range<usize>) -> Result<(), Error> {
+        if self.compute.is_none() {
+            return Ok(());
+        }
+        let dst = self.loc(w)?;
+        let spec = self.pipe.windows[w];
+        let cx = self.cx()?;
+        let links = &cx.links;
+        let (handoff, producer) = links
+            .input
+            .ok_or_else(|| Error::Argument("source without a handoff".into()))?;
+        let (first, buf) = loop {
+            if let Some(chunk) = handoff.pop(links.abort, Some(Duration::ZERO))? {
+                break chunk;
+            }
+            let patient = !links.eager && links.started.elapsed() < GRACE;
+            let mut slot = lock(producer);
+            if slot.driver.is_none() {
+                // Its own thread runs it: wait for the chunk.
+                drop(slot);
+                break handoff.pop(links.abort, None)?.ok_or_else(aborted)?;
+            }
+            if slot.cooperative || !patient {
+                slot.cooperative = true;
+                let sent = match slot.driver.as_mut() {
+                    Some(d) => d.feed_one()?,
+                    None => false,
+                };
+                if !sent {
+                    return Err(Error::Argument("producer segment ended early".into()));
+                }
+                continue;
+            }
+            drop(slot);
+            if let Some(chunk) = handoff.pop(links.abort, Some(Duration::from_micros(50)))? {
+                break chunk;
+            }
+        };
+        let n = rows.len() * spec.width;
+        if first != rows.start || buf.len() < spec.channels * n {
+            return Err(Error::Argument("handoff chunk out of order".into()));
+        }
+        let [x] = split(cx.arena, [dst.range()])?;
+        for (ch, src) in buf.chunks_exact(n).take(spec.channels).enumerate() {
+            let to = ch * dst.stride + dst.at(rows.start);
+            x[to..to + n].copy_from_slice(src);
+        }
+        handoff.give_back(buf)
+    }
     fn band_window(&self, e: usize) -> Window {
         Window::from_rows(self.bands[e].0..self.bands[e].1)
     }
@@ -567,7 +1010,8 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
         let Step::Conv { input, .. } = cx.steps[band.steps[0]] else {
             return Err(Error::Argument("stem over the wrong steps".into()));
         };
-        let x = Loc::view(cx.plan, input);
+        let stem = stem.rebased(cx.base)?;
+        let x = Loc::view(cx.plan, input).rebased(cx.base)?;
         stem.band(&mut win, rows, &x, &out_loc, cx.arena, cx.ext, cx.threads)?;
         self.bands[e] = win.rows();
         Ok(())
@@ -591,7 +1035,7 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
             .compute
             .as_mut()
             .ok_or_else(|| Error::Argument("dry run".into()))?;
-        let u = Unit::new(cx.plan, &unit, cx.steps, cx.tensors)?;
+        let u = Unit::new(cx.plan, &unit, cx.steps, cx.tensors)?.rebased(cx.base)?;
         u.band(
             &mut win,
             rows.clone(),
@@ -639,15 +1083,80 @@ impl<'p, 'a, T: TensorSource + ?Sized> Driver<'p, 'a, T> {
             .compute
             .as_mut()
             .ok_or_else(|| Error::Argument("dry run".into()))?;
-        let u = Unit::new(cx.plan, &unit, cx.steps, cx.tensors)?;
+        let u = Unit::new(cx.plan, &unit, cx.steps, cx.tensors)?.rebased(cx.base)?;
         u.band(&mut win, rows, &x, &x, cx.arena, cx.ext, cx.threads)?;
         self.bands[e] = win.rows();
         Ok(())
     }
 }
 
-/// Runs the pipeline over the arena.
-pub fn run<T: TensorSource + ?Sized>(
+/// Runs one segment if no thread has taken it up yet (nor its consumer).
+fn run_slot<T: TensorSource + Sync + ?Sized>(
+    slot: &Mutex<Slot<'_, T>>,
+    abort: &AtomicBool,
+    handoffs: &[Handoff<'_>],
+) -> Result<(), Error> {
+    let taken = {
+        let mut s = lock(slot);
+        if s.cooperative {
+            None
+        } else {
+            s.driver.take()
+        }
+    };
+    let Some(mut d) = taken else {
+        return Ok(());
+    };
+    let raise = || {
+        abort.store(true, Ordering::Release);
+        for h in handoffs {
+            h.wake();
+        }
+    };
+    /// Raises the abort flag if the segment unwinds.
+    struct OnUnwind<F: Fn()>(F);
+    impl<F: Fn()> Drop for OnUnwind<F> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                (self.0)();
+            }
+        }
+    }
+    let guard = OnUnwind(raise);
+    let r = d.run_last();
+    if r.is_err() {
+        (guard.0)();
+    }
+    r
+}
+
+/// Runs the last of `slots` on this thread and the others on the pool's.
+fn run_from<T: TensorSource + Sync + ?Sized>(
+    slots: &[Mutex<Slot<'_, T>>],
+    abort: &AtomicBool,
+    handoffs: &[Handoff<'_>],
+) -> Result<(), Error> {
+    match slots {
+        [] => Ok(()),
+        [only] => run_slot(only, abort, handoffs),
+        [rest @ .., last] => {
+            let (a, b) = rayon::join(
+                || run_slot(last, abort, handoffs),
+                || run_from(rest, abort, handoffs),
+            );
+            match (a, b) {
+                (Err(e), Err(f)) if is_abort(&e) => Err(f),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Ok(()), Ok(())) => Ok(()),
+            }
+        }
+    }
+}
+
+/// Runs the pipeline over the arena: one segment per thread when it has several
+/// (`threads > 1`, inside a pool with that many workers), otherwise all on this
+/// thread.
+pub fn run<T: TensorSource + Sync + ?Sized>(
     plan: &ExecPlan,
     pipe: &Pipeline,
     steps: &[Step],
@@ -656,15 +1165,99 @@ pub fn run<T: TensorSource + ?Sized>(
     ext: &[f32],
     threads: usize,
 ) -> Result<(), Error> {
-    let compute = Compute {
-        plan,
-        steps,
-        tensors,
-        arena,
-        ext,
-        threads,
-    };
-    let mut d = Driver::new(pipe, Some(compute))
-        .ok_or_else(|| Error::Argument("pipeline too long".into()))?;
-    d.run_sink()
+    let n = pipe.segments.len();
+    if n == 0 || n > MAX_SEGMENTS || pipe.regions.len() != n + 1 || pipe.handoffs.len() + 1 != n {
+        return Err(Error::Argument("pipeline segments do not match".into()));
+    }
+    // Split the arena into the segments' regions and the handoff buffers.
+    let mut regions: [&mut [f32]; MAX_SEGMENTS + 1] = Default::default();
+    let mut rest = arena;
+    let mut consumed = 0;
+    for (i, r) in pipe.regions.iter().enumerate() {
+        if r.is_empty() {
+            continue;
+        }
+        if r.start < consumed || r.end - consumed > rest.len() {
+            return Err(Error::Argument("pipeline regions overlap".into()));
+        }
+        let tail = std::mem::take(&mut rest).split_at_mut(r.start - consumed).1;
+        let (mine, tail) = tail.split_at_mut(r.len());
+        regions[i] = mine;
+        rest = tail;
+        consumed = r.end;
+    }
+    let handoffs: [Handoff; MAX_SEGMENTS] = Default::default();
+    let mut buffers = std::mem::take(&mut regions[n]);
+    let mut at = pipe.regions[n].start;
+    for (h, spec) in handoffs.iter().zip(&pipe.handoffs) {
+        let r = plan.area(spec.area);
+        if r.start < at || r.end - at > buffers.len() || spec.chunk_floats == 0 {
+            return Err(Error::Argument(
+                "handoff buffers outside their region".into(),
+            ));
+        }
+        let tail = std::mem::take(&mut buffers).split_at_mut(r.start - at).1;
+        let (mine, tail) = tail.split_at_mut(r.len());
+        for b in mine.chunks_exact_mut(spec.chunk_floats).take(SLOTS) {
+            h.add_buffer(b)?;
+        }
+        buffers = tail;
+        at = r.end;
+    }
+    let abort = AtomicBool::new(false);
+    let slots: [Mutex<Slot<'_, T>>; MAX_SEGMENTS] = std::array::from_fn(|_| {
+        Mutex::new(Slot {
+            driver: None,
+            cooperative: false,
+        })
+    });
+    let started = Instant::now();
+    for (s, region) in regions.into_iter().take(n).enumerate() {
+        let links = Links {
+            out: (s + 1 < n).then(|| &handoffs[s]),
+            input: s.checked_sub(1).map(|p| (&handoffs[p], &slots[p])),
+            abort: &abort,
+            eager: threads <= 1,
+            started,
+        };
+        let compute = Compute {
+            plan,
+            steps,
+            tensors,
+            arena: region,
+            base: pipe.regions[s].start,
+            ext,
+            threads: if n == 1 { threads } else { 1 },
+            links,
+        };
+        let d = Driver::new(&pipe.segments[s], Some(compute))
+            .ok_or_else(|| Error::Argument("pipeline too long".into()))?;
+        lock(&slots[s]).driver = Some(d);
+    }
+    if threads <= 1 {
+        run_slot(&slots[n - 1], &abort, &handoffs)
+    } else {
+        run_from(&slots[..n], &abort, &handoffs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuts;
+
+    #[test]
+    fn cuts_balance_the_work_and_keep_every_part_non_empty() {
+        assert_eq!(cuts(&[1.0; 8], 1), vec![0, 8]);
+        assert_eq!(cuts(&[1.0; 8], 2), vec![0, 4, 8]);
+        assert_eq!(cuts(&[1.0; 9], 3), vec![0, 3, 6, 9]);
+        // A heavy first element: the cut goes right after it.
+        assert_eq!(cuts(&[10.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2), vec![0, 1, 6]);
+        // More parts than elements: as many non-empty parts as there are elements.
+        assert_eq!(cuts(&[1.0, 1.0], 4), vec![0, 1, 2]);
+        for parts in 1..6 {
+            let c = cuts(&[3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0], parts);
+            assert!(c.windows(2).all(|w| w[0] < w[1]), "{c:?}");
+            assert_eq!((c[0], c[c.len() - 1]), (0, 8));
+        }
+    }
 }

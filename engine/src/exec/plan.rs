@@ -37,6 +37,11 @@ pub struct ExecOptions {
     /// intermediate tensor) when its largest tensor has at least this many bytes
     /// (`usize::MAX`: never). Needs `stream`.
     pub pipeline_min_bytes: usize,
+    /// Cut the row pipeline into this many segments (at most
+    /// [`MAX_SEGMENTS`](super::pipeline::MAX_SEGMENTS)), each run by its own thread
+    /// when executed with that many threads; 1: one pipeline, whose kernel calls
+    /// are split over the threads instead. Results do not depend on it.
+    pub segments: usize,
 }
 
 impl Default for ExecOptions {
@@ -46,6 +51,7 @@ impl Default for ExecOptions {
             stream: true,
             band_bytes: DEFAULT_BAND_BYTES,
             pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
+            segments: 1,
         }
     }
 }
@@ -429,7 +435,20 @@ impl ExecPlan {
             }
         }
 
-        let layout = arena::plan(&sizes, &lifetimes).ok_or_else(overflow)?;
+        let mut layout = arena::plan(&sizes, &lifetimes).ok_or_else(overflow)?;
+        if let Some(pipe) = &mut pipeline {
+            // Everything lives throughout: place each segment's buffers together.
+            let input = lifetimes[0].is_some().then_some(0);
+            let groups = pipe.groups(input, program.output.buffer as usize);
+            layout =
+                arena::sequential(&sizes, &lifetimes, &groups.concat()).ok_or_else(overflow)?;
+            pipe.set_regions(&layout, &groups)
+                .ok_or_else(|| SessionError::Size {
+                    h,
+                    w,
+                    what: "pipeline segments are not contiguous in the arena".into(),
+                })?;
+        }
         let needed = layout.peak as u64 * 4 + input_bytes;
         if needed > opts.max_arena_bytes as u64 {
             return Err(SessionError::ArenaTooLarge {

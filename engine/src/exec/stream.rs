@@ -72,9 +72,29 @@ impl Loc {
         }
     }
 
+    /// The same storage seen from an arena region starting at `base` (storage in
+    /// the caller's input stays as it is).
+    pub fn rebased(self, base: usize) -> Result<Loc, Error> {
+        if self.external {
+            return Ok(self);
+        }
+        Ok(Loc {
+            start: shift(self.range(), base)?.start,
+            ..self
+        })
+    }
+
     /// Index of tensor row `r` inside each plane.
     pub fn at(&self, r: usize) -> usize {
         (r - self.lo) * self.width
+    }
+}
+
+/// `r` moved down by `base` (into a region of the arena starting there).
+pub fn shift(r: Range<usize>, base: usize) -> Result<Range<usize>, Error> {
+    match (r.start.checked_sub(base), r.end.checked_sub(base)) {
+        (Some(a), Some(b)) => Ok(a..b),
+        _ => Err(Error::Argument("buffer outside its arena region".into())),
     }
 }
 
@@ -188,6 +208,14 @@ impl<'t> Unit<'t> {
             band_out: p.area(u.band_out),
             out_rows: u.rows,
         })
+    }
+
+    /// The same unit with its band buffers seen from an arena region starting at
+    /// `base`.
+    pub fn rebased(mut self, base: usize) -> Result<Unit<'t>, Error> {
+        self.band_in = shift(self.band_in, base)?;
+        self.band_out = shift(self.band_out, base)?;
+        Ok(self)
     }
 
     /// Input rows the output rows `rows` read.
@@ -326,6 +354,13 @@ impl<'t> Stem<'t> {
             band: p.area(s.band),
             band_rows: s.in_rows,
         })
+    }
+
+    /// The same stem with its band buffer seen from an arena region starting at
+    /// `base`.
+    pub fn rebased(mut self, base: usize) -> Result<Stem<'t>, Error> {
+        self.band = shift(self.band, base)?;
+        Ok(self)
     }
 
     /// Computes pool output rows `rows` from the input `x` into `out`.

@@ -59,6 +59,7 @@ impl Bench {
             } else {
                 usize::MAX
             },
+            pipeline_segments: s.segments,
             ..Default::default()
         };
         let session = Session::new(model, h, w, opts)?;
@@ -120,6 +121,7 @@ struct Settings {
     threads: usize,
     stream: bool,
     pipeline: bool,
+    segments: bool,
     json: bool,
 }
 
@@ -127,7 +129,7 @@ struct Settings {
 pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
-        &["json", "compare", "no-stream", "no-pipeline"],
+        &["json", "compare", "no-stream", "no-pipeline", "segments"],
         &["resolutions", "runs", "warmup", "threads"],
     )?;
     let s = Settings {
@@ -140,6 +142,7 @@ pub fn run(argv: &[String]) -> CliResult {
         threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
         stream: !a.flag("no-stream"),
         pipeline: !a.flag("no-pipeline"),
+        segments: a.flag("segments"),
         json: a.flag("json"),
     };
     if s.runs == 0 {

@@ -18,7 +18,9 @@
 #
 # Usage: bench-android/run.sh [--qemu] [--models 0.5,1,2] [--groups 3]
 #          [--resolutions 224x224,480x640,720x1280] [--runs 20] [--warmup 3]
-#          [--threads 1] [--core N]
+#          [--threads 1] [--segments] [--core N]
+#   --segments: with several threads, one row-pipeline segment per thread
+#   (`shufflenet bench --segments`) instead of splitting each kernel call
 #   (a subset, e.g. --models 0.5,1 --resolutions 224x224, keeps --qemu quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ out=$root/bench-android/out
 results=$out/results
 
 qemu=0 models=0.5,1,2 groups=3 resolutions=224x224,480x640,720x1280
-runs=20 warmup=3 threads=1 core=""
+runs=20 warmup=3 threads=1 core="" segments=""
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=${2:?}; shift ;;
     --threads) threads=${2:?}; shift ;;
     --core) core=${2:?}; shift ;;
+    --segments) segments=--segments ;;
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
   esac
@@ -85,7 +88,7 @@ if [ "$qemu" = 1 ]; then
       if [ -f "$plugin" ]; then
         for n in 1 3; do
           "${q[@]}" -plugin "$plugin,out=$results/$tag-$n.icount,mode=$mode" "$bin" bench "$m" \
-            --resolutions "$r" --runs "$n" --warmup 0 --threads "$threads" --json \
+            --resolutions "$r" --runs "$n" --warmup 0 --threads "$threads" $segments --json \
             2>/dev/null > "$results/$tag-$n.json"
         done
         c1=$(total "$results/$tag-1.icount") c3=$(total "$results/$tag-3.icount")
@@ -95,7 +98,7 @@ if [ "$qemu" = 1 ]; then
       else
         json=$results/$tag.json
         "${q[@]}" "$bin" bench "$m" --resolutions "$r" --runs "$runs" --warmup "$warmup" \
-          --threads "$threads" --json 2>/dev/null > "$json"
+          --threads "$threads" $segments --json 2>/dev/null > "$json"
         value=$(json_field median_ms < "$json")
       fi
       mflops=$(json_field mflops < "$json")
@@ -128,7 +131,7 @@ else
   for s in "${scales[@]}"; do
     name=g$groups-${s}x
     # The JSON is written on the phone and pulled back (adb shell mangles line ends).
-    adb shell "cd $dev && $pin ./shufflenet bench $name.snm --resolutions $resolutions --runs $runs --warmup $warmup --threads $threads --json > $name.json"
+    adb shell "cd $dev && $pin ./shufflenet bench $name.snm --resolutions $resolutions --runs $runs --warmup $warmup --threads $threads $segments --json > $name.json"
     adb pull "$dev/$name.json" "$results/$name.json" >/dev/null
     while IFS= read -r line; do
       r=$(json_field resolution <<< "$line")

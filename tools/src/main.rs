@@ -15,7 +15,7 @@ commands:
   synth   --groups G --scale S [--seed N] -o FILE    write a model with synthetic weights
   convert IN.onnx -o FILE                             convert an ONNX model to the engine's file
   info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
-  plan    [FILE] [--resolution HxW] [--json] [--no-stream] [--band-kib N]
+  plan    [FILE] [--resolution HxW] [--json] [--no-stream] [--band-kib N] [--segments N]
                                                       the fused op list and the arena
   run     FILE --input IN.npy --output OUT.npy [--threads N]
                                                       one inference; prints the top-5 classes

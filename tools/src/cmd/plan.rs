@@ -20,7 +20,11 @@ fn offset(plan: &ExecPlan, v: View) -> Option<usize> {
 
 /// Runs the command.
 pub fn run(argv: &[String]) -> CliResult {
-    let a = parse(argv, &["json", "no-stream"], &["resolution", "band-kib"])?;
+    let a = parse(
+        argv,
+        &["json", "no-stream"],
+        &["resolution", "band-kib", "segments"],
+    )?;
     let model = load::model(model_path(&a)?)?;
     let (h, w) = load::resolution(a.value("resolution"), &model)?;
     let program = model.program();
@@ -30,6 +34,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let opts = ExecOptions {
         stream: !a.flag("no-stream"),
         band_bytes: band_kib << 10,
+        segments: a.parsed("segments", 1).map_err(CliError::Usage)?,
         ..Default::default()
     };
     let plan = ExecPlan::new(program, h, w, &opts)?;

@@ -34,12 +34,24 @@
 //! not measured here: this CPU has no AVX-512). pulp's scalar level uses the AVX2
 //! shape with one float per "vector".
 //!
-//! Large planes: pixels are cut into chunks whose `k` input rows fit in half of L2;
-//! within a chunk the row tiles are the outer loop and the pixel blocks the inner
+//! Packed input: per group, the pixels are cut into chunks whose `k` rows, packed,
+//! fill at most 128 KB; each chunk is copied once from the `k` input planes into
+//! consecutive `k x 16`-pixel blocks (as onnxruntime's MLAS packs B), and every row
+//! tile then reads its block as one sequential stream instead of `k` strided rows
+//! (which defeated the hardware prefetcher: each row is its own 64-byte stream).
+//! Within a chunk the row tiles are the outer loop and the pixel blocks the inner
 //! one, so each tile's weights stay in L1 and its output rows are written as a few
-//! sequential streams (pixel blocks outside made every 16-pixel block touch all
-//! `m` output planes; at 720x1280 the criterion medians on the shared machine went
-//! from 6-15 to 15-29 GFLOP/s, best-of-N is now 43-76).
+//! sequential streams. The packing costs one copy of the input per group (`1/m` of
+//! the FMAs). The summation order of every output is the same as without packing
+//! (and does not depend on how a call's pixels are chunked). Best of N on the
+//! shared machine (load about 1.5-2), before (in place) and after (packed),
+//! GFLOP/s:
+//!
+//! | shape (g = 3 unless noted) | 224x224 before | after | 720x1280 before | after |
+//! |---|---|---|---|---|
+//! | TABLE |
+//!
+//! (conv2d's im2col rows still go through the row table, [`Rows`].)
 //!
 //! Pixel tails: after the `V`-vector blocks, one narrower block, then fewer than one
 //! vector of pixels, which are copied to a zero-padded scratch, computed with a
@@ -93,7 +105,8 @@ struct Op<'a, 'b> {
 /// One register tile: `R` rows x `V` vectors of pixels over the whole `k`.
 ///
 /// `w[r]` points at row `r`'s weight at `k = 0` (the next `k` is `MR` floats on,
-/// as in a packed panel); `rows[kk] + px` is the first pixel of input row `kk`;
+/// as in a packed panel); `src` is a cursor at the first pixel of input row 0 (see
+/// [`Input`]), moved on once per `k`;
 /// `bias[r]` is row `r`'s bias; the first `valid` rows are stored, row `r` at
 /// `out + r * out_stride` (rows past `valid` compute garbage from valid weights and
 /// are dropped).
@@ -105,18 +118,17 @@ struct Op<'a, 'b> {
 /// accumulator inside the loop, so every AVX2 tile here needs at most 15.
 ///
 /// # Safety
-/// `rows[..k]` and every `w[r][.. k * MR]` are readable; every
-/// `rows[kk] + px .. + V * LANES` is readable; output rows `0..valid` are writable
+/// Every `w[r][.. k * MR]` is readable; the cursor's `k` rows are readable for
+/// `V * LANES` floats each; output rows `0..valid` are writable
 /// for `V * LANES` floats from `out`; `valid <= R`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
+pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize, I: Input>(
     simd: S,
     w: &[*const f32; R],
     bias: &[f32; R],
-    rows: *const *const f32,
+    src: I::Cursor,
     k: usize,
-    px: usize,
     valid: usize,
     out: *mut f32,
     out_stride: usize,
@@ -141,10 +153,10 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
         }
     }
     let mut wo = 0;
-    let mut rp = rows;
+    let mut cur = src;
     for _ in 0..k {
-        // SAFETY: rp walks rows[..k]; the caller guarantees the pixel range.
-        let src = unsafe { (*rp).add(px) };
+        // SAFETY: the cursor walks the k rows the caller guarantees.
+        let src = unsafe { I::ptr(cur) };
         if V > R {
             let mut b = [zero; R];
             for (br, &wr) in b.iter_mut().zip(w) {
@@ -173,8 +185,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize>(
             }
         }
         wo += MR;
-        // SAFETY: stays within (or one past) the row table.
-        rp = unsafe { rp.add(1) };
+        cur = I::next(cur);
     }
     for (r, row) in acc.iter().enumerate().take(valid) {
         // SAFETY: row r < valid of the destination is writable for V * l floats.
@@ -264,6 +275,111 @@ pub(crate) struct Gemm<'a> {
     pub c0: usize,
 }
 
+/// Where a tile reads its input rows: a cursor at row `kk` of a pixel block, moved
+/// on to row `kk + 1` by [`Input::next`].
+pub(crate) trait Input: Copy {
+    /// A position in the input.
+    type Cursor: Copy;
+    /// The cursor at row `k0` of the block of pixels starting at `px` (a multiple of
+    /// the block width the input was laid out with).
+    fn cursor(self, k0: usize, px: usize) -> Self::Cursor;
+    /// The first pixel of the cursor's row.
+    ///
+    /// # Safety
+    /// The cursor must be at a row of the input (not past its end).
+    unsafe fn ptr(c: Self::Cursor) -> *const f32;
+    /// The cursor at the next row.
+    fn next(c: Self::Cursor) -> Self::Cursor;
+}
+
+/// Input rows read in place through a row table: row `kk` is `rows[kk]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows(pub *const *const f32);
+
+impl Input for Rows {
+    type Cursor = (*const *const f32, usize);
+    #[inline(always)]
+    fn cursor(self, k0: usize, px: usize) -> Self::Cursor {
+        (self.0.wrapping_add(k0), px)
+    }
+    #[inline(always)]
+    unsafe fn ptr((rp, px): Self::Cursor) -> *const f32 {
+        // SAFETY: the caller keeps rp inside the row table.
+        unsafe { (*rp).add(px) }
+    }
+    #[inline(always)]
+    fn next((rp, px): Self::Cursor) -> Self::Cursor {
+        (rp.wrapping_add(1), px)
+    }
+}
+
+/// Input packed by [`pack`]: blocks of `step` pixels, each `k` rows of `step`
+/// consecutive floats, so a tile reads one sequential stream. Pixel `px` (a multiple
+/// of `step`) of row `kk` is at `src + px * k + kk * step`.
+#[derive(Clone, Copy)]
+pub(crate) struct Packed {
+    /// Row 0 of block 0.
+    pub src: *const f32,
+    /// Rows per block.
+    pub k: usize,
+    /// Pixels per block.
+    pub step: usize,
+}
+
+/// A [`Packed`] cursor: the row's first pixel and the distance to the next row.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedCursor(*const f32, usize);
+
+impl Input for Packed {
+    type Cursor = PackedCursor;
+    #[inline(always)]
+    fn cursor(self, k0: usize, px: usize) -> PackedCursor {
+        PackedCursor(
+            self.src.wrapping_add(px * self.k + k0 * self.step),
+            self.step,
+        )
+    }
+    #[inline(always)]
+    unsafe fn ptr(c: PackedCursor) -> *const f32 {
+        c.0
+    }
+    #[inline(always)]
+    fn next(c: PackedCursor) -> PackedCursor {
+        PackedCursor(c.0.wrapping_add(c.1), c.1)
+    }
+}
+
+/// Copies pixels `px .. px + blocks * step` of the `k` rows `rows[..k]` into `dst`
+/// in the [`Packed`] layout (`step` a multiple of the vector width).
+///
+/// # Safety
+/// Every `rows[kk] + px .. + blocks * step` is readable; `dst` is writable for
+/// `blocks * k * step` floats and does not overlap the rows.
+#[inline(always)]
+unsafe fn pack<S: SimdExt>(
+    rows: &[*const f32],
+    px: usize,
+    blocks: usize,
+    step: usize,
+    dst: *mut f32,
+) {
+    let l = S::F32_LANES;
+    let k = rows.len();
+    for (kk, &row) in rows.iter().enumerate() {
+        let src = row.wrapping_add(px);
+        let d = dst.wrapping_add(kk * step);
+        for b in 0..blocks {
+            let mut v = 0;
+            while v < step {
+                // SAFETY: the caller's contract: pixel b * step + v .. + l of the
+                // row is readable, and its packed place is writable.
+                unsafe { store::<S>(d.add(b * k * step + v), load::<S>(src.add(b * step + v))) };
+                v += l;
+            }
+        }
+    }
+}
+
 /// Runs group `g`'s local rows `lo..hi` over `blocks` consecutive pixel blocks of
 /// `V` vectors from `px`: row tiles outside, pixel blocks inside, so each tile's
 /// weights stay in L1 and its output rows are written as sequential streams.
@@ -274,9 +390,10 @@ pub(crate) struct Gemm<'a> {
 /// and `gm.out` describe.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_block<S: SimdExt, const V: usize>(
+unsafe fn rows_block<S: SimdExt, const V: usize, I: Input>(
     simd: S,
     gm: Gemm,
+    input: I,
     g: usize,
     lo: usize,
     hi: usize,
@@ -310,13 +427,12 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
             for blk in 0..blocks {
                 // SAFETY: the caller's contract; s <= $r.
                 unsafe {
-                    tile::<S, $r, V>(
+                    tile::<S, $r, V, I>(
                         simd,
                         &w,
                         &b,
-                        gm.rows.wrapping_add(k0),
+                        input.cursor(k0, px + blk * step),
                         k1 - k0,
-                        px + blk * step,
                         s,
                         out.wrapping_add(blk * step),
                         gm.stride,
@@ -353,6 +469,14 @@ unsafe fn rows_block<S: SimdExt, const V: usize>(
 /// 64 KB 51, 128 KB 50, 256 KB 61, 400 KB 51 GFLOP/s; 224x224 is unaffected (76-77).
 const CHUNK_BYTES: usize = 256 * 1024;
 
+/// Bytes of one packed pixel chunk (see [`pixels_packed`]): a quarter of this
+/// core's L2, so the chunk's source rows, its packed copy and the output rows the
+/// tiles write stay in L2 together. Measured (best of N, 128 KB against 256 KB
+/// and 64 KB): 1x s2 gconv1 (k = 80, m = 20) 79 against 61 and 79 GFLOP/s at
+/// 224x224, 62 against 57 and 57 at 720x1280; all pointwise shapes of the probe
+/// 79.4 against 78.5 and 79.3 at 224x224, 84.6 against 79.1 and 80.0 at 720x1280.
+const PACK_BYTES: usize = 128 * 1024;
+
 /// Longest part of the `k` sum one tile pass computes (see [`Part`]): its input
 /// block (`K_PART x 16` floats) and a tile's weights (`K_PART x 8`) fit L1
 /// together.
@@ -382,7 +506,9 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
         ($v:tt, $blocks:expr, $ks:expr) => {
             // SAFETY: px + blocks * $v * l <= count (the caller's contract covers
             // 0..count).
-            unsafe { rows_block::<S, $v>(simd, gm, g, lo, hi, px, $blocks, 0, $ks) }
+            unsafe {
+                rows_block::<S, $v, Rows>(simd, gm, Rows(gm.rows), g, lo, hi, px, $blocks, 0, $ks)
+            }
         };
     }
     // Pixel chunks whose input (k rows) stays in L2 while every row tile sweeps
@@ -416,6 +542,106 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
         _ => go!(5, 1),
     }
     px + nv * l
+}
+
+/// Pixel blocks of `V` vectors per packed chunk of `k` rows: the chunk's packed
+/// input (`k x blocks x V` vectors) fills at most [`PACK_BYTES`], and no more
+/// blocks than `count` pixels hold (at least one).
+fn chunk_blocks(k: usize, step: usize, count: usize) -> usize {
+    (PACK_BYTES / (4 * k * step)).min(count / step).max(1)
+}
+
+/// Runs all pixels `0..count` (`count >= LANES`) of group `g`'s local rows `lo..hi`
+/// through packed input: each pixel chunk's `k` rows are copied once into `buf` as
+/// consecutive `k x V`-vector blocks (see [`Packed`]), then every row tile sweeps
+/// them as one sequential stream. The narrower block and the last vector (which
+/// keeps the lanes already done) are packed the same way with their own width.
+///
+/// # Safety
+/// `rows` holds group `g`'s `k` row pointers, each readable for pixels `0..count`;
+/// `buf` is writable for `chunk_blocks(k, V * LANES, count) * k * V * LANES` floats
+/// and overlaps neither input nor output; `gm.out` and the rows are as for
+/// [`rows_block`] over pixels `0..count`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixels_packed<S: SimdExt, const V: usize>(
+    simd: S,
+    gm: Gemm,
+    rows: &[*const f32],
+    buf: *mut f32,
+    g: usize,
+    lo: usize,
+    hi: usize,
+    count: usize,
+) {
+    let l = S::F32_LANES;
+    let k = gm.p.k;
+    let step = V * l;
+    let chunk = chunk_blocks(k, step, count);
+    let parts = if gm.p.epilogue.accumulate {
+        1
+    } else {
+        k.div_ceil(K_PART)
+    };
+    let kc = k.div_ceil(parts);
+    let mut px = 0;
+    while px + step <= count {
+        let blocks = ((count - px) / step).min(chunk);
+        // SAFETY: pixels px .. px + blocks * step <= count of every row; buf holds
+        // chunk >= blocks blocks of k * step floats.
+        unsafe { pack::<S>(rows, px, blocks, step, buf) };
+        let input = Packed { src: buf, k, step };
+        let at = Gemm {
+            out: gm.out.wrapping_add(px),
+            ..gm
+        };
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + kc).min(k);
+            // SAFETY: the packed blocks 0..blocks and the output pixels px ..
+            // px + blocks * step (the caller's contract).
+            unsafe {
+                rows_block::<S, V, Packed>(simd, at, input, g, lo, hi, 0, blocks, 0, (k0, k1))
+            };
+            k0 = k1;
+        }
+        px += blocks * step;
+    }
+    macro_rules! one {
+        ($v:tt, $at:expr, $keep:expr) => {{
+            let at = $at;
+            let w = $v * l;
+            // SAFETY: pixels at .. at + w <= count of every row; buf holds at least
+            // k * step >= k * w floats.
+            unsafe { pack::<S>(rows, at, 1, w, buf) };
+            let input = Packed {
+                src: buf,
+                k,
+                step: w,
+            };
+            let gm = Gemm {
+                out: gm.out.wrapping_add(at),
+                ..gm
+            };
+            // SAFETY: the packed block and output pixels at .. at + w.
+            unsafe { rows_block::<S, $v, Packed>(simd, gm, input, g, lo, hi, 0, 1, $keep, (0, k)) };
+        }};
+    }
+    let nv = ((count - px) / l).min(V.saturating_sub(1));
+    match nv {
+        0 => {}
+        1 => one!(1, px, 0),
+        2 => one!(2, px, 0),
+        3 => one!(3, px, 0),
+        4 => one!(4, px, 0),
+        _ => one!(5, px, 0),
+    }
+    px += nv * l;
+    if px < count {
+        // Fewer than one vector left: one vector tile ending at count that rewrites
+        // the first l - tail lanes (done above) with their current values.
+        one!(1, count - l, l - (count - px));
+    }
 }
 
 /// Runs every whole vector of pixels `0..count` of group `g`'s local rows `lo..hi`
@@ -482,7 +708,20 @@ pub(crate) unsafe fn tail_block<S: SimdExt>(
         };
         // SAFETY: scratch rows hold l floats each; buf holds the n <= 6 rows of l
         // floats the tiles of rows h..h+n write.
-        unsafe { rows_block::<S, 1>(simd, scratch, g, h, h + n, 0, 1, 0, (0, gm.p.k)) };
+        unsafe {
+            rows_block::<S, 1, Rows>(
+                simd,
+                scratch,
+                Rows(gm.rows),
+                g,
+                h,
+                h + n,
+                0,
+                1,
+                0,
+                (0, gm.p.k),
+            )
+        };
         for r in 0..n {
             // SAFETY: as above.
             unsafe { core::ptr::copy_nonoverlapping(bp.add(r * l), out.add(r * gm.stride), tail) };
@@ -522,6 +761,14 @@ impl Kernel for Op<'_, '_> {
         tail_rows.extend(
             (0..if short { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
         );
+        // Packed input of one pixel chunk (see pixels_packed): only the capacity is
+        // used, every float read is written by pack first.
+        let step = if l >= 16 { 3 * l } else { 2 * l };
+        let mut pack_buf = scratch::take(0, 0.0f32);
+        if !short {
+            pack_buf.reserve(chunk_blocks(k, step, count) * k * step);
+        }
+        let pack_ptr = pack_buf.as_mut_ptr();
         let first_group = call.panels.start / ppg;
         let last_group = (call.panels.end - 1) / ppg;
         for g in first_group..=last_group {
@@ -541,27 +788,26 @@ impl Kernel for Op<'_, '_> {
                 stride: ostride,
                 c0,
             };
-            // SAFETY: every pixel read and written lies in the run that check()
-            // validated.
-            let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
-            if tail == 0 {
-                continue;
-            }
             if !short {
-                // SAFETY: count - l .. count lies in the validated run; the tile
-                // rewrites the first l - tail lanes (done above) with their current
-                // values and computes the last tail.
-                unsafe { rows_block::<S, 1>(simd, gm, g, lo, hi, count - l, 1, l - tail, (0, k)) };
+                // SAFETY: every pixel read and written lies in the run that check()
+                // validated; pack_buf has the capacity pixels_packed needs and is
+                // the thread's own scratch.
+                unsafe {
+                    if S::F32_LANES >= 16 {
+                        pixels_packed::<S, 3>(simd, gm, &rows, pack_ptr, g, lo, hi, count)
+                    } else {
+                        pixels_packed::<S, 2>(simd, gm, &rows, pack_ptr, g, lo, hi, count)
+                    }
+                };
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {
-                // SAFETY: px + tail == count, inside the validated run; scratch row
+                // SAFETY: tail == count < l, inside the validated run; scratch row
                 // kk holds l > tail floats.
-                unsafe { core::ptr::copy_nonoverlapping(src.add(px), tail_ptr.add(kk * l), tail) };
+                unsafe { core::ptr::copy_nonoverlapping(src, tail_ptr.add(kk * l), tail) };
             }
             let gm = Gemm {
                 rows: tail_rows.as_ptr(),
-                out: gm.out.wrapping_add(px),
                 ..gm
             };
             // SAFETY: the scratch rows hold the tail pixels; the output run holds
@@ -569,5 +815,6 @@ impl Kernel for Op<'_, '_> {
             unsafe { tail_block(simd, gm, g, lo, hi, tail) };
         }
         drop(tail_in);
+        drop(pack_buf);
     }
 }

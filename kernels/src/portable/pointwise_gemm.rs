@@ -818,3 +818,122 @@ impl Kernel for Op<'_, '_> {
         drop(pack_buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{pack_pointwise, scalar, PixelSpan};
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Runs pixels `0..count` of `p` at `level` in calls of the given pixel counts
+    /// (output initialised to `init`, so the accumulate epilogue reads it).
+    fn run(
+        level: Level,
+        p: &Pointwise,
+        input: &[f32],
+        stride: usize,
+        init: &[f32],
+        splits: &[usize],
+    ) -> Vec<f32> {
+        let mut out = init.to_vec();
+        let mut start = 0;
+        for &count in splits {
+            let span = PixelSpan { stride, start };
+            let call = PointwiseCall {
+                input: span,
+                output: span,
+                count,
+                panels: 0..p.panels(),
+            };
+            pointwise_at(level, p, input, &mut out, &call).unwrap();
+            start += count;
+        }
+        out
+    }
+
+    /// Several packed chunks per group, k split into parts, the narrower block and
+    /// the sub-vector tail: within tolerance of the scalar twin, and bit-identical
+    /// however the pixels are split into calls (same summation order per output).
+    #[test]
+    fn packed_chunks_match_scalar_and_any_pixel_split() {
+        for (n, &(groups, k, m)) in [(3, 320, 13), (1, 640, 7), (2, 100, 20), (3, 24, 60)]
+            .iter()
+            .enumerate()
+        {
+            // More pixels than two packed chunks of 16-pixel blocks hold, plus a
+            // narrower block and a tail.
+            let count = 2 * (PACK_BYTES / (4 * k)) + 16 * 3 + 8 + 5;
+            let stride = count + 3;
+            let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1 + n as u64));
+            let bias = data(groups * m, 2);
+            let in_rows: Vec<u32> = (0..groups * k).rev().map(|r| r as u32).collect();
+            let input = data(groups * k * stride, 3);
+            let init = data(groups * m * stride, 4);
+            for epilogue in [
+                Epilogue {
+                    accumulate: false,
+                    relu: true,
+                },
+                Epilogue {
+                    accumulate: true,
+                    relu: n % 2 == 0,
+                },
+            ] {
+                let p = Pointwise {
+                    groups,
+                    k,
+                    m,
+                    weights: &wts,
+                    bias: &bias,
+                    in_rows: &in_rows,
+                    epilogue,
+                };
+                let mut want = init.clone();
+                let span = PixelSpan { stride, start: 0 };
+                let call = PointwiseCall {
+                    input: span,
+                    output: span,
+                    count,
+                    panels: 0..p.panels(),
+                };
+                scalar::pointwise::pointwise(&p, &input, &mut want, &call).unwrap();
+                for level in Level::available() {
+                    let whole = run(level, &p, &input, stride, &init, &[count]);
+                    for (i, (&a, &b)) in whole.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "{} g{groups} k{k} m{m} {epilogue:?} at {i}: {a} vs {b}",
+                            level.name()
+                        );
+                    }
+                    for splits in [
+                        [3, count - 3],
+                        [count - 21, 21],
+                        [count / 2 + 1, count - count / 2 - 1],
+                    ] {
+                        let parts = run(level, &p, &input, stride, &init, &splits);
+                        assert!(
+                            parts
+                                .iter()
+                                .zip(&whole)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{} g{groups} k{k} m{m} {epilogue:?} split {splits:?}",
+                            level.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -168,7 +168,9 @@ impl Probe {
 
     /// The same shape as the engine's row pipeline calls it: one call per band of
     /// rows (about 80 pixels, at least one row), input and output planes being
-    /// windows of `WINDOW` bands that the calls cycle through.
+    /// windows of `WINDOW` bands that the calls cycle through, and the weights of
+    /// each call one of `COPIES` copies in turn (in the pipeline every other
+    /// layer runs between two calls of a layer, so its weights come from L3).
     #[allow(clippy::too_many_arguments)]
     fn pointwise_bands(
         &mut self,
@@ -181,6 +183,7 @@ impl Probe {
         epi: Epilogue,
     ) {
         const WINDOW: usize = 4;
+        const COPIES: usize = 8;
         let rows = 80usize.div_ceil(w).max(1);
         let name = format!("{res} pw bands {name} g{groups} k{k} m{m} {h}x{w} {rows}r");
         if !self.want(&name) {
@@ -188,20 +191,25 @@ impl Probe {
         }
         let band = rows * w;
         let plane = WINDOW * band;
-        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
+        let wts: Vec<Vec<f32>> = (0..COPIES)
+            .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
+            .collect();
         let bias = data(groups * m, 2);
         let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
         let input = data(groups * k * plane, 3);
         let mut out = data(groups * m * plane, 4);
-        let p = Pointwise {
-            groups,
-            k,
-            m,
-            weights: &wts,
-            bias: &bias,
-            in_rows: &in_rows,
-            epilogue: epi,
-        };
+        let ps: Vec<Pointwise> = wts
+            .iter()
+            .map(|wts| Pointwise {
+                groups,
+                k,
+                m,
+                weights: wts,
+                bias: &bias,
+                in_rows: &in_rows,
+                epilogue: epi,
+            })
+            .collect();
         let t = best(|| {
             let mut r = 0;
             let mut i = 0;
@@ -215,9 +223,10 @@ impl Probe {
                     input: span,
                     output: span,
                     count: n * w,
-                    panels: 0..p.panels(),
+                    panels: 0..ps[0].panels(),
                 };
-                portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap();
+                let p = &ps[i % COPIES];
+                portable::pointwise(p, black_box(&input), &mut out, &call).unwrap();
                 r += n;
                 i += 1;
             }

@@ -400,7 +400,11 @@ fn main() {
         pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
         pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
         pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
-        // The engine's row-pipeline calls (bands of about 80 pixels) of 2x g=3.
+        // The engine's row-pipeline calls (bands of about 80 pixels) of 0.5x and 2x
+        // g=3.
+        pr.pointwise_bands(res, "0.5x s2 gconv1", 3, 40, 10, st2, relu);
+        pr.pointwise_bands(res, "0.5x s2 gconv2", 3, 10, 40, st2, residual);
+        pr.pointwise_bands(res, "0.5x s3 gconv1", 3, 80, 20, st3, relu);
         pr.pointwise_bands(res, "2x s2 gconv1", 3, 160, 40, st2, relu);
         pr.pointwise_bands(res, "2x s2 gconv2", 3, 40, 160, st2, residual);
         pr.pointwise_bands(res, "2x s3 gconv1", 3, 320, 80, st3, relu);

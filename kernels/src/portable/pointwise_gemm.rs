@@ -477,6 +477,17 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// 79.4 against 78.5 and 79.3 at 224x224, 84.6 against 79.1 and 80.0 at 720x1280.
 const PACK_BYTES: usize = 128 * 1024;
 
+/// The packed path is taken for at least this many input rows: with fewer, the
+/// hardware prefetcher follows the rows read in place well enough and the copy
+/// does not pay (224x224, k = 20 and 24: 75-79 GFLOP/s in place, 68-70 packed).
+const PACK_MIN_K: usize = 32;
+
+/// ... and at least this many output rows in the call's part of the group (three
+/// row tiles): the copy is shared by the row tiles, at m = 10 (0.5x stage 2, two
+/// tiles) it costs more than it saves (0.5x s2 gconv1 bands: 34-50 GFLOP/s packed,
+/// 55-60 in place at 224x224; 57-59 and 69-71 at 720x1280).
+const PACK_MIN_ROWS: usize = 13;
+
 /// Longest part of the `k` sum one tile pass computes (see [`Part`]): its input
 /// block (`K_PART x 16` floats) and a tile's weights (`K_PART x 8`) fit L1
 /// together.
@@ -778,7 +789,7 @@ impl Kernel for Op<'_, '_> {
                 stride: ostride,
                 c0,
             };
-            if !short {
+            if !short && k >= PACK_MIN_K && hi - lo >= PACK_MIN_ROWS {
                 // SAFETY: every pixel read and written lies in the run that check()
                 // validated; pack_buf has the capacity pixels_packed needs and is
                 // the thread's own scratch.
@@ -789,6 +800,30 @@ impl Kernel for Op<'_, '_> {
                         pixels_packed::<S, 2>(simd, gm, &rows, pack_ptr, g, lo, hi, count)
                     }
                 };
+                continue;
+            }
+            if !short {
+                // SAFETY: as for the packed path, reading the rows in place.
+                let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
+                if px < count {
+                    // SAFETY: count - l .. count lies in the validated run; the tile
+                    // rewrites the first l - tail lanes (done above) with their
+                    // current values and computes the last tail.
+                    unsafe {
+                        rows_block::<S, 1, Rows>(
+                            simd,
+                            gm,
+                            Rows(gm.rows),
+                            g,
+                            lo,
+                            hi,
+                            count - l,
+                            1,
+                            l - (count - px),
+                            (0, k),
+                        )
+                    };
+                }
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {
@@ -854,12 +889,19 @@ mod tests {
 
     /// Several packed chunks per group, k up to 640, the narrower block and
     /// the sub-vector tail: within tolerance of the scalar twin, and bit-identical
-    /// however the pixels are split into calls (same summation order per output).
+    /// however the pixels are split into calls and whether the input is packed or
+    /// read in place (same summation order per output).
     #[test]
     fn packed_chunks_match_scalar_and_any_pixel_split() {
-        for (n, &(groups, k, m)) in [(3, 320, 13), (1, 640, 7), (2, 100, 20), (3, 24, 60)]
-            .iter()
-            .enumerate()
+        for (n, &(groups, k, m)) in [
+            (3, 320, 13),
+            (1, 640, 7),
+            (2, 100, 20),
+            (3, 24, 60),
+            (1, 40, 9),
+        ]
+        .iter()
+        .enumerate()
         {
             // More pixels than two packed chunks of 16-pixel blocks hold, plus a
             // narrower block and a tail.
@@ -907,6 +949,29 @@ mod tests {
                             level.name()
                         );
                     }
+                    // One panel per call (fewer rows than PACK_MIN_ROWS: read in
+                    // place), as a thread split by panels does.
+                    let mut by_panel = init.clone();
+                    for panel in 0..p.panels() {
+                        let span = PixelSpan { stride, start: 0 };
+                        let call = PointwiseCall {
+                            input: span,
+                            output: span,
+                            count,
+                            panels: panel..panel + 1,
+                        };
+                        let c0 = p.channel_of(panel, 0);
+                        pointwise_at(level, &p, &input, &mut by_panel[c0 * stride..], &call)
+                            .unwrap();
+                    }
+                    assert!(
+                        by_panel
+                            .iter()
+                            .zip(&whole)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} g{groups} k{k} m{m} {epilogue:?} by panel",
+                        level.name()
+                    );
                     for splits in [
                         [3, count - 3],
                         [count - 21, 21],

@@ -479,14 +479,16 @@ const PACK_BYTES: usize = 128 * 1024;
 
 /// The packed path is taken for at least this many input rows: with fewer, the
 /// hardware prefetcher follows the rows read in place well enough and the copy
-/// does not pay (224x224, k = 20 and 24: 75-79 GFLOP/s in place, 68-70 packed).
-const PACK_MIN_K: usize = 32;
+/// does not pay (best of 3, in place against packed, GFLOP/s: k = 40, m = 160
+/// bands 74 / 70 at 224x224, 82 / 79 at 720x1280; k = 20 and 24 planes 75-79
+/// against 68-70 at 224x224).
+const PACK_MIN_K: usize = 64;
 
-/// ... and at least this many output rows in the call's part of the group (three
-/// row tiles): the copy is shared by the row tiles, at m = 10 (0.5x stage 2, two
-/// tiles) it costs more than it saves (0.5x s2 gconv1 bands: 34-50 GFLOP/s packed,
-/// 55-60 in place at 224x224; 57-59 and 69-71 at 720x1280).
-const PACK_MIN_ROWS: usize = 13;
+/// ... and at least this many output rows in the call's part of the group (four
+/// row tiles): the copy is shared by the row tiles; at m = 20 (four tiles of 5) it
+/// already costs more than it saves (k = 80, m = 20: 84 / 79 on the 224x224
+/// plane, 82 / 75 on the 720x1280 bands), at m = 10 more so.
+const PACK_MIN_ROWS: usize = 24;
 
 /// Longest part of the `k` sum one tile pass computes (see [`Part`]): its input
 /// block (`K_PART x 16` floats) and a tile's weights (`K_PART x 8`) fit L1
@@ -949,8 +951,8 @@ mod tests {
                             level.name()
                         );
                     }
-                    // One panel per call (fewer rows than PACK_MIN_ROWS: read in
-                    // place), as a thread split by panels does.
+                    // One panel per call (8 rows, fewer than PACK_MIN_ROWS: read
+                    // in place), as a thread split by panels does.
                     let mut by_panel = init.clone();
                     for panel in 0..p.panels() {
                         let span = PixelSpan { stride, start: 0 };

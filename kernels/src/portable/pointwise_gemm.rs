@@ -34,29 +34,66 @@
 //! not measured here: this CPU has no AVX-512). pulp's scalar level uses the AVX2
 //! shape with one float per "vector".
 //!
-//! Packed input: per group, the pixels are cut into chunks whose `k` rows, packed,
-//! fill at most 128 KB; each chunk is copied once from the `k` input planes into
-//! consecutive `k x 16`-pixel blocks (as onnxruntime's MLAS packs B), and every row
-//! tile then reads its block as one sequential stream instead of `k` strided rows
-//! (which defeated the hardware prefetcher: each row is its own 64-byte stream).
-//! Within a chunk the row tiles are the outer loop and the pixel blocks the inner
-//! one, so each tile's weights stay in L1 and its output rows are written as a few
-//! sequential streams. The packing costs one copy of the input per group (`1/m` of
-//! the FMAs). The summation order of every output is the same as without packing
-//! (and does not depend on how a call's pixels are chunked). Best of N on the
-//! shared machine (load about 1.5-2), before (in place) and after (packed),
-//! GFLOP/s:
+//! Input. For `k >= 64` and at least 24 rows in the call's part of the group
+//! ([`PACK_MIN_K`], [`PACK_MIN_ROWS`]) the input is packed: per group, the pixels
+//! are cut into chunks whose `k` rows, packed, fill at most 128 KB; each chunk is
+//! copied once from the `k` input planes into consecutive `k x 16`-pixel blocks (as
+//! onnxruntime's MLAS packs B), and every row tile then reads its block as one
+//! sequential stream instead of `k` strided rows (each its own 64-byte stream,
+//! more than the hardware prefetcher follows). The copy costs `1/m` of the FMAs,
+//! which does not pay for few rows or few input streams: those shapes read the
+//! rows in place through the row table ([`Rows`]; also conv2d's im2col rows), in
+//! pixel chunks whose `k` rows fit in half of L2 and with `k` in parts of at most
+//! [`K_PART`] (see [`Part`]). Either way, within a chunk the row tiles are the
+//! outer loop and the pixel blocks the inner one, so each tile's weights stay in
+//! L1 and its output rows are written as a few sequential streams, and every
+//! output is summed in the same order (bias, then `k = 0, 1, ...` by FMA), so the
+//! result is bit-identical whether packed or not and however a call's pixels or
+//! panels are split (a unit test checks both).
 //!
-//! | shape (g = 3 unless noted) | 224x224 before | after | 720x1280 before | after |
+//! Measured on the shared machine (load 1.2-2.5 on 2 cores; best of 3 runs of
+//! `cargo bench -p kernels --bench probe`, each best of N, before = in place for
+//! every shape, after = this file, binaries run alternately), GFLOP/s. "plane":
+//! one call over a whole plane; "bands": the engine's row-pipeline calls (about 80
+//! pixels each, weights cycling through 8 copies, so from L3). Differences of
+//! +-5 on shapes whose path did not change are noise.
+//!
+//! | shape (g = 3 unless noted; 1x unless 0.5x/2x) | 224x224 before | after | 720x1280 before | after |
 //! |---|---|---|---|---|
-//! | TABLE |
+//! | plane s2u0 gconv1 g1 k24 m60 | 75 | 75 | 62 | 60 |
+//! | plane s2u0 gconv2 k20 m72 | 80 | 83 | 72 | 74 |
+//! | plane s2 gconv1 k80 m20 | 77 | 76 | 59 | 60 |
+//! | plane s2 gconv2 k20 m80 | 77 | 76 | 66 | 67 |
+//! | plane s3 gconv1 k160 m40 (packed) | 82 | 84 | 69 | 79 |
+//! | plane s3 gconv2 k40 m160 | 82 | 82 | 76 | 81 |
+//! | plane s4 gconv1 k320 m80 (packed) | 60 | 75 | 81 | 90 |
+//! | plane s4 gconv2 k80 m320 (packed) | 76 | 73 | 81 | 90 |
+//! | plane 2x s3 gconv1 k320 m80 (packed) | 80 | 88 | 66 | 78 |
+//! | plane 2x s3 gconv2 k80 m320 (packed) | 85 | 88 | 75 | 86 |
+//! | plane 2x s4 gconv1 k640 m160 (packed) | 61 | 80 | 72 | 86 |
+//! | bands 0.5x s2 gconv1 k40 m10 | 69 | 64 | 78 | 76 |
+//! | bands 0.5x s2 gconv2 k10 m40 | 51 | 50 | 64 | 62 |
+//! | bands 0.5x s3 gconv1 k80 m20 | 69 | 69 | 75 | 80 |
+//! | bands 2x s2 gconv1 k160 m40 (packed) | 75 | 75 | 78 | 81 |
+//! | bands 2x s2 gconv2 k40 m160 | 74 | 73 | 82 | 76 |
+//! | bands 2x s3 gconv1 k320 m80 (packed) | 71 | 79 | 72 | 87 |
+//! | bands 2x s3 gconv2 k80 m320 (packed) | 75 | 77 | 87 | 87 |
+//! | bands 2x s4 gconv1 k640 m160 (packed) | 62 | 79 | 63 | 81 |
+//! | bands 2x s4 gconv2 k160 m640 (packed) | 73 | 76 | 83 | 84 |
+//! | all pointwise shapes of the probe | 72 | 77 | 71 | 78 |
 //!
-//! (conv2d's im2col rows still go through the row table, [`Rows`].)
+//! Tried and dropped: no packing for any shape (see the table); 256 KB and 64 KB
+//! packed chunks (1x s2 gconv1 at 224x224: 61 and 79 against 79 for 128 KB; all
+//! shapes at 720x1280 79 and 80 against 85); `k` parts in the packed path (1-3
+//! GFLOP/s slower on the `k` = 320 and 640 shapes); a software prefetch of the
+//! tile's weights 24 `k` ahead in the first pixel block of each tile (3-25 GFLOP/s
+//! slower: the extra address registers cost more than the cold weights).
 //!
 //! Pixel tails: after the `V`-vector blocks, one narrower block, then fewer than one
-//! vector of pixels, which are copied to a zero-padded scratch, computed with a
-//! one-vector tile and copied back (so the accumulate epilogue never reads or
-//! writes past the run). Epilogues: bias (the accumulators start from it), then
+//! vector of pixels: in a run of at least one vector, one vector tile ending at the
+//! run's end that keeps the lanes already done; in a shorter run, the pixels are
+//! copied to a zero-padded scratch, computed with a one-vector tile and copied back
+//! (so the accumulate epilogue never reads or writes past the run). Epilogues: bias (the accumulators start from it), then
 //! accumulate (add the value already in the output: an in-place residual), then
 //! ReLU, in any combination.
 
@@ -471,10 +508,11 @@ const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Bytes of one packed pixel chunk (see [`pixels_packed`]): a quarter of this
 /// core's L2, so the chunk's source rows, its packed copy and the output rows the
-/// tiles write stay in L2 together. Measured (best of N, 128 KB against 256 KB
-/// and 64 KB): 1x s2 gconv1 (k = 80, m = 20) 79 against 61 and 79 GFLOP/s at
-/// 224x224, 62 against 57 and 57 at 720x1280; all pointwise shapes of the probe
-/// 79.4 against 78.5 and 79.3 at 224x224, 84.6 against 79.1 and 80.0 at 720x1280.
+/// tiles write stay in L2 together. Measured when every shape was packed (best of
+/// N, 128 KB against 256 KB and 64 KB): 1x s2 gconv1 (k = 80, m = 20) 79 against
+/// 61 and 79 GFLOP/s at 224x224, 62 against 57 and 57 at 720x1280; all pointwise
+/// shapes of the probe 79.4 against 78.5 and 79.3 at 224x224, 84.6 against 79.1
+/// and 80.0 at 720x1280.
 const PACK_BYTES: usize = 128 * 1024;
 
 /// The packed path is taken for at least this many input rows: with fewer, the

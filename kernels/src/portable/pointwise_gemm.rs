@@ -802,13 +802,24 @@ impl Kernel for Op<'_, '_> {
         tail_rows.extend(
             (0..if short { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
         );
-        // Packed input of one pixel chunk (see pixels_packed): only the capacity is
-        // used, every float read is written by pack first.
+        // Packed input of one pixel chunk (see pixels_packed), if some group packs
+        // (a group packs only if it has PACK_MIN_ROWS rows in the call, so the
+        // conditions below hold whenever one does). Taken at its full length so the
+        // pool hands out the best-fitting vector (a zero-length loan grown here
+        // would leave the pool with ever more grown vectors).
         let step = if l >= 16 { 3 * l } else { 2 * l };
-        let mut pack_buf = scratch::take(0, 0.0f32);
-        if !short {
-            pack_buf.reserve(chunk_blocks(k, step, count) * k * step);
-        }
+        let may_pack = !short
+            && k >= PACK_MIN_K
+            && p.m >= PACK_MIN_ROWS
+            && call.panels.len() * MR >= PACK_MIN_ROWS;
+        let mut pack_buf = scratch::take(
+            if may_pack {
+                chunk_blocks(k, step, count) * k * step
+            } else {
+                0
+            },
+            0.0f32,
+        );
         let pack_ptr = pack_buf.as_mut_ptr();
         let first_group = call.panels.start / ppg;
         let last_group = (call.panels.end - 1) / ppg;
@@ -829,9 +840,9 @@ impl Kernel for Op<'_, '_> {
                 stride: ostride,
                 c0,
             };
-            if !short && k >= PACK_MIN_K && hi - lo >= PACK_MIN_ROWS {
+            if may_pack && hi - lo >= PACK_MIN_ROWS {
                 // SAFETY: every pixel read and written lies in the run that check()
-                // validated; pack_buf has the capacity pixels_packed needs and is
+                // validated; pack_buf holds the floats pixels_packed needs and is
                 // the thread's own scratch.
                 unsafe {
                     if S::F32_LANES >= 16 {

@@ -166,6 +166,77 @@ impl Probe {
         self.report(&name, f, t);
     }
 
+    /// The same shape as the engine's row pipeline calls it: one call per band of
+    /// rows (about 80 pixels, at least one row), input and output planes being
+    /// windows of `WINDOW` bands that the calls cycle through, and the weights of
+    /// each call one of `COPIES` copies in turn (in the pipeline every other
+    /// layer runs between two calls of a layer, so its weights come from L3).
+    #[allow(clippy::too_many_arguments)]
+    fn pointwise_bands(
+        &mut self,
+        res: &str,
+        name: &str,
+        groups: usize,
+        k: usize,
+        m: usize,
+        (h, w): (usize, usize),
+        epi: Epilogue,
+    ) {
+        const WINDOW: usize = 4;
+        const COPIES: usize = 8;
+        let rows = 80usize.div_ceil(w).max(1);
+        let name = format!("{res} pw bands {name} g{groups} k{k} m{m} {h}x{w} {rows}r");
+        if !self.want(&name) {
+            return;
+        }
+        let band = rows * w;
+        let plane = WINDOW * band;
+        let wts: Vec<Vec<f32>> = (0..COPIES)
+            .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
+            .collect();
+        let bias = data(groups * m, 2);
+        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let input = data(groups * k * plane, 3);
+        let mut out = data(groups * m * plane, 4);
+        let ps: Vec<Pointwise> = wts
+            .iter()
+            .map(|wts| Pointwise {
+                groups,
+                k,
+                m,
+                weights: wts,
+                bias: &bias,
+                in_rows: &in_rows,
+                epilogue: epi,
+            })
+            .collect();
+        let t = best(|| {
+            let mut r = 0;
+            let mut i = 0;
+            while r < h {
+                let n = rows.min(h - r);
+                let span = PixelSpan {
+                    stride: plane,
+                    start: (i % WINDOW) * band,
+                };
+                let call = PointwiseCall {
+                    input: span,
+                    output: span,
+                    count: n * w,
+                    panels: 0..ps[0].panels(),
+                };
+                let p = &ps[i % COPIES];
+                portable::pointwise(p, black_box(&input), &mut out, &call).unwrap();
+                r += n;
+                i += 1;
+            }
+        });
+        let f = 2 * groups * m * k * h * w;
+        self.pw.0 += f as f64;
+        self.pw.1 += t;
+        self.report(&name, f, t);
+    }
+
     fn dw(&self, res: &str, ch: usize, stride: usize, (h, w): (usize, usize)) {
         let name = format!("{res} dwconv3x3 s{stride} {ch}ch {h}x{w}");
         if !self.want(&name) {
@@ -329,12 +400,23 @@ fn main() {
         pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
         pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
         pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
+        // The engine's row-pipeline calls (bands of about 80 pixels) of 0.5x and 2x
+        // g=3.
+        pr.pointwise_bands(res, "0.5x s2 gconv1", 3, 40, 10, st2, relu);
+        pr.pointwise_bands(res, "0.5x s2 gconv2", 3, 10, 40, st2, residual);
+        pr.pointwise_bands(res, "0.5x s3 gconv1", 3, 80, 20, st3, relu);
+        pr.pointwise_bands(res, "2x s2 gconv1", 3, 160, 40, st2, relu);
+        pr.pointwise_bands(res, "2x s2 gconv2", 3, 40, 160, st2, residual);
+        pr.pointwise_bands(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
+        pr.pointwise_bands(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
+        pr.pointwise_bands(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
+        pr.pointwise_bands(res, "2x s4 gconv2", 3, 160, 640, st4, residual);
         // The stride-2 shortcut pools of stages 3 and 4 (inputs in L2).
         pr.pool(res, avg, 240, st2);
         pr.pool(res, avg, 480, st3);
         if pr.pw.1 > 0.0 {
             println!(
-                "{res}: all pointwise shapes together {:.1} GFLOP/s",
+                "{res}: all pointwise shapes (planes and bands) together {:.1} GFLOP/s",
                 pr.pw.0 / pr.pw.1 / 1e9
             );
         }

@@ -21,7 +21,7 @@ commands:
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
           [--threads N] [--json] [--compare] [--no-stream] [--no-pipeline]
-          [--segments]
+          [--segments] [--band-kib N]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
 

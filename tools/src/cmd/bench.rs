@@ -60,6 +60,7 @@ impl Bench {
                 usize::MAX
             },
             pipeline_segments: s.segments,
+            band_bytes: s.band_kib << 10,
             ..Default::default()
         };
         let session = Session::new(model, h, w, opts)?;
@@ -122,6 +123,7 @@ struct Settings {
     stream: bool,
     pipeline: bool,
     segments: bool,
+    band_kib: usize,
     json: bool,
 }
 
@@ -130,7 +132,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
         &["json", "compare", "no-stream", "no-pipeline", "segments"],
-        &["resolutions", "runs", "warmup", "threads"],
+        &["resolutions", "runs", "warmup", "threads", "band-kib"],
     )?;
     let s = Settings {
         resolutions: args::resolutions(
@@ -143,6 +145,9 @@ pub fn run(argv: &[String]) -> CliResult {
         stream: !a.flag("no-stream"),
         pipeline: !a.flag("no-pipeline"),
         segments: a.flag("segments"),
+        band_kib: a
+            .parsed("band-kib", shufflenet::exec::DEFAULT_BAND_BYTES >> 10)
+            .map_err(CliError::Usage)?,
         json: a.flag("json"),
     };
     if s.runs == 0 {

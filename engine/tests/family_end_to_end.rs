@@ -7,7 +7,9 @@
 //!   memory no earlier step wrote);
 //! - gives the same result streamed band by band (one-row bands, and bands sized
 //!   by a small cache budget, and as one whole-network row pipeline) and
-//!   bit-identical results on 2 threads.
+//!   bit-identical results on 2 threads;
+//! - at 720x1280, 1x g = 3 runs as a row pipeline whose arena is at most a third
+//!   of the whole-tensor plan's (one segment, and two).
 //!
 //! Host: 64x64 and 96x128. aarch64 (under qemu, where this is slow): 64x64.
 
@@ -182,5 +184,29 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn the_720p_pipeline_arena_is_at_most_a_third_of_the_whole_tensor_plan() {
+    let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
+    let plan_with = |opts: ExecOptions| ExecPlan::new(&lowered.program, 720, 1280, &opts).unwrap();
+    let whole = plan_with(ExecOptions {
+        stream: false,
+        ..Default::default()
+    });
+    for segments in [1, 2] {
+        let p = plan_with(ExecOptions {
+            segments,
+            ..Default::default()
+        });
+        assert!(p.pipeline.is_some());
+        arena::check(&p.layout, &p.lifetimes).unwrap();
+        assert!(
+            3 * p.layout.peak <= whole.layout.peak,
+            "{segments} segment(s): {} floats against {}",
+            p.layout.peak,
+            whole.layout.peak
+        );
     }
 }

@@ -11,7 +11,7 @@ mod plan;
 mod step;
 mod stream;
 
-pub use pipeline::{Element, Pipeline, WindowSpec};
+pub use pipeline::{Element, HandoffSpec, Pipeline, Segment, WindowSpec, MAX_SEGMENTS};
 pub use plan::{
     input_rows, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand, DEFAULT_BAND_BYTES,
     DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES,

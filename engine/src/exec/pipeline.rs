@@ -159,7 +159,7 @@ pub struct Segment {
 /// The chunk buffers between two segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandoffSpec {
-    /// Arena area of the [`SLOTS`] buffers.
+    /// Arena area of the chunk buffers (four: how far a producer may run ahead).
     pub area: usize,
     /// Floats of one buffer (all channels of one chunk of rows).
     pub chunk_floats: usize,

@@ -38,7 +38,7 @@ pub struct ExecOptions {
     /// (`usize::MAX`: never). Needs `stream`.
     pub pipeline_min_bytes: usize,
     /// Cut the row pipeline into this many segments (at most
-    /// [`MAX_SEGMENTS`](super::pipeline::MAX_SEGMENTS)), each run by its own thread
+    /// [`MAX_SEGMENTS`](super::MAX_SEGMENTS)), each run by its own thread
     /// when executed with that many threads; 1: one pipeline, whose kernel calls
     /// are split over the threads instead. Results do not depend on it.
     pub segments: usize,

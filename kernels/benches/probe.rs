@@ -10,16 +10,12 @@ use kernels::*;
 use std::hint::black_box;
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// Deterministic pseudo-random values in [-1, 1) (the kernel tests' generator).
 fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
+    common::Rng(seed | 1).vec(n)
 }
 
 /// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a

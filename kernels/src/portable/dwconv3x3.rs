@@ -128,13 +128,12 @@ fn column_masks(wd: usize, lanes: usize) -> (Scratch<f32>, Scratch<f32>) {
     let ones = f32::from_bits(u32::MAX);
     let mut left = scratch::take(wd + lanes, ones);
     let mut right = scratch::take(wd + lanes, ones);
-    for i in 0..wd + lanes {
-        if i % wd == 0 {
-            left[i] = 0.0;
-        }
-        if i % wd == wd - 1 {
-            right[i] = 0.0;
-        }
+    let (n, step) = (wd + lanes, wd.max(1));
+    for i in (0..n).step_by(step) {
+        left[i] = 0.0;
+    }
+    for i in (step - 1..n).step_by(step) {
+        right[i] = 0.0;
     }
     (left, right)
 }
@@ -495,15 +494,22 @@ impl RowSources {
 }
 
 /// Column masks of a stride-2 window: entry `x` of table `dx` is all-ones when
-/// column `2 x - pl + dx` is inside `0..in_w`, for `x < vecs * lanes`.
+/// column `2 x - pl + dx` is inside `0..in_w`, for `x < vecs * lanes`. Only the
+/// vectors [`s2_edge`] flags are filled (the kernels read no others): a row of
+/// masks would cost as much as the convolution of a one-row band.
 pub(crate) fn s2_masks(g: &PlaneGeom, vecs: usize, lanes: usize) -> Scratch<f32> {
     let n = vecs * lanes;
     let mut m = scratch::take(3 * n, 0.0f32);
-    for dx in 0..3 {
-        for x in 0..n {
-            let c = (2 * x + dx) as isize - g.pad_left as isize;
-            if c >= 0 && (c as usize) < g.in_w {
-                m[dx * n + x] = f32::from_bits(u32::MAX);
+    for x0 in (0..n).step_by(lanes.max(1)) {
+        if !s2_edge(g, x0, lanes) {
+            continue;
+        }
+        for dx in 0..3 {
+            for x in x0..x0 + lanes {
+                let c = (2 * x + dx) as isize - g.pad_left as isize;
+                if c >= 0 && (c as usize) < g.in_w {
+                    m[dx * n + x] = f32::from_bits(u32::MAX);
+                }
             }
         }
     }

@@ -812,7 +812,8 @@ impl Kernel for Op<'_, '_> {
             && k >= PACK_MIN_K
             && p.m >= PACK_MIN_ROWS
             && call.panels.len() * MR >= PACK_MIN_ROWS;
-        let mut pack_buf = scratch::take(
+        // Every packed float is written before it is read: no fill pass.
+        let mut pack_buf = scratch::take_overwritten(
             if may_pack {
                 chunk_blocks(k, step, count) * k * step
             } else {

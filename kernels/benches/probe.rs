@@ -163,7 +163,8 @@ impl Probe {
     }
 
     /// The same shape as the engine's row pipeline calls it: one call per band of
-    /// rows (about 80 pixels, at least one row), input and output planes being
+    /// rows (at least 80 pixels and 9600 floats of the bottleneck, the smaller of
+    /// the two sides; at least one row), input and output planes being
     /// windows of `WINDOW` bands that the calls cycle through, and the weights of
     /// each call one of `COPIES` copies in turn (in the pipeline every other
     /// layer runs between two calls of a layer, so its weights come from L3).
@@ -180,7 +181,8 @@ impl Probe {
     ) {
         const WINDOW: usize = 4;
         const COPIES: usize = 8;
-        let rows = 80usize.div_ceil(w).max(1);
+        let pixels = 80usize.max(9600 / (groups * k.min(m)).max(1));
+        let rows = pixels.div_ceil(w).clamp(1, h.max(1));
         let name = format!("{res} pw bands {name} g{groups} k{k} m{m} {h}x{w} {rows}r");
         if !self.want(&name) {
             return;
@@ -396,8 +398,8 @@ fn main() {
         pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
         pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
         pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
-        // The engine's row-pipeline calls (bands of about 80 pixels) of 0.5x and 2x
-        // g=3.
+        // The engine's row-pipeline calls (bands of at least 80 pixels and 9600
+        // bottleneck floats) of 0.5x and 2x g=3.
         pr.pointwise_bands(res, "0.5x s2 gconv1", 3, 40, 10, st2, relu);
         pr.pointwise_bands(res, "0.5x s2 gconv2", 3, 10, 40, st2, residual);
         pr.pointwise_bands(res, "0.5x s3 gconv1", 3, 80, 20, st3, relu);

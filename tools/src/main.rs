@@ -16,17 +16,19 @@ commands:
   convert IN.onnx -o FILE                             convert an ONNX model to the engine's file
   info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
   plan    [FILE] [--resolution HxW] [--json] [--no-stream] [--band-kib N] [--segments N]
-                                                      the fused op list and the arena
+          [--pipeline-kib N]                          the fused op list and the arena
   run     FILE --input IN.npy --output OUT.npy [--threads N]
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
           [--threads N] [--json] [--compare] [--no-stream] [--no-pipeline]
-          [--segments] [--band-kib N]
+          [--segments] [--band-kib N] [--pipeline-kib N]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
 
 FILE is an engine model file or an .onnx file (converted in memory); where FILE is
-optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.";
+optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.
+--pipeline-kib N: run the whole network as a row pipeline from a largest tensor of
+N KiB (default 2048 on ARM, 8192 on x86-64; 0: always).";
 
 /// A failure of the command line itself (print the usage) or of the work.
 #[derive(Debug)]

@@ -80,6 +80,42 @@ fn synth_info_plan_json() {
     assert!(!plan.contains("\"kernel\": \"permute\""));
 }
 
+/// `peak_bytes` of a `plan --json` output.
+fn peak_bytes(plan: &str) -> u64 {
+    plan.split("\"peak_bytes\": ")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak_bytes in {plan}"))
+}
+
+#[test]
+fn plan_pipeline_threshold_decides_the_arena() {
+    let m = synth("3", "1");
+    let plan = |kib: &str| {
+        peak_bytes(&ok(&[
+            "plan",
+            &m,
+            "--resolution",
+            "480x640",
+            "--json",
+            "--pipeline-kib",
+            kib,
+        ]))
+    };
+    // 1x at 480x640: the largest tensor is 4.6 MB, so 0 and 2048 KiB pipeline it
+    // (a few rows per tensor), 1 GiB does not (whole streamed tensors).
+    let (always, arm, never) = (plan("0"), plan("2048"), plan("1048576"));
+    assert_eq!(always, arm);
+    assert!(arm < never, "pipeline {arm} bytes, whole tensors {never}");
+    let out = bin()
+        .args(["plan", &m, "--pipeline-kib", "-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pipeline-kib"));
+}
+
 #[test]
 fn run_writes_logits_and_matches_itself() {
     let m = synth("8", "0.25");

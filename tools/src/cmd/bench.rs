@@ -55,12 +55,12 @@ impl Bench {
             threads: s.threads,
             stream: s.stream,
             pipeline_min_bytes: if s.pipeline {
-                shufflenet::exec::DEFAULT_PIPELINE_MIN_BYTES
+                s.pipeline_kib.saturating_mul(1024)
             } else {
                 usize::MAX
             },
             pipeline_segments: s.segments,
-            band_bytes: s.band_kib << 10,
+            band_bytes: s.band_kib.saturating_mul(1024),
             ..Default::default()
         };
         let session = Session::new(model, h, w, opts)?;
@@ -124,6 +124,7 @@ struct Settings {
     pipeline: bool,
     segments: bool,
     band_kib: usize,
+    pipeline_kib: usize,
     json: bool,
 }
 
@@ -132,7 +133,14 @@ pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
         &["json", "compare", "no-stream", "no-pipeline", "segments"],
-        &["resolutions", "runs", "warmup", "threads", "band-kib"],
+        &[
+            "resolutions",
+            "runs",
+            "warmup",
+            "threads",
+            "band-kib",
+            "pipeline-kib",
+        ],
     )?;
     let s = Settings {
         resolutions: args::resolutions(
@@ -147,6 +155,12 @@ pub fn run(argv: &[String]) -> CliResult {
         segments: a.flag("segments"),
         band_kib: a
             .parsed("band-kib", shufflenet::exec::DEFAULT_BAND_BYTES >> 10)
+            .map_err(CliError::Usage)?,
+        pipeline_kib: a
+            .parsed(
+                "pipeline-kib",
+                shufflenet::exec::DEFAULT_PIPELINE_MIN_BYTES >> 10,
+            )
             .map_err(CliError::Usage)?,
         json: a.flag("json"),
     };

@@ -4,7 +4,9 @@
 use super::{model_path, parse};
 use crate::{json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
-use shufflenet::exec::{ExecOptions, ExecPlan, Stage, DEFAULT_BAND_BYTES};
+use shufflenet::exec::{
+    ExecOptions, ExecPlan, Stage, DEFAULT_BAND_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
+};
 use shufflenet::program::View;
 
 fn shape(plan: &ExecPlan, v: View) -> String {
@@ -23,7 +25,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
         &["json", "no-stream"],
-        &["resolution", "band-kib", "segments"],
+        &["resolution", "band-kib", "segments", "pipeline-kib"],
     )?;
     let model = load::model(model_path(&a)?)?;
     let (h, w) = load::resolution(a.value("resolution"), &model)?;
@@ -31,9 +33,13 @@ pub fn run(argv: &[String]) -> CliResult {
     let band_kib: usize = a
         .parsed("band-kib", DEFAULT_BAND_BYTES >> 10)
         .map_err(CliError::Usage)?;
+    let pipeline_kib: usize = a
+        .parsed("pipeline-kib", DEFAULT_PIPELINE_MIN_BYTES >> 10)
+        .map_err(CliError::Usage)?;
     let opts = ExecOptions {
         stream: !a.flag("no-stream"),
-        band_bytes: band_kib << 10,
+        band_bytes: band_kib.saturating_mul(1024),
+        pipeline_min_bytes: pipeline_kib.saturating_mul(1024),
         segments: a.parsed("segments", 1).map_err(CliError::Usage)?,
         ..Default::default()
     };

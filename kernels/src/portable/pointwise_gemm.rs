@@ -583,14 +583,13 @@ unsafe fn pixels_v<S: SimdExt, const V: usize>(
         }
         px += blocks * step;
     }
-    let nv = ((count - px) / l).min(V.saturating_sub(1));
+    // V is 2 or 3 (see [`pixels`]): at most two whole vectors remain (the min
+    // keeps the count and the work in step for any V).
+    let nv = ((count - px) / l).min(V.saturating_sub(1)).min(2);
     match nv {
         0 => {}
         1 => go!(1, 1),
-        2 => go!(2, 1),
-        3 => go!(3, 1),
-        4 => go!(4, 1),
-        _ => go!(5, 1),
+        _ => go!(2, 1),
     }
     px + nv * l
 }
@@ -668,14 +667,12 @@ unsafe fn pixels_packed<S: SimdExt, const V: usize>(
             unsafe { rows_block::<S, $v, Packed>(simd, gm, input, g, lo, hi, 0, 1, $keep, (0, k)) };
         }};
     }
-    let nv = ((count - px) / l).min(V.saturating_sub(1));
+    // V is 2 or 3: at most two whole vectors remain (as in [`pixels_v`]).
+    let nv = ((count - px) / l).min(V.saturating_sub(1)).min(2);
     match nv {
         0 => {}
         1 => one!(1, px, 0),
-        2 => one!(2, px, 0),
-        3 => one!(3, px, 0),
-        4 => one!(4, px, 0),
-        _ => one!(5, px, 0),
+        _ => one!(2, px, 0),
     }
     px += nv * l;
     if px < count {

@@ -376,6 +376,8 @@ fn band_rows(width: usize, h: usize, channels: usize) -> usize {
     rows_of(BAND_PIXELS.max(BAND_FLOATS / channels.max(1)), width, h)
 }
 
+/// Rows holding at least `pixels` pixels of a `width`-wide tensor, between 1 and
+/// its height `h`.
 fn rows_of(pixels: usize, width: usize, h: usize) -> usize {
     pixels.div_ceil(width.max(1)).clamp(1, h.max(1))
 }

@@ -32,7 +32,7 @@
 
 use super::handoff::{aborted, is_abort, Handoff, SLOTS};
 use super::plan::{input_rows, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand};
-use super::stream::{shift, Loc, Stem, Unit, Window};
+use super::stream::{move_to_front, shift, Loc, Stem, Unit, Window};
 use super::{split, ExecPlan};
 use crate::arena::Layout;
 use crate::program::{Program, Step, TensorSource, View};
@@ -781,7 +781,7 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
                     spec.cap * spec.width,
                 );
                 for ch in 0..spec.channels {
-                    buf.copy_within(ch * stride + from..ch * stride + from + len, ch * stride);
+                    move_to_front(buf, ch * stride, from, len);
                 }
                 self.held[w].0 = keep;
             }

@@ -155,11 +155,31 @@ impl Window {
             let from = (keep.start - self.held.start) * width;
             let len = keep.len() * width;
             for c in 0..channels {
-                band.copy_within(c * stride + from..c * stride + from + len, c * stride);
+                move_to_front(band, c * stride, from, len);
             }
         }
         self.held = want;
         todo_from..self.held.end
+    }
+}
+
+/// Moves `buf[at + from .. at + from + len]` to `buf[at .. at + len]` (`from >
+/// 0`) as copies of at most `from` floats, whose source and destination never
+/// overlap: each is a plain `memcpy`, which runs several times faster than the
+/// overlapping `memmove` that one `copy_within` would be (musl's `memmove` copies
+/// 8 bytes a step; aarch64 instruction count, 0.5x g = 3 at 720x1280: the
+/// pipeline's window moves took 16.3M instructions per inference that way).
+/// Panics if the ranges leave `buf` (callers pass ranges inside their area).
+pub fn move_to_front(buf: &mut [f32], at: usize, from: usize, len: usize) {
+    if from == 0 {
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let n = from.min(len - done);
+        let (dst, src) = buf.split_at_mut(at + done + from);
+        dst[at + done..at + done + n].copy_from_slice(&src[..n]);
+        done += n;
     }
 }
 
@@ -447,4 +467,25 @@ pub fn run_stem<T: TensorSource + ?Sized>(
         r0 = rows.end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::move_to_front;
+
+    #[test]
+    fn move_to_front_matches_copy_within_for_every_overlap() {
+        for from in 1..12 {
+            for len in 0..20 {
+                for at in [0, 3] {
+                    let orig: Vec<f32> = (0..at + from + len + 2).map(|i| i as f32).collect();
+                    let mut want = orig.clone();
+                    want.copy_within(at + from..at + from + len, at);
+                    let mut got = orig.clone();
+                    move_to_front(&mut got, at, from, len);
+                    assert_eq!(got, want, "at {at} from {from} len {len}");
+                }
+            }
+        }
+    }
 }

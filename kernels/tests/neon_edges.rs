@@ -3,9 +3,10 @@
 //! twins): pointwise K beyond one packed chunk (256 rows), partial panels, pixel
 //! tails and unaligned spans into a larger output; random depthwise and pool
 //! geometries with every pad of 0..=2 on each side, odd planes, slack strides and
-//! channel sub-ranges; stem convolutions wider than one column chunk; NaN
-//! propagation in max pooling; FC sizes off the vector widths. Buffers carry NaN
-//! guard zones as in `against_scalar.rs`.
+//! channel sub-ranges; the row pipeline's short depthwise bands; stem
+//! convolutions wider than one column chunk; NaN propagation in max pooling; FC
+//! sizes off the vector widths. Buffers carry NaN guard zones as in
+//! `against_scalar.rs`.
 
 use kernels::{dispatch, scalar, *};
 
@@ -150,6 +151,55 @@ fn dwconv3x3_random_geometries() {
             |o| dispatch::dwconv3x3(&p, &g, input.get(), o, range.clone()),
             |o| scalar::dwconv3x3::dwconv3x3(&p, &g, input.get(), o, range.clone()),
         );
+    }
+}
+
+/// The row pipeline's depthwise bands: 1-6 output rows from the input rows
+/// around them (no padding above, the input ending at the band's last row + 2, + 1
+/// or before it), and the first band of a plane (padding above), at widths from 1
+/// to 41 and both strides.
+#[test]
+fn dwconv3x3_band_shapes() {
+    let mut rng = Rng(0x0bad_5eed_f00d_1234);
+    for stride in [1, 2] {
+        for oh in 1..=6 {
+            for pt in [0, 1] {
+                let full: usize = stride * (oh - 1) + 3 - pt;
+                for in_h in [full, full - 1, full.saturating_sub(2).max(1)] {
+                    for w in [1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 41] {
+                        let ow = (w + 2 - 3) / stride + 1;
+                        let channels = 1 + rng.below(4);
+                        let g = PlaneGeom {
+                            in_h,
+                            in_w: w,
+                            in_stride: in_h * w + rng.below(3),
+                            out_h: oh,
+                            out_w: ow,
+                            out_stride: oh * ow + rng.below(3),
+                            pad_top: pt,
+                            pad_left: 1,
+                        };
+                        let input = Guarded::new(&rng.vec((channels - 1) * g.in_stride + in_h * w));
+                        let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
+                        let p = Depthwise3x3 {
+                            stride,
+                            weights: &weights,
+                            bias: &bias,
+                            relu: rng.below(2) == 1,
+                        };
+                        let range = rng.below(channels)..channels;
+                        let out0 = rng.vec((range.len() - 1) * g.out_stride + oh * ow);
+                        let what = format!("dwconv3x3 band s{stride} {g:?} ch {range:?}");
+                        compare(
+                            &what,
+                            &out0,
+                            |o| dispatch::dwconv3x3(&p, &g, input.get(), o, range.clone()),
+                            |o| scalar::dwconv3x3::dwconv3x3(&p, &g, input.get(), o, range.clone()),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 //! as zero). Rows above and below the plane are padding and are simply not
 //! visited, so any pad of 0..=2 costs no branches in the loop. A row whose width
 //! is not a multiple of 4 ends with a step overlapping the previous one (the same
-//! values are rewritten).
+//! values are rewritten). Bands of 1-4 output rows with no padding above (the row
+//! pipeline's) run an unrolled sweep with one accumulator per output row instead.
 
 use super::common::{fma_taps, load_filter, table2, RowPlan};
 use crate::{Depthwise3x3, PlaneGeom};
@@ -189,9 +190,6 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
             // One row with every tap product checked: products into outputs
             // below the plane (the last rows of a short band) are skipped, the
             // accumulators still shift.
-            // One row with every tap product checked: products into outputs
-            // below the plane (the last rows of a short band) are skipped, the
-            // accumulators still shift.
             macro_rules! edge_row {
                 ($r:expr) => {{
                     let x = t.taps(src.add($r * in_w));
@@ -281,13 +279,95 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
     }
 }
 
+/// [`sweep`] for a short band without padding above (`PT = 0`): `B = out_h`
+/// output rows from input rows `0 .. rows` (`rows <= B + 2`; rows past it are
+/// padding below), unrolled over the rows, so no row pays the general sweep's
+/// per-row checks. The row pipeline's depthwise bands are 1-4 rows high, where
+/// the general sweep never reaches its steady loop.
+///
+/// # Safety
+/// As for [`sweep`] with `PT = 0` and `out_h = B`.
+#[inline(always)]
+unsafe fn short_sweep<const N: usize, S: Steps<N>, const RELU: bool, const B: usize>(
+    pl: &Planes,
+    in_w: usize,
+    rows: usize,
+    x0: [usize; N],
+    out_w: usize,
+    t: S,
+) {
+    // SAFETY: loads through `t.taps` of rows r < rows of plane i < n; stores at
+    // rows y < B = out_h.
+    unsafe {
+        let z = vdupq_n_f32(0.0);
+        for i in 0..pl.n {
+            let src = pl.src.add(i * pl.in_stride);
+            let dst = pl.dst.add(i * pl.out_stride);
+            let w = load_filter(pl.w.add(9 * i));
+            let bias = [vld1q_dup_f32(pl.bias.add(i)); N];
+            // acc[y] accumulates output row y, which reads input rows y .. y + 3.
+            let mut acc = [bias; B];
+            for r in 0..B + 2 {
+                if r >= rows {
+                    break;
+                }
+                let x = t.taps(src.add(r * in_w));
+                for dy in 0..3 {
+                    if r >= dy && r - dy < B {
+                        acc[r - dy] = fma_n(acc[r - dy], &x, &w, dy);
+                    }
+                }
+            }
+            for (y, v) in acc.iter().enumerate() {
+                for k in 0..N {
+                    let v = if RELU { vmaxq_f32(v[k], z) } else { v[k] };
+                    vst1q_f32(dst.add(y * out_w + x0[k]), v);
+                }
+            }
+        }
+    }
+}
+
+/// One sweep: the general [`sweep`] (`B = 0`) or the short-band one.
+///
+/// # Safety
+/// As for [`sweep`] (and [`short_sweep`] when `B > 0`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn any_sweep<
+    const N: usize,
+    S: Steps<N>,
+    const RELU: bool,
+    const PT: usize,
+    const B: usize,
+>(
+    pl: &Planes,
+    in_w: usize,
+    rows: usize,
+    x0: [usize; N],
+    out_w: usize,
+    out_h: usize,
+    t: S,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if B == 0 {
+            sweep::<N, S, RELU, PT>(pl, in_w, rows, x0, out_w, out_h, t);
+        } else {
+            short_sweep::<N, S, RELU, B>(pl, in_w, rows, x0, out_w, t);
+        }
+    }
+}
+
 /// All column sweeps of the call: body steps in pairs, a leftover body step
 /// paired with the first edge step, then the edge steps in pairs.
+///
+/// `B > 0` selects [`short_sweep`] (then `PT = 0` and `out_h = B`).
 ///
 /// # Safety
 /// As for [`sweep`], for every step of `plan`.
 #[inline(always)]
-unsafe fn steps<const RELU: bool, const PT: usize>(
+unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
     pl: &Planes,
     g: &PlaneGeom,
     rows: usize,
@@ -318,7 +398,7 @@ unsafe fn steps<const RELU: bool, const PT: usize>(
         let mut s = 0;
         while s + 2 <= plan.body_steps {
             let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
-            sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+            any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
             s += 2;
         }
         let mut e = 0;
@@ -326,10 +406,10 @@ unsafe fn steps<const RELU: bool, const PT: usize>(
             let (x0, t0) = body(s);
             if plan.n_edges > 0 {
                 let (x1, t1) = edge(0);
-                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
                 e = 1;
             } else {
-                sweep::<1, _, RELU, PT>(pl, iw, rows, [x0], ow, oh, (t0,));
+                any_sweep::<1, _, RELU, PT, B>(pl, iw, rows, [x0], ow, oh, (t0,));
             }
         }
         while e + 2 <= plan.n_edges {
@@ -339,15 +419,15 @@ unsafe fn steps<const RELU: bool, const PT: usize>(
                     offs: t0.offs,
                     idx: [t0.idx, t1.idx],
                 };
-                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, t);
+                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, t);
             } else {
-                sweep::<2, _, RELU, PT>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
             }
             e += 2;
         }
         if e < plan.n_edges {
             let (x0, t0) = edge(e);
-            sweep::<1, _, RELU, PT>(pl, iw, rows, [x0], ow, oh, (t0,));
+            any_sweep::<1, _, RELU, PT, B>(pl, iw, rows, [x0], ow, oh, (t0,));
         }
     }
 }
@@ -385,13 +465,23 @@ pub(crate) fn run(
             bias: p.bias.as_ptr().add(channels.start),
             n: channels.len(),
         };
-        match (p.relu, g.pad_top) {
-            (false, 0) => steps::<false, 0>(&pl, g, rows, &plan),
-            (false, 1) => steps::<false, 1>(&pl, g, rows, &plan),
-            (false, _) => steps::<false, 2>(&pl, g, rows, &plan),
-            (true, 0) => steps::<true, 0>(&pl, g, rows, &plan),
-            (true, 1) => steps::<true, 1>(&pl, g, rows, &plan),
-            (true, _) => steps::<true, 2>(&pl, g, rows, &plan),
+        // Short bands without padding above (the row pipeline's) take the
+        // unrolled sweep.
+        match (p.relu, g.pad_top, g.out_h) {
+            (false, 0, 1) => steps::<false, 0, 1>(&pl, g, rows, &plan),
+            (false, 0, 2) => steps::<false, 0, 2>(&pl, g, rows, &plan),
+            (false, 0, 3) => steps::<false, 0, 3>(&pl, g, rows, &plan),
+            (false, 0, 4) => steps::<false, 0, 4>(&pl, g, rows, &plan),
+            (false, 0, _) => steps::<false, 0, 0>(&pl, g, rows, &plan),
+            (false, 1, _) => steps::<false, 1, 0>(&pl, g, rows, &plan),
+            (false, _, _) => steps::<false, 2, 0>(&pl, g, rows, &plan),
+            (true, 0, 1) => steps::<true, 0, 1>(&pl, g, rows, &plan),
+            (true, 0, 2) => steps::<true, 0, 2>(&pl, g, rows, &plan),
+            (true, 0, 3) => steps::<true, 0, 3>(&pl, g, rows, &plan),
+            (true, 0, 4) => steps::<true, 0, 4>(&pl, g, rows, &plan),
+            (true, 0, _) => steps::<true, 0, 0>(&pl, g, rows, &plan),
+            (true, 1, _) => steps::<true, 1, 0>(&pl, g, rows, &plan),
+            (true, _, _) => steps::<true, 2, 0>(&pl, g, rows, &plan),
         }
     }
     true

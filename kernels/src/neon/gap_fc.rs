@@ -3,13 +3,14 @@
 //! The pool sums four planes at a time (vector adds, the tail vector loaded lane
 //! by lane), reduces the four sums with pairwise adds into one vector and stores
 //! the four means at once. The FC is a GEMV over row-major weights: eight outputs
-//! at a time, each input vector loaded once and multiplied into the eight rows
-//! (every weight is loaded exactly once), the eight row sums reduced with pairwise
-//! adds; leftover outputs run one at a time.
+//! at a time, sixteen inputs loaded once and multiplied into the eight rows (every
+//! weight is loaded exactly once, sixteen per four-register `ld1`), the eight row
+//! sums reduced with pairwise adds; leftover outputs run one at a time.
 
 use super::common::{load_part, zero};
 use crate::{Fc, KernelError, Planes};
 use core::arch::aarch64::*;
+use core::arch::asm;
 
 /// Sum of `hw` floats at `p`.
 ///
@@ -93,6 +94,85 @@ unsafe fn dot_tail(acc: float32x4_t, w: *const f32, x: *const f32, len: usize) -
     }
 }
 
+/// One row's four lane FMAs (`v$a += v4..v7 * v0..v3`) after loading its
+/// sixteen weights from cursor `{$r}` into `v4 - v7`.
+macro_rules! gemv_row {
+    ($r:literal, $a:literal) => {
+        concat!(
+            "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{",
+            $r,
+            "}], #64\n",
+            "fmla v",
+            $a,
+            ".4s, v4.4s, v0.4s\n",
+            "fmla v",
+            $a,
+            ".4s, v5.4s, v1.4s\n",
+            "fmla v",
+            $a,
+            ".4s, v6.4s, v2.4s\n",
+            "fmla v",
+            $a,
+            ".4s, v7.4s, v3.4s\n",
+        )
+    };
+}
+
+/// Adds rows `r[0..8]` times `x`, `16 steps` floats of each, into `acc` (lane-wise
+/// partial sums): per step one four-register `ld1` of sixteen inputs, one per
+/// row of its sixteen weights (post-incremented), 32 FMAs.
+///
+/// # Safety
+/// `steps >= 1`; `r[i] .. r[i] + 16 steps` and `x .. x + 16 steps` are readable.
+#[inline(always)]
+unsafe fn gemv_rows8(
+    r: [*const f32; 8],
+    x: *const f32,
+    steps: usize,
+    acc: [float32x4_t; 8],
+) -> [float32x4_t; 8] {
+    let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = acc;
+    // SAFETY: reads exactly the ranges of the contract; registers only otherwise.
+    unsafe {
+        asm!(
+            "2:",
+            "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{x}], #64",
+            gemv_row!("r0", 16),
+            gemv_row!("r1", 17),
+            gemv_row!("r2", 18),
+            gemv_row!("r3", 19),
+            gemv_row!("r4", 20),
+            gemv_row!("r5", 21),
+            gemv_row!("r6", 22),
+            gemv_row!("r7", 23),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            x = inout(reg) x => _,
+            n = inout(reg) steps => _,
+            r0 = inout(reg) r[0] => _,
+            r1 = inout(reg) r[1] => _,
+            r2 = inout(reg) r[2] => _,
+            r3 = inout(reg) r[3] => _,
+            r4 = inout(reg) r[4] => _,
+            r5 = inout(reg) r[5] => _,
+            r6 = inout(reg) r[6] => _,
+            r7 = inout(reg) r[7] => _,
+            inout("v16") a0,
+            inout("v17") a1,
+            inout("v18") a2,
+            inout("v19") a3,
+            inout("v20") a4,
+            inout("v21") a5,
+            inout("v22") a6,
+            inout("v23") a7,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1, a2, a3, a4, a5, a6, a7]
+}
+
 /// `out = W x + b` (contract of the scalar twin).
 pub fn fc(p: &Fc, x: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
     p.check(out)?;
@@ -113,21 +193,11 @@ pub fn fc(p: &Fc, x: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
         let mut o = 0;
         while o + 8 <= no {
             let rows: [*const f32; 8] = core::array::from_fn(|r| w.add((o + r) * ni));
-            let mut cur = rows;
-            let mut xc = xp;
             let mut acc = [zero(); 8];
-            let xend = xp.add(main);
-            // Sixteen inputs per step: the row addresses are re-derived once per
-            // 128 multiply-adds.
-            while xc != xend {
-                let x: [float32x4_t; 4] = core::array::from_fn(|j| vld1q_f32(xc.add(4 * j)));
-                xc = xc.add(16);
-                for (a, c) in acc.iter_mut().zip(cur.iter_mut()) {
-                    for (j, xj) in x.iter().enumerate() {
-                        *a = vfmaq_f32(*a, vld1q_f32(c.add(4 * j)), *xj);
-                    }
-                    *c = c.add(16);
-                }
+            if main > 0 {
+                // The eight rows hold `main` floats from `rows[r]`, `x` `main`
+                // from `xp`; `main` is a multiple of 16.
+                acc = gemv_rows8(rows, xp, main / 16, acc);
             }
             if main < ni {
                 for r in 0..8 {

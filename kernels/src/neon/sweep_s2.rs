@@ -15,6 +15,7 @@
 
 use super::common::{table4, RowPlan};
 use core::arch::aarch64::*;
+use core::arch::asm;
 
 /// The three taps of consecutive input rows for one column step, read through a
 /// cursor that walks down the plane (so loads can post-increment their address).
@@ -52,12 +53,21 @@ impl Taps for Body {
     unsafe fn next(self, cur: &mut [*const f32; 2], in_w: usize) -> [float32x4_t; 3] {
         // SAFETY: reads columns col .. col + 10 of the cursor's row (body
         // condition); the cursor moves to the next row with wrapping arithmetic
-        // (it is only dereferenced at rows of the plane).
+        // (it is only dereferenced at rows of the plane); the asm is empty.
         unsafe {
             let a = vld2q_f32(cur[0]);
             let b = vld2q_f32(cur[1]);
             cur[0] = cur[0].wrapping_add(in_w);
             cur[1] = cur[1].wrapping_add(in_w);
+            // Keep each cursor its own register, so the moves fold into the
+            // loads (`ld2 .., [x], x_in_w`) instead of one shared offset plus an
+            // address add per load.
+            asm!(
+                "/* {0} {1} */",
+                inout(reg) cur[0],
+                inout(reg) cur[1],
+                options(readonly, nostack, preserves_flags)
+            );
             [a.0, a.1, b.0]
         }
     }

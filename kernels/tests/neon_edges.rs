@@ -264,7 +264,8 @@ fn pool3x3s2_random_geometries_and_nan() {
 #[test]
 fn stem_conv_wide_rows_and_pads() {
     let mut rng = Rng(0xfeed_face_dead_beef);
-    // (cout, in_h, in_w, pad): widths past one 256-column output chunk.
+    // (cout, in_h, in_w, pad): widths past one 256-column output chunk, then
+    // narrow rows.
     let cases = [
         (24, 9, 600, 1),
         (12, 5, 515, 0),
@@ -273,6 +274,10 @@ fn stem_conv_wide_rows_and_pads() {
         (20, 4, 520, 2),
         (8, 11, 17, 0),
     ];
+    // Every width from 1 to 64 at each pad: the in-place tiles' first and last
+    // columns at every offset from the row's ends.
+    let narrow = (1..=64).flat_map(|w| [(12, 5 + w % 3, w, 1), (24, 3 + w % 4, w, w % 3)]);
+    let cases: Vec<_> = cases.into_iter().chain(narrow).collect();
     for &(cout, h, w, pad) in &cases {
         let (oh, ow) = ((h + 2 * pad - 3) / 2 + 1, (w + 2 * pad - 3) / 2 + 1);
         let g = PlaneGeom {

@@ -9,7 +9,9 @@
 //! two columns on give kx = 2, and each loaded vector feeds 8 (or 4) lane FMAs:
 //! no im2col copy. The tile starts from a bias table and ends with the optional
 //! ReLU (`fmax`, which keeps NaN). Output columns are processed in chunks of
-//! [`CHUNK`] so the row buffers stay on the stack.
+//! [`CHUNK`] so the row buffers stay on the stack. Channel ranges that are a
+//! multiple of 12 (the 0.5x, 1x and 2x stems) run the 12-channel tile of
+//! [`super::conv3x3s2_stem12`] over the same row buffers instead.
 //!
 //! Every other convolution shape (other channel counts, groups, kernel sizes or
 //! strides) runs the scalar twin.
@@ -20,15 +22,15 @@ use core::arch::asm;
 use std::ops::Range;
 
 /// K of the stem GEMM: 3 channels x 3 x 3 taps.
-const K: usize = 27;
+pub(super) const K: usize = 27;
 /// Output columns per chunk.
-const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 256;
 /// Output pixels per register tile.
 const NP: usize = 12;
 /// Floats of a padded row buffer: a tile at output column `x` reads buffer
 /// columns `2x .. 2x + 2 NP + 2`, so a chunk reads `2 * CHUNK.next_multiple_of(NP)
 /// + 2` columns at most.
-const ROW: usize = 2 * CHUNK + 2 * NP + 8;
+pub(super) const ROW: usize = 2 * CHUNK + 2 * NP + 8;
 /// Output channels (panels of `MR`) whose packed weights are built at once.
 const BLOCK_PANELS: usize = 8;
 
@@ -47,6 +49,13 @@ pub fn conv2d(
         return crate::scalar::conv2d::conv2d(p, g, input, output, out_channels);
     }
     if g.out_h == 0 || g.out_w == 0 || out_channels.is_empty() {
+        return Ok(());
+    }
+    if out_channels
+        .len()
+        .is_multiple_of(super::conv3x3s2_stem12::ROWS)
+    {
+        super::conv3x3s2_stem12::conv2d(p, g, input, output, out_channels);
         return Ok(());
     }
     let mut wpack = [0f32; BLOCK_PANELS * K * MR];
@@ -80,26 +89,8 @@ pub fn conv2d(
             let mut cx = 0;
             while cx < g.out_w {
                 let cw = CHUNK.min(g.out_w - cx);
-                // Padded copies of the 9 input rows: buffer column c is input
-                // column 2 cx - pad_left + c, zero outside the input.
-                let first = (2 * cx) as isize - g.pad_left as isize;
                 // Columns the tiles read: see `strip`.
-                let need = 2 * cw.next_multiple_of(NP) + 2;
-                for (i, buf) in rows.iter_mut().enumerate() {
-                    let (ci, ky) = (i / 3, i % 3);
-                    let iy = (2 * y + ky) as isize - g.pad_top as isize;
-                    let lo = first.max(0) as usize;
-                    let hi = (first + need as isize).clamp(0, g.in_w as isize) as usize;
-                    if iy < 0 || iy >= g.in_h as isize || lo >= hi {
-                        buf[..need].fill(0.0);
-                        continue;
-                    }
-                    let src = ci * g.in_stride + iy as usize * g.in_w;
-                    let at = (lo as isize - first) as usize;
-                    buf[..at].fill(0.0);
-                    buf[at..at + hi - lo].copy_from_slice(&input[src + lo..src + hi]);
-                    buf[at + hi - lo..need].fill(0.0);
-                }
+                fill_rows(&mut rows, input, g, y, cx, 2 * cw.next_multiple_of(NP) + 2);
                 // Tiles of NP pixels, then one of the rest (rounded up to whole
                 // vectors).
                 let full = cw / NP;
@@ -172,6 +163,36 @@ pub fn conv2d(
         c0 = c1;
     }
     Ok(())
+}
+
+/// Fills columns `0 .. need` of the 9 padded row buffers of output row `y` and
+/// the chunk at output column `cx`: buffer `3 ci + ky` is input row `2 y + ky -
+/// pad_top` of channel `ci`, its column `c` input column `2 cx - pad_left + c`,
+/// zero outside the input.
+pub(super) fn fill_rows(
+    rows: &mut [[f32; ROW]; 9],
+    input: &[f32],
+    g: &PlaneGeom,
+    y: usize,
+    cx: usize,
+    need: usize,
+) {
+    let first = (2 * cx) as isize - g.pad_left as isize;
+    for (i, buf) in rows.iter_mut().enumerate() {
+        let (ci, ky) = (i / 3, i % 3);
+        let iy = (2 * y + ky) as isize - g.pad_top as isize;
+        let lo = first.max(0) as usize;
+        let hi = (first + need as isize).clamp(0, g.in_w as isize) as usize;
+        if iy < 0 || iy >= g.in_h as isize || lo >= hi {
+            buf[..need].fill(0.0);
+            continue;
+        }
+        let src = ci * g.in_stride + iy as usize * g.in_w;
+        let at = (lo as isize - first) as usize;
+        buf[..at].fill(0.0);
+        buf[at..at + hi - lo].copy_from_slice(&input[src + lo..src + hi]);
+        buf[at + hi - lo..need].fill(0.0);
+    }
 }
 
 /// One strip call: `nt` register tiles side by side along an output row.

@@ -6,6 +6,7 @@
 
 mod common;
 mod conv3x3s2_stem;
+mod conv3x3s2_stem12;
 mod dwconv3x3_s1;
 mod dwconv3x3_s2;
 mod gap_fc;

@@ -146,6 +146,30 @@ fn fma_n<const N: usize>(
     out
 }
 
+/// Stores the `N` steps' vectors of one output row at `row + x0[k]`, clamped at
+/// zero when `RELU`.
+///
+/// # Safety
+/// `row + x0[k] .. + 4` is writable for every `k`.
+#[inline(always)]
+unsafe fn store<const N: usize, const RELU: bool>(
+    row: *mut f32,
+    x0: [usize; N],
+    v: [float32x4_t; N],
+) {
+    // SAFETY: the caller's contract; register-only clamp.
+    unsafe {
+        for k in 0..N {
+            let v = if RELU {
+                vmaxq_f32(v[k], vdupq_n_f32(0.0))
+            } else {
+                v[k]
+            };
+            vst1q_f32(row.add(x0[k]), v);
+        }
+    }
+}
+
 /// One column sweep of `N` steps over every plane: outputs
 /// `(y, x0[k] .. x0[k] + 4)` for every output row `y`. Input rows `0 .. rows` are
 /// visited (`rows = min(in_h, out_h + 2 - PT)`, `PT` the padding rows above).
@@ -170,13 +194,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
     // rows 0 <= y < out_h (the steady loops store rows r + PT - 2 for r < rows,
     // which are < out_h because rows <= out_h + 2 - PT).
     unsafe {
-        let z = vdupq_n_f32(0.0);
-        let st = |row: *mut f32, v: [float32x4_t; N]| {
-            for k in 0..N {
-                let v = if RELU { vmaxq_f32(v[k], z) } else { v[k] };
-                vst1q_f32(row.add(x0[k]), v);
-            }
-        };
+        let st = |row: *mut f32, v: [float32x4_t; N]| store::<N, RELU>(row, x0, v);
         let pt = PT;
         for i in 0..pl.n {
             let src = pl.src.add(i * pl.in_stride);
@@ -299,7 +317,6 @@ unsafe fn short_sweep<const N: usize, S: Steps<N>, const RELU: bool, const B: us
     // SAFETY: loads through `t.taps` of rows r < rows of plane i < n; stores at
     // rows y < B = out_h.
     unsafe {
-        let z = vdupq_n_f32(0.0);
         for i in 0..pl.n {
             let src = pl.src.add(i * pl.in_stride);
             let dst = pl.dst.add(i * pl.out_stride);
@@ -318,11 +335,8 @@ unsafe fn short_sweep<const N: usize, S: Steps<N>, const RELU: bool, const B: us
                     }
                 }
             }
-            for (y, v) in acc.iter().enumerate() {
-                for k in 0..N {
-                    let v = if RELU { vmaxq_f32(v[k], z) } else { v[k] };
-                    vst1q_f32(dst.add(y * out_w + x0[k]), v);
-                }
+            for (y, v) in acc.into_iter().enumerate() {
+                store::<N, RELU>(dst.add(y * out_w), x0, v);
             }
         }
     }

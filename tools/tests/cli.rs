@@ -261,3 +261,44 @@ fn bench_compare_reports_ratios() {
     }
     assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
 }
+
+#[test]
+fn bench_scaling_compares_thread_counts() {
+    let m = synth("3", "0.5");
+    let out = ok(&[
+        "bench",
+        &m,
+        "--scaling",
+        "--threads",
+        "2",
+        "--resolutions",
+        "32x32,64x48",
+        "--runs",
+        "3",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, res) in lines.iter().zip(["32x32", "64x48"]) {
+        assert!(
+            line.contains(&format!("\"resolution\": \"{res}\"")),
+            "{line}"
+        );
+        for key in [
+            "\"median_ms_1\": ",
+            "\"median_ms_n\": ",
+            "\"speedup\": ",
+            "\"threads\": 2",
+        ] {
+            assert!(line.contains(key), "{key} missing in {line}");
+        }
+    }
+    let one = bin()
+        .args(["bench", &m, "--scaling", "--threads", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("--threads N, N >= 2"));
+}

@@ -147,6 +147,75 @@ where
     })
 }
 
+/// Channels per unit of work in [`par_global_avg_pool`]: the NEON kernel sums
+/// four planes as a block and a remainder plane by plane; cutting only at whole
+/// blocks leaves every value computed by the same code as in one call, so results
+/// are bit-identical for any thread count.
+const POOL_BLOCK: usize = 4;
+/// Outputs per unit of work in [`par_fc`] (eight-row blocks in the NEON kernel),
+/// for the same reason.
+const FC_BLOCK: usize = 8;
+
+/// The global average pool split over threads by blocks of channels.
+pub fn par_global_avg_pool(
+    planes: &Planes,
+    input: &[f32],
+    out: &mut [f32],
+    threads: usize,
+) -> Result<(), Error> {
+    let n = planes.channels;
+    let out = out
+        .get_mut(..n)
+        .ok_or_else(|| Error::Argument("global pool output too short".into()))?;
+    for_parts(
+        out,
+        0..n.div_ceil(POOL_BLOCK),
+        threads,
+        &|b| b * POOL_BLOCK,
+        &|r, o| {
+            let c = r.start * POOL_BLOCK..(r.end * POOL_BLOCK).min(n);
+            let part = Planes {
+                channels: c.len(),
+                ..*planes
+            };
+            let inp = input.get(c.start * planes.stride..).unwrap_or(&[]);
+            Ok(dispatch::global_avg_pool(&part, inp, o)?)
+        },
+    )
+}
+
+/// The FC layer split over threads by blocks of outputs.
+pub fn par_fc(fc: &kernels::Fc, x: &[f32], out: &mut [f32], threads: usize) -> Result<(), Error> {
+    let n = fc.outputs;
+    let out = out
+        .get_mut(..n)
+        .ok_or_else(|| Error::Argument("fc output too short".into()))?;
+    for_parts(
+        out,
+        0..n.div_ceil(FC_BLOCK),
+        threads,
+        &|b| b * FC_BLOCK,
+        &|r, o| {
+            let rows = r.start * FC_BLOCK..(r.end * FC_BLOCK).min(n);
+            let weights = fc
+                .weights
+                .get(rows.start * fc.inputs..rows.end * fc.inputs)
+                .ok_or_else(|| Error::Argument("fc weights too short".into()))?;
+            let bias = fc
+                .bias
+                .get(rows.clone())
+                .ok_or_else(|| Error::Argument("fc bias too short".into()))?;
+            let part = kernels::Fc {
+                inputs: fc.inputs,
+                outputs: rows.len(),
+                weights,
+                bias,
+            };
+            Ok(dispatch::fc(&part, x, o)?)
+        },
+    )
+}
+
 /// Plane geometry of step `i` on whole tensors.
 pub fn geom(p: &ExecPlan, i: usize, input: View, output: View, pads: Pads) -> PlaneGeom {
     let s = p.shapes[i];
@@ -261,11 +330,16 @@ pub fn run_step<T: TensorSource + ?Sized>(
                 weights: tensor_f32(t, weights)?,
                 bias: tensor_f32(t, bias)?,
             };
-            dispatch::gap_fc(&fc, &planes(p, input), inp, pooled, out)?;
+            if threads <= 1 {
+                dispatch::gap_fc(&fc, &planes(p, input), inp, pooled, out)?;
+            } else {
+                par_global_avg_pool(&planes(p, input), inp, pooled, threads)?;
+                par_fc(&fc, pooled, out, threads)?;
+            }
         }
         Step::GlobalAvgPool { input, .. } => {
             let (out, inp) = out_in(p, arena, ext, out_r, input)?;
-            dispatch::global_avg_pool(&planes(p, input), inp, out)?;
+            par_global_avg_pool(&planes(p, input), inp, out, threads)?;
         }
         Step::Fc {
             weights,
@@ -280,7 +354,7 @@ pub fn run_step<T: TensorSource + ?Sized>(
                 weights: tensor_f32(t, weights)?,
                 bias: tensor_f32(t, bias)?,
             };
-            dispatch::fc(&fc, inp, out)?;
+            par_fc(&fc, inp, out, threads)?;
         }
         Step::Add { a, b, relu, output } => {
             if a == b && output == a {
@@ -332,4 +406,57 @@ pub fn run_step<T: TensorSource + ?Sized>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn split_fc_and_global_pool_match_one_call_bit_for_bit() {
+        for (inputs, outputs) in [(13, 1), (16, 7), (37, 37), (480, 1000)] {
+            let (w, b, x) = (data(inputs * outputs, 1), data(outputs, 2), data(inputs, 3));
+            let fc = kernels::Fc {
+                inputs,
+                outputs,
+                weights: &w,
+                bias: &b,
+            };
+            let mut want = vec![0.0; outputs];
+            dispatch::fc(&fc, &x, &mut want).unwrap();
+            for threads in 1..=4 {
+                let mut got = vec![f32::NAN; outputs];
+                par_fc(&fc, &x, &mut got, threads).unwrap();
+                assert_eq!(got, want, "fc {inputs}->{outputs}, {threads} threads");
+            }
+            let short = kernels::Fc {
+                weights: &w[..w.len() - 1],
+                ..fc
+            };
+            assert!(par_fc(&short, &x, &mut want, 2).is_err());
+        }
+        for (channels, hw, stride) in [(1, 1, 1), (3, 5, 8), (13, 49, 49), (480, 920, 924)] {
+            let planes = Planes {
+                channels,
+                hw,
+                stride,
+            };
+            let input = data(channels * stride, 4);
+            let mut want = vec![0.0; channels];
+            dispatch::global_avg_pool(&planes, &input, &mut want).unwrap();
+            for threads in 1..=4 {
+                let mut got = vec![f32::NAN; channels];
+                par_global_avg_pool(&planes, &input, &mut got, threads).unwrap();
+                assert_eq!(got, want, "pool {channels}x{hw}, {threads} threads");
+            }
+            let short = &input[..input.len() - stride];
+            assert!(par_global_avg_pool(&planes, short, &mut want, 2).is_err());
+        }
+    }
 }

@@ -290,6 +290,7 @@ fn bench_scaling_compares_thread_counts() {
             "\"median_ms_1\": ",
             "\"median_ms_n\": ",
             "\"speedup\": ",
+            "\"paired_speedup\": ",
             "\"threads\": 2",
         ] {
             assert!(line.contains(key), "{key} missing in {line}");

@@ -360,8 +360,9 @@ fn compare(s: &Settings) -> CliResult {
     Ok(())
 }
 
-/// One thread against `s.threads`, interleaved, at each resolution: both medians
-/// and the speedup (ratio of the medians), and the ratio of the fastest runs.
+/// One thread against `s.threads`, interleaved, at each resolution: both medians,
+/// the speedup (ratio of the medians) and the paired speedup (median over rounds
+/// of the ratio within a round, which cancels the machine's slower drifts).
 fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
     if s.threads < 2 {
         return Err(CliError::Usage(
@@ -383,7 +384,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
             "1 thread ms",
             format!("{} threads ms", s.threads),
             "speedup",
-            "min speedup"
+            "paired"
         );
     }
     for &(h, w) in &s.resolutions {
@@ -395,7 +396,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
         let [one, many]: [Measurement; 2] =
             [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times[i].clone()));
         let speedup = one.median_ms / many.median_ms;
-        let min_speedup = one.min_ms / many.min_ms;
+        let paired = paired_speedup(&times[0], &times[1]);
         if s.json {
             println!(
                 "{}",
@@ -405,9 +406,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
                     ("median_ms_1", json::number(one.median_ms)),
                     ("median_ms_n", json::number(many.median_ms)),
                     ("speedup", json::number(speedup)),
-                    ("min_ms_1", json::number(one.min_ms)),
-                    ("min_ms_n", json::number(many.min_ms)),
-                    ("min_speedup", json::number(min_speedup)),
+                    ("paired_speedup", json::number(paired)),
                     ("runs", s.runs.to_string()),
                     ("threads", s.threads.to_string()),
                     ("isa", json::string(kernels::dispatch::isa())),
@@ -421,9 +420,21 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
                 one.median_ms,
                 many.median_ms,
                 speedup,
-                min_speedup
+                paired
             );
         }
     }
     Ok(())
+}
+
+/// Median over rounds of `one`'s block time over `many`'s, the runs of a round
+/// being the consecutive [`BLOCK`]` - 1` of each.
+fn paired_speedup(one: &[f64], many: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = one
+        .chunks(BLOCK - 1)
+        .zip(many.chunks(BLOCK - 1))
+        .map(|(a, b)| a.iter().sum::<f64>() / b.iter().sum::<f64>())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }

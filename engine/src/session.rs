@@ -94,6 +94,7 @@ impl Session {
             } else {
                 1
             },
+            threads: options.threads,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
         let arena = zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;

@@ -195,18 +195,46 @@ fn the_720p_pipeline_arena_is_at_most_a_third_of_the_whole_tensor_plan() {
         stream: false,
         ..Default::default()
     });
-    for segments in [1, 2] {
+    // One thread; two splitting each kernel call; two running a segment each.
+    for (segments, threads) in [(1, 1), (1, 2), (2, 2)] {
         let p = plan_with(ExecOptions {
             segments,
+            threads,
             ..Default::default()
         });
         assert!(p.pipeline.is_some());
         arena::check(&p.layout, &p.lifetimes).unwrap();
         assert!(
             3 * p.layout.peak <= whole.layout.peak,
-            "{segments} segment(s): {} floats against {}",
+            "{segments} segment(s), {threads} thread(s): {} floats against {}",
             p.layout.peak,
             whole.layout.peak
         );
+    }
+}
+
+#[test]
+fn several_threads_run_an_unpipelined_program_on_whole_tensors() {
+    let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
+    let chains = |p: &ExecPlan| {
+        p.stages
+            .iter()
+            .filter(|s| matches!(s, Stage::Unit(_) | Stage::Stem(_)))
+            .count()
+    };
+    for threads in [1, 2, 4] {
+        let p = ExecPlan::new(
+            &lowered.program,
+            224,
+            224,
+            &ExecOptions {
+                pipeline_min_bytes: usize::MAX,
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(p.pipeline.is_none());
+        assert_eq!(chains(&p) == 0, threads > 1, "{threads} thread(s)");
     }
 }

@@ -16,7 +16,7 @@ commands:
   convert IN.onnx -o FILE                             convert an ONNX model to the engine's file
   info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
   plan    [FILE] [--resolution HxW] [--json] [--no-stream] [--band-kib N] [--segments N]
-          [--pipeline-kib N]                          the fused op list and the arena
+          [--threads N] [--pipeline-kib N]            the fused op list and the arena
   run     FILE --input IN.npy --output OUT.npy [--threads N]
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]

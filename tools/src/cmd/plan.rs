@@ -25,7 +25,13 @@ pub fn run(argv: &[String]) -> CliResult {
     let a = parse(
         argv,
         &["json", "no-stream"],
-        &["resolution", "band-kib", "segments", "pipeline-kib"],
+        &[
+            "resolution",
+            "band-kib",
+            "segments",
+            "threads",
+            "pipeline-kib",
+        ],
     )?;
     let model = load::model(model_path(&a)?)?;
     let (h, w) = load::resolution(a.value("resolution"), &model)?;
@@ -41,6 +47,7 @@ pub fn run(argv: &[String]) -> CliResult {
         band_bytes: band_kib.saturating_mul(1024),
         pipeline_min_bytes: pipeline_kib.saturating_mul(1024),
         segments: a.parsed("segments", 1).map_err(CliError::Usage)?,
+        threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
         ..Default::default()
     };
     let plan = ExecPlan::new(program, h, w, &opts)?;

@@ -1,6 +1,15 @@
 //! The `shufflenet` command-line program: build, inspect, run and benchmark
 //! ShuffleNet v1 models. Run `shufflenet help` for the commands.
 
+/// `println!` for command output: a write error ends the command with an error,
+/// and a closed pipe (`shufflenet plan | head`) ends it quietly.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*).map_err($crate::CliError::from_write)?
+    }};
+}
+
 mod args;
 mod cmd;
 mod json;
@@ -38,6 +47,19 @@ pub enum CliError {
     Usage(String),
     /// The command failed.
     Failed(String),
+    /// Standard output was closed by its reader.
+    Closed,
+}
+
+impl CliError {
+    /// The error of a failed write to standard output.
+    fn from_write(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::Closed
+        } else {
+            CliError::Failed(format!("writing the output: {e}"))
+        }
+    }
 }
 
 impl<E: std::error::Error> From<E> for CliError {
@@ -48,6 +70,11 @@ impl<E: std::error::Error> From<E> for CliError {
 
 /// Result of a command.
 pub type CliResult = Result<(), CliError>;
+
+fn help() -> CliResult {
+    out!("{USAGE}");
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -62,10 +89,7 @@ fn main() -> ExitCode {
         "plan" => cmd::plan::run(rest),
         "run" => cmd::run::run(rest),
         "bench" => cmd::bench::run(rest),
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(())
-        }
+        "help" | "--help" | "-h" => help(),
         other => Err(CliError::Usage(format!("unknown command '{other}'"))),
     };
     match result {
@@ -78,5 +102,6 @@ fn main() -> ExitCode {
             eprintln!("shufflenet: {e}");
             ExitCode::FAILURE
         }
+        Err(CliError::Closed) => ExitCode::SUCCESS,
     }
 }

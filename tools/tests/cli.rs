@@ -3,7 +3,7 @@
 
 use shufflenet::npy;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The program, run directly, or through qemu when this test itself runs under qemu
 /// (an aarch64 test binary cannot exec an aarch64 program without binfmt support).
@@ -302,4 +302,23 @@ fn bench_scaling_compares_thread_counts() {
         .unwrap();
     assert_eq!(one.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&one.stderr).contains("--threads N, N >= 2"));
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    // As `shufflenet plan | head -0`: the reader is gone before the first line.
+    let mut child = bin()
+        .args(["plan", "--resolution", "224x224"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.is_empty(),
+        "{:?}: {err}",
+        out.status
+    );
 }

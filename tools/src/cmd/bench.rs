@@ -230,15 +230,19 @@ pub fn run(argv: &[String]) -> CliResult {
         return scaling(&model, &s);
     }
     if !s.json {
-        println!(
+        out!(
             "{} ({} kernels, {} thread(s))",
             model.program().description,
             kernels::dispatch::isa(),
             s.threads
         );
-        println!(
+        out!(
             "{:>10} {:>9} {:>10} {:>10} {:>9}",
-            "resolution", "MFLOPs", "median ms", "min ms", "GFLOP/s"
+            "resolution",
+            "MFLOPs",
+            "median ms",
+            "min ms",
+            "GFLOP/s"
         );
     }
     for &(h, w) in &s.resolutions {
@@ -246,7 +250,7 @@ pub fn run(argv: &[String]) -> CliResult {
         let times = interleaved(&mut b, &format!("{h}x{w}"), s.warmup, s.runs)?;
         let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
         if s.json {
-            println!(
+            out!(
                 "{}",
                 json::object(&[
                     ("resolution", json::string(&format!("{h}x{w}"))),
@@ -260,7 +264,7 @@ pub fn run(argv: &[String]) -> CliResult {
                 ])
             );
         } else {
-            println!(
+            out!(
                 "{:>10} {:>9.1} {:>10.3} {:>10.3} {:>9.2}",
                 format!("{h}x{w}"),
                 m.mflops,
@@ -284,15 +288,21 @@ fn compare(s: &Settings) -> CliResult {
         })
         .collect::<Result<_, CliError>>()?;
     if !s.json {
-        println!(
+        out!(
             "ShuffleNet v1 g=3, {} kernels, {} thread(s), median of {} interleaved runs",
             kernels::dispatch::isa(),
             s.threads,
             s.runs
         );
-        println!(
+        out!(
             "{:>10} {:>5} {:>8} {:>9} {:>8}   {:>9} {:>9}",
-            "resolution", "scale", "MFLOPs", "median ms", "GFLOP/s", "FLOP x", "time x"
+            "resolution",
+            "scale",
+            "MFLOPs",
+            "median ms",
+            "GFLOP/s",
+            "FLOP x",
+            "time x"
         );
     }
     for &(h, w) in &s.resolutions {
@@ -317,7 +327,7 @@ fn compare(s: &Settings) -> CliResult {
                 )
             };
             if s.json {
-                println!(
+                out!(
                     "{}",
                     json::object(&[
                         ("resolution", json::string(&format!("{h}x{w}"))),
@@ -341,7 +351,7 @@ fn compare(s: &Settings) -> CliResult {
                         format!("{x:.2}")
                     }
                 };
-                println!(
+                out!(
                     "{:>10} {:>5} {:>8.1} {:>9.3} {:>8.2}   {:>9} {:>9}",
                     format!("{h}x{w}"),
                     format!("{}x", SCALES[i]),
@@ -354,7 +364,7 @@ fn compare(s: &Settings) -> CliResult {
             }
         }
         if !s.json {
-            println!("{:>10} E = GFLOP/s(0.5x) / GFLOP/s(2x) = {e:.2}", "");
+            out!("{:>10} E = GFLOP/s(0.5x) / GFLOP/s(2x) = {e:.2}", "");
         }
     }
     Ok(())
@@ -370,14 +380,14 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
         ));
     }
     if !s.json {
-        println!(
+        out!(
             "{} ({} kernels), 1 vs {} threads, median of {} interleaved runs",
             model.program().description,
             kernels::dispatch::isa(),
             s.threads,
             s.runs
         );
-        println!(
+        out!(
             "{:>10} {:>9} {:>12} {:>12} {:>8} {:>12}",
             "resolution",
             "MFLOPs",
@@ -398,7 +408,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
         let speedup = one.median_ms / many.median_ms;
         let paired = paired_speedup(&times[0], &times[1]);
         if s.json {
-            println!(
+            out!(
                 "{}",
                 json::object(&[
                     ("resolution", json::string(&format!("{h}x{w}"))),
@@ -413,7 +423,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
                 ])
             );
         } else {
-            println!(
+            out!(
                 "{:>10} {:>9.1} {:>12.3} {:>12.3} {:>8.2} {:>12.2}",
                 format!("{h}x{w}"),
                 one.mflops,

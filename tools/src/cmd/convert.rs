@@ -22,7 +22,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let size = spec
         .default_size
         .map_or("any size".to_string(), |(h, w)| format!("{h}x{w}"));
-    println!(
+    out!(
         "{input}: {} fused ops, input {} {} channels ({size}), output '{}' -> {out}",
         lowered.program.steps.len(),
         spec.layout,

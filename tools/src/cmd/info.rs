@@ -25,7 +25,7 @@ pub fn run(argv: &[String]) -> CliResult {
         .default_size
         .map_or("none".to_string(), |(h, w)| format!("{h}x{w}"));
     if a.flag("json") {
-        println!(
+        out!(
             "{}",
             json::object(&[
                 ("model", json::string(&program.description)),
@@ -44,26 +44,27 @@ pub fn run(argv: &[String]) -> CliResult {
         );
         return Ok(());
     }
-    println!("model       {}", program.description);
-    println!(
+    out!("model       {}", program.description);
+    out!(
         "input       {} {} channels, default size {default}",
-        input.layout, input.channels
+        input.layout,
+        input.channels
     );
     if let Some(p) = &input.preprocess {
-        println!("preprocess  (x - {:?}) * {:?}", p.mean, p.scale);
+        out!("preprocess  (x - {:?}) * {:?}", p.mean, p.scale);
     }
-    println!(
+    out!(
         "output      '{}', {} values",
         program.output_name,
         plan.output_len(program)
     );
-    println!(
+    out!(
         "parameters  {params} ({:.2} M, BatchNorm folded)",
         params as f64 / 1e6
     );
-    println!("complexity  {mflops:.1} MFLOPs (multiply-adds) at {h}x{w}");
-    println!("fused ops   {}", program.steps.len());
-    println!("file        {} bytes", model.file_bytes());
-    println!("kernels     {}", kernels::dispatch::isa());
+    out!("complexity  {mflops:.1} MFLOPs (multiply-adds) at {h}x{w}");
+    out!("fused ops   {}", program.steps.len());
+    out!("file        {} bytes", model.file_bytes());
+    out!("kernels     {}", kernels::dispatch::isa());
     Ok(())
 }

@@ -95,7 +95,7 @@ pub fn run(argv: &[String]) -> CliResult {
             ]));
         } else {
             let show = |o: Option<usize>| o.map_or("band".to_string(), |b| format!("@{b}"));
-            println!(
+            out!(
                 "{i:>3} {:<20} {:>14} -> {:<14} {mflops:>8.2} MFLOPs  in {:<11} out {:<11} {}",
                 step.kernel(),
                 shape(&plan, input),
@@ -107,7 +107,7 @@ pub fn run(argv: &[String]) -> CliResult {
         }
     }
     if a.flag("json") {
-        println!(
+        out!(
             "{}",
             json::object(&[
                 ("model", json::string(&program.description)),
@@ -121,18 +121,18 @@ pub fn run(argv: &[String]) -> CliResult {
         );
     } else {
         let mb = |b: usize| b as f64 / (1 << 20) as f64;
-        println!(
+        out!(
             "{} at {h}x{w}: {} fused ops",
             program.description,
             program.steps.len()
         );
-        println!("arena peak   {peak} bytes ({:.2} MiB)", mb(peak));
-        println!("lower bound  {lower} bytes ({:.2} MiB)", mb(lower));
-        println!(
+        out!("arena peak   {peak} bytes ({:.2} MiB)", mb(peak));
+        out!("lower bound  {lower} bytes ({:.2} MiB)", mb(lower));
+        out!(
             "naive total  {naive} bytes ({:.2} MiB, every op output its own buffer)",
             mb(naive)
         );
-        println!(
+        out!(
             "unstreamed   {unstreamed} bytes ({:.2} MiB, the same plan without band streaming)",
             mb(unstreamed)
         );

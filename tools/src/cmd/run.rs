@@ -55,6 +55,6 @@ pub fn run(argv: &[String]) -> CliResult {
         .iter()
         .map(|&i| format!("{i} ({:.4})", out[i]))
         .collect();
-    println!("top-5: {}", top.join(", "));
+    out!("top-5: {}", top.join(", "));
     Ok(())
 }

@@ -26,7 +26,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let cost = complexity::analyze(&graph, 224, 224)?;
     let lowered = plan::lower(&graph)?;
     model_file::write(&lowered, Path::new(out))?;
-    println!(
+    out!(
         "{}: {:.1} MFLOPs at 224x224, {:.2} M parameters -> {out}",
         graph.description,
         cost.mflops(),

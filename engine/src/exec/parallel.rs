@@ -39,6 +39,31 @@ where
     ra.and(rb)
 }
 
+/// [`for_parts`] over the first `n` floats of `out`, one per item, cut only at
+/// multiples of `block` items: `f(items, out_part)`.
+pub fn for_blocks<F>(
+    out: &mut [f32],
+    n: usize,
+    block: usize,
+    threads: usize,
+    f: &F,
+) -> Result<(), Error>
+where
+    F: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync,
+{
+    let out = out
+        .get_mut(..n)
+        .ok_or_else(|| Error::Argument("output shorter than its items".into()))?;
+    let block = block.max(1);
+    for_parts(
+        out,
+        0..n.div_ceil(block),
+        threads,
+        &|b| b * block,
+        &|r, o| f(r.start * block..(r.end * block).min(n), o),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! streamed stages: parameters built from a step and its tensors, and each kernel
 //! split over threads by output channels.
 
-use super::parallel::for_parts;
+use super::parallel::{for_blocks, for_parts};
 use super::{out_in, split, tensor_f32, tensor_u32, ExecPlan};
 use crate::graph::Pads;
 use crate::program::{Step, TensorSource, View};
@@ -163,57 +163,31 @@ pub fn par_global_avg_pool(
     out: &mut [f32],
     threads: usize,
 ) -> Result<(), Error> {
-    let n = planes.channels;
-    let out = out
-        .get_mut(..n)
-        .ok_or_else(|| Error::Argument("global pool output too short".into()))?;
-    for_parts(
-        out,
-        0..n.div_ceil(POOL_BLOCK),
-        threads,
-        &|b| b * POOL_BLOCK,
-        &|r, o| {
-            let c = r.start * POOL_BLOCK..(r.end * POOL_BLOCK).min(n);
-            let part = Planes {
-                channels: c.len(),
-                ..*planes
-            };
-            let inp = input.get(c.start * planes.stride..).unwrap_or(&[]);
-            Ok(dispatch::global_avg_pool(&part, inp, o)?)
-        },
-    )
+    for_blocks(out, planes.channels, POOL_BLOCK, threads, &|c, o| {
+        let part = Planes {
+            channels: c.len(),
+            ..*planes
+        };
+        let inp = input.get(c.start * planes.stride..).unwrap_or(&[]);
+        Ok(dispatch::global_avg_pool(&part, inp, o)?)
+    })
 }
 
 /// The FC layer split over threads by blocks of outputs.
 pub fn par_fc(fc: &kernels::Fc, x: &[f32], out: &mut [f32], threads: usize) -> Result<(), Error> {
-    let n = fc.outputs;
-    let out = out
-        .get_mut(..n)
-        .ok_or_else(|| Error::Argument("fc output too short".into()))?;
-    for_parts(
-        out,
-        0..n.div_ceil(FC_BLOCK),
-        threads,
-        &|b| b * FC_BLOCK,
-        &|r, o| {
-            let rows = r.start * FC_BLOCK..(r.end * FC_BLOCK).min(n);
-            let weights = fc
+    for_blocks(out, fc.outputs, FC_BLOCK, threads, &|rows, o| {
+        let short = || Error::Argument("fc parameters too short".into());
+        let part = kernels::Fc {
+            inputs: fc.inputs,
+            outputs: rows.len(),
+            weights: fc
                 .weights
                 .get(rows.start * fc.inputs..rows.end * fc.inputs)
-                .ok_or_else(|| Error::Argument("fc weights too short".into()))?;
-            let bias = fc
-                .bias
-                .get(rows.clone())
-                .ok_or_else(|| Error::Argument("fc bias too short".into()))?;
-            let part = kernels::Fc {
-                inputs: fc.inputs,
-                outputs: rows.len(),
-                weights,
-                bias,
-            };
-            Ok(dispatch::fc(&part, x, o)?)
-        },
-    )
+                .ok_or_else(short)?,
+            bias: fc.bias.get(rows).ok_or_else(short)?,
+        };
+        Ok(dispatch::fc(&part, x, o)?)
+    })
 }
 
 /// Plane geometry of step `i` on whole tensors.

@@ -103,47 +103,26 @@ impl Bench {
     }
 }
 
-/// Runs every bench `warmup + runs` times, interleaved (one run of each in turn, so
-/// all see the same machine load), and returns the timed runs of each.
+/// Runs the benches in turn, `block` runs of one before the next (so all see the
+/// same machine load), until each has `warmup + runs` counted runs, and returns
+/// the timed runs of each. With `block > 1` the first run of each block is not
+/// counted: a thread pool idle during the other benches' runs starts its block
+/// cold, which that run absorbs, so the timed runs show back-to-back inference.
 fn interleaved(
     benches: &mut [Bench],
     label: &str,
-    warmup: usize,
-    runs: usize,
+    (warmup, runs): (usize, usize),
+    block: usize,
 ) -> Result<Vec<Vec<f64>>, CliError> {
+    let skip = usize::from(block > 1);
+    let counted = block.max(1) - skip;
+    let rounds = (warmup + runs).div_ceil(counted);
     let mut times = vec![Vec::with_capacity(runs); benches.len()];
-    for i in 0..warmup + runs {
-        for (b, t) in benches.iter_mut().zip(&mut times) {
-            let ms = b.time()?;
-            if i >= warmup {
-                t.push(ms);
-            }
-        }
-        eprint!("\r{label}: round {}/{}   ", i + 1, warmup + runs);
-        let _ = std::io::stderr().flush();
-    }
-    eprint!("\r{:<60}\r", "");
-    Ok(times)
-}
-
-/// Like [`interleaved`], but each bench runs a block of [`BLOCK`] runs in turn,
-/// the first of each block untimed: a thread pool idle during the other bench's
-/// runs starts its block cold (workers asleep, their cores clocked down), which
-/// the first run absorbs, so the timed runs show back-to-back inference.
-fn in_blocks(
-    benches: &mut [Bench],
-    label: &str,
-    warmup: usize,
-    runs: usize,
-) -> Result<Vec<Vec<f64>>, CliError> {
-    let mut times = vec![Vec::with_capacity(runs); benches.len()];
-    let rounds = (warmup + runs).div_ceil(BLOCK - 1);
     for i in 0..rounds {
         for (b, t) in benches.iter_mut().zip(&mut times) {
-            b.time()?;
-            for _ in 1..BLOCK {
+            for j in 0..skip + counted {
                 let ms = b.time()?;
-                if t.len() < runs && i * (BLOCK - 1) >= warmup {
+                if j >= skip && i * counted + j - skip >= warmup && t.len() < runs {
                     t.push(ms);
                 }
             }
@@ -155,7 +134,7 @@ fn in_blocks(
     Ok(times)
 }
 
-/// Runs per bench and round in [`in_blocks`], the first untimed.
+/// Runs per bench and round of `--scaling`, the first untimed.
 const BLOCK: usize = 4;
 
 struct Settings {
@@ -247,7 +226,7 @@ pub fn run(argv: &[String]) -> CliResult {
     }
     for &(h, w) in &s.resolutions {
         let mut b = [Bench::new(model.clone(), h, w, &s)?];
-        let times = interleaved(&mut b, &format!("{h}x{w}"), s.warmup, s.runs)?;
+        let times = interleaved(&mut b, &format!("{h}x{w}"), (s.warmup, s.runs), 1)?;
         let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
         if s.json {
             out!(
@@ -310,7 +289,7 @@ fn compare(s: &Settings) -> CliResult {
             .iter()
             .map(|m| Bench::new(m.clone(), h, w, s))
             .collect::<Result<Vec<_>, _>>()?;
-        let times = interleaved(&mut benches, &format!("{h}x{w}"), s.warmup, s.runs)?;
+        let times = interleaved(&mut benches, &format!("{h}x{w}"), (s.warmup, s.runs), 1)?;
         let ms: Vec<Measurement> = benches
             .iter()
             .zip(times)
@@ -402,7 +381,8 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
             Bench::with_threads(model.clone(), h, w, s, 1)?,
             Bench::new(model.clone(), h, w, s)?,
         ];
-        let times = in_blocks(&mut benches, &format!("{h}x{w}"), s.warmup, s.runs)?;
+        let label = format!("{h}x{w}");
+        let times = interleaved(&mut benches, &label, (s.warmup, s.runs), BLOCK)?;
         let [one, many]: [Measurement; 2] =
             [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times[i].clone()));
         let speedup = one.median_ms / many.median_ms;
@@ -437,8 +417,8 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
     Ok(())
 }
 
-/// Median over rounds of `one`'s block time over `many`'s, the runs of a round
-/// being the consecutive [`BLOCK`]` - 1` of each.
+/// Median over rounds of `one`'s block time over `many`'s, the timed runs of a
+/// round being the consecutive [`BLOCK`]` - 1` of each.
 fn paired_speedup(one: &[f64], many: &[f64]) -> f64 {
     let mut ratios: Vec<f64> = one
         .chunks(BLOCK - 1)

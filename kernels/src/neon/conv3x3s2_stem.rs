@@ -138,21 +138,19 @@ pub fn conv2d(
                             for i in 0..nt {
                                 let xi = x + i * 4 * nv;
                                 let n = (4 * nv).min(cw - xi);
-                                let mut t = [0f32; MR * NP];
                                 a.nt = 1;
                                 a.os = 4 * NP;
-                                // SAFETY: as above for the buffers; the tile writes
-                                // `t`, at most MR rows of 4 nv <= NP floats, NP
-                                // floats apart.
-                                unsafe {
-                                    a.src = rows[0].as_ptr().add(2 * xi);
-                                    a.out = t.as_mut_ptr();
-                                    strip(&a);
-                                }
-                                for r in 0..rows_j {
-                                    let at = o + r * g.out_stride + xi;
-                                    output[at..at + n].copy_from_slice(&t[r * NP..r * NP + n]);
-                                }
+                                let at = (o + xi, g.out_stride);
+                                via_stack_tile(output, at, (rows_j, n, NP), |t| {
+                                    // SAFETY: as above for the buffers; the tile
+                                    // writes `t`, at most MR rows of 4 nv <= NP
+                                    // floats, NP floats apart (MR NP <= 96).
+                                    unsafe {
+                                        a.src = rows[0].as_ptr().add(2 * xi);
+                                        a.out = t;
+                                        strip(&a);
+                                    }
+                                });
                             }
                         }
                     }
@@ -192,6 +190,24 @@ pub(super) fn fill_rows(
         buf[..at].fill(0.0);
         buf[at..at + hi - lo].copy_from_slice(&input[src + lo..src + hi]);
         buf[at + hi - lo..need].fill(0.0);
+    }
+}
+
+/// Runs one register tile whose rows or columns are not all wanted: `tile` writes
+/// it into a stack tile (rows `pitch` floats apart, at most 96 floats), whose
+/// first `n` floats of rows `0 .. rows` are then copied to `output` at `at + r
+/// stride`. Shared by the 8/4-row and the 12-row stem drivers.
+pub(super) fn via_stack_tile(
+    output: &mut [f32],
+    (at, stride): (usize, usize),
+    (rows, n, pitch): (usize, usize, usize),
+    tile: impl FnOnce(*mut f32),
+) {
+    let mut t = [0f32; 96];
+    tile(t.as_mut_ptr());
+    for r in 0..rows {
+        let o = at + r * stride;
+        output[o..o + n].copy_from_slice(&t[r * pitch..r * pitch + n]);
     }
 }
 

@@ -7,7 +7,7 @@
 //! instructions per row against 85 for the 8 x 12 tile, and no second pass over
 //! the inputs for a 4-channel remainder (12 = 8 + 4 took two).
 
-use super::conv3x3s2_stem::{fill_rows, CHUNK, K, ROW};
+use super::conv3x3s2_stem::{fill_rows, via_stack_tile, CHUNK, K, ROW};
 use crate::{Conv2d, PlaneGeom};
 use core::arch::asm;
 use std::ops::Range;
@@ -77,21 +77,19 @@ pub(super) fn conv2d(
                     }
                     if rest > 0 {
                         let x = full * NP;
-                        let mut t = [0f32; ROWS * NP];
                         a.nt = 1;
                         a.os = 4 * NP;
-                        // SAFETY: as above, one tile at column x: buffer columns
-                        // below 2 (x + 8) + 2 <= need; it writes `t`, 12 rows of
-                        // 8 floats.
-                        unsafe {
-                            a.src = rows[0].as_ptr().add(2 * x);
-                            a.out = t.as_mut_ptr();
-                            strip(&a);
-                        }
-                        for r in 0..ROWS {
-                            let at = o + r * g.out_stride + x;
-                            output[at..at + rest].copy_from_slice(&t[r * NP..r * NP + rest]);
-                        }
+                        let at = (o + x, g.out_stride);
+                        via_stack_tile(output, at, (ROWS, rest, NP), |t| {
+                            // SAFETY: as above, one tile at column x: buffer
+                            // columns below 2 (x + 8) + 2 <= need; it writes `t`,
+                            // 12 rows of 8 floats (96).
+                            unsafe {
+                                a.src = rows[0].as_ptr().add(2 * x);
+                                a.out = t;
+                                strip(&a);
+                            }
+                        });
                     }
                 }
                 cx += cw;

@@ -292,13 +292,16 @@ fn pool_matches_scalar() {
                     (w + pl + pr - k) / stride + 1,
                 );
                 let channels = 1 + rng.below(5);
+                // Gaps between planes: a write past a plane's last output changes
+                // a gap, which the scalar twin leaves alone.
+                let (in_stride, out_stride) = (h * w + rng.below(3), oh * ow + rng.below(3));
                 let geom = PlaneGeom {
                     in_h: h,
                     in_w: w,
-                    in_stride: h * w,
+                    in_stride,
                     out_h: oh,
                     out_w: ow,
-                    out_stride: oh * ow,
+                    out_stride,
                     pad_top: pt,
                     pad_left: pl,
                 };
@@ -311,8 +314,8 @@ fn pool_matches_scalar() {
                     pad_bottom: pb,
                     pad_right: pr,
                 };
-                let input = Guarded::new(&rng.vec(channels * h * w));
-                let out0 = rng.vec(channels * oh * ow);
+                let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
+                let out0 = rng.vec((channels - 1) * out_stride + oh * ow);
                 let what = format!("pool {kind:?} k{k} s{stride} pads {pt},{pl},{pb},{pr} {h}x{w}");
                 compare(
                     &what,

@@ -462,12 +462,34 @@ fn pool_every_level() {
 }
 
 /// Max pool propagates a NaN to exactly the windows that hold it, and an infinity
-/// stays an infinity, at every level, as the scalar twin does.
+/// stays an infinity, at every level, as the scalar twin does. The 70-wide rows put
+/// non-finite values in each part of the row check (four-vector blocks, the scalar
+/// tail).
 #[test]
 fn max_pool_propagates_nan() {
+    // (row, column, value) put into the input.
+    type Special = (usize, usize, f32);
+    let cases: [(usize, usize, [Special; 3]); 2] = [
+        (
+            13,
+            21,
+            [
+                (5, 9, f32::NAN),
+                (10, 20, f32::INFINITY),
+                (0, 0, f32::NEG_INFINITY),
+            ],
+        ),
+        (
+            9,
+            70,
+            [(2, 40, f32::NAN), (6, 67, f32::INFINITY), (4, 3, f32::NAN)],
+        ),
+    ];
     for level in levels() {
-        let (h, w) = (13, 21);
-        for stride in [1, 2] {
+        for (stride, &(h, w, specials)) in [1, 2]
+            .into_iter()
+            .flat_map(|s| cases.iter().map(move |c| (s, c)))
+        {
             let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
             let geom = PlaneGeom {
                 in_h: h,
@@ -489,9 +511,9 @@ fn max_pool_propagates_nan() {
                 pad_right: 1,
             };
             let mut input: Vec<f32> = (0..h * w).map(|i| (i % 17) as f32 - 8.0).collect();
-            input[5 * w + 9] = f32::NAN;
-            input[10 * w + 20] = f32::INFINITY;
-            input[0] = f32::NEG_INFINITY;
+            for (y, x, v) in specials {
+                input[y * w + x] = v;
+            }
             let mut got = vec![0.0; oh * ow];
             let mut want = vec![0.0; oh * ow];
             portable::pool_at(level, &p, &geom, &input, &mut got, 0..1).unwrap();
@@ -501,7 +523,7 @@ fn max_pool_propagates_nan() {
             for (i, (g, v)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()) || g == v,
-                    "{} s{stride} element {i}: got {g}, want {v}",
+                    "{} s{stride} {h}x{w} element {i}: got {g}, want {v}",
                     level.name()
                 );
             }

@@ -494,23 +494,28 @@ impl RowSources {
 }
 
 /// Column masks of a stride-2 window: entry `x` of table `dx` is all-ones when
-/// column `2 x - pl + dx` is inside `0..in_w`, for `x < vecs * lanes`. Only the
-/// vectors [`s2_edge`] flags are filled (the kernels read no others): a row of
-/// masks would cost as much as the convolution of a one-row band.
-pub(crate) fn s2_masks(g: &PlaneGeom, vecs: usize, lanes: usize) -> Scratch<f32> {
+/// column `2 x - pl + dx` is inside `0..in_w`, for `x < vecs * lanes`, each vector
+/// stored in split order (see [`SimdExt::unsplit_order`]) so a kernel uses it as
+/// loaded. Only the vectors [`s2_edge`] flags are filled (the kernels read no
+/// others): a row of masks would cost as much as the convolution of a one-row band.
+pub(crate) fn s2_masks<S: SimdExt>(simd: S, g: &PlaneGeom, vecs: usize) -> Scratch<f32> {
+    let lanes = S::F32_LANES;
     let n = vecs * lanes;
     let mut m = scratch::take(3 * n, 0.0f32);
-    for x0 in (0..n).step_by(lanes.max(1)) {
+    for x0 in (0..n).step_by(lanes) {
         if !s2_edge(g, x0, lanes) {
             continue;
         }
         for dx in 0..3 {
-            for x in x0..x0 + lanes {
+            let v = &mut m[dx * n + x0..dx * n + x0 + lanes];
+            for (x, e) in (x0..).zip(v.iter_mut()) {
                 let c = (2 * x + dx) as isize - g.pad_left as isize;
                 if c >= 0 && (c as usize) < g.in_w {
-                    m[dx * n + x] = f32::from_bits(u32::MAX);
+                    *e = f32::from_bits(u32::MAX);
                 }
             }
+            // SAFETY: `v` holds one vector of floats.
+            unsafe { store::<S>(v.as_mut_ptr(), simd.unsplit_order(load::<S>(v.as_ptr()))) };
         }
     }
     m
@@ -583,7 +588,7 @@ impl Op<'_, '_> {
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         let vecs = out_w.div_ceil(l);
         let mut src = RowSources::new(g, vecs, l, 0.0);
-        let masks = s2_masks(g, vecs, l);
+        let masks = s2_masks(simd, g, vecs);
         let n = vecs * l;
         for c in channels.clone() {
             let plane = &input[c * g.in_stride..][..in_hw];
@@ -602,7 +607,6 @@ impl Op<'_, '_> {
                 for (r, &sv) in rows.iter_mut().zip(&srcs) {
                     *r = src.ptr(plane, sv);
                 }
-                let out_row = &mut out_plane[y * out_w..(y + 1) * out_w];
                 for x0 in (0..n).step_by(l) {
                     let mut at = rows;
                     for a in at.iter_mut() {
@@ -615,8 +619,7 @@ impl Op<'_, '_> {
                         if s2_edge(g, x0, l) {
                             let mut m = [bias; 3];
                             for (dx, mm) in m.iter_mut().enumerate() {
-                                *mm =
-                                    simd.unsplit_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
+                                *mm = load::<S>(masks.as_ptr().add(dx * n + x0));
                             }
                             if p.relu {
                                 s2_vec::<S, true, true>(simd, &at, &w, bias, &m)
@@ -632,18 +635,16 @@ impl Op<'_, '_> {
                             }
                         }
                     };
-                    if x0 + l <= out_w {
-                        // SAFETY: x0 + l <= out_w, the row's length.
-                        unsafe { store::<S>(out_row.as_mut_ptr().add(x0), v) };
+                    let o = y * out_w + x0;
+                    if o + l <= out_hw {
+                        // SAFETY: o + l <= out_hw, the plane's length. Lanes past the
+                        // row land in later rows, which are written after this one.
+                        unsafe { store::<S>(out_plane.as_mut_ptr().add(o), v) };
                     } else {
-                        // SAFETY: out_w - x0 < l floats remain in the row.
-                        unsafe {
-                            super::simd::store_first::<S>(
-                                out_row.as_mut_ptr().add(x0),
-                                v,
-                                out_w - x0,
-                            )
-                        };
+                        // SAFETY: out_w - x0 < l floats remain in the plane's last row.
+                        let d = unsafe { out_plane.as_mut_ptr().add(o) };
+                        // SAFETY: as above.
+                        unsafe { super::simd::store_first::<S>(d, v, out_w - x0) };
                     }
                 }
             }

@@ -241,7 +241,7 @@ impl Op<'_> {
         let n = vecs * l;
         let padv = if max { f32::NEG_INFINITY } else { 0.0 };
         let mut src = RowSources::new(g, vecs, l, padv);
-        let masks = s2_masks(g, vecs, l);
+        let masks = s2_masks(simd, g, vecs);
         let pad = simd.splat_f32s(padv);
         // Average: reciprocal counts per column (whole vectors) and per row.
         let (mut inv_col, mut inv_row) = (scratch::take(n, 0.0f32), scratch::take(g.out_h, 0.0f32));
@@ -289,7 +289,6 @@ impl Op<'_> {
                 for (r, &sv) in rows.iter_mut().zip(&srcs) {
                     *r = src.ptr(plane, sv);
                 }
-                let out_row = &mut out_plane[y * out_w..(y + 1) * out_w];
                 let fy = simd.splat_f32s(inv_row[y]);
                 for x0 in (0..n).step_by(l) {
                     let mut at = rows;
@@ -303,8 +302,7 @@ impl Op<'_> {
                         if s2_edge(g, x0, l) {
                             let mut m = [pad; 3];
                             for (dx, mm) in m.iter_mut().enumerate() {
-                                *mm =
-                                    simd.unsplit_order(load::<S>(masks.as_ptr().add(dx * n + x0)));
+                                *mm = load::<S>(masks.as_ptr().add(dx * n + x0));
                             }
                             if max {
                                 s2_vec::<S, true, true>(simd, &at, &m, pad)
@@ -322,16 +320,19 @@ impl Op<'_> {
                         let cv = unsafe { load::<S>(inv_col.as_ptr().add(x0)) };
                         v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
                     }
-                    if x0 + l <= out_w {
-                        // SAFETY: x0 + l <= out_w, the row's length.
-                        unsafe { store::<S>(out_row.as_mut_ptr().add(x0), v) };
+                    let o = y * out_w + x0;
+                    if o + l <= out_hw {
+                        // SAFETY: o + l <= out_hw, the plane's length. Lanes past the
+                        // row land in later rows, which are written after this one.
+                        unsafe { store::<S>(out_plane.as_mut_ptr().add(o), v) };
                     } else {
-                        // SAFETY: out_w - x0 < l floats remain in the row.
-                        unsafe { store_first::<S>(out_row.as_mut_ptr().add(x0), v, out_w - x0) };
+                        // SAFETY: out_w - x0 < l floats remain in the plane's last row.
+                        unsafe { store_first::<S>(out_plane.as_mut_ptr().add(o), v, out_w - x0) };
                     }
                 }
                 if flagged {
                     // Rare: a NaN or an infinity in reach; exact scalar row.
+                    let out_row = &mut out_plane[y * out_w..(y + 1) * out_w];
                     exact_max_row(plane, g, 2, y, out_row);
                 }
             }

@@ -18,7 +18,9 @@
 #
 # Usage: bench-android/run.sh [--qemu] [--models 0.5,1,2] [--groups 3]
 #          [--resolutions 224x224,480x640,720x1280] [--runs 20] [--warmup 3]
-#          [--threads 1] [--segments] [--core N]
+#          [--threads 1] [--segments] [--core N] [--profile]
+#   --profile (phone only): afterwards, per model, the time per stage and per
+#   kernel (`shufflenet bench --profile`), saved as results/<model>.profile.txt
 #   --segments: with several threads, one row-pipeline segment per thread
 #   (`shufflenet bench --segments`) instead of splitting each kernel call
 #   (a subset, e.g. --models 0.5,1 --resolutions 224x224, keeps --qemu quick)
@@ -29,7 +31,7 @@ out=$root/bench-android/out
 results=$out/results
 
 qemu=0 models=0.5,1,2 groups=3 resolutions=224x224,480x640,720x1280
-runs=20 warmup=3 threads=1 core="" segments=""
+runs=20 warmup=3 threads=1 core="" segments="" profile=0
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,11 +44,16 @@ while [ $# -gt 0 ]; do
     --threads) threads=${2:?}; shift ;;
     --core) core=${2:?}; shift ;;
     --segments) segments=--segments ;;
+    --profile) profile=1 ;;
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
   esac
   shift
 done
+if [ "$qemu" = 1 ] && [ "$profile" = 1 ]; then
+  echo "--profile times stages on the phone; qemu time says nothing about one" >&2
+  exit 2
+fi
 IFS=, read -ra scales <<< "$models"
 IFS=, read -ra sizes <<< "$resolutions"
 mkdir -p "$results"
@@ -179,3 +186,15 @@ awk -F'\t' -v models="$models" -v sizes="$resolutions" '
       printf "\n"
     }
   }' "$rows" | tee "$results/table.txt"
+
+# Where the time goes on the phone: per stage and per kernel.
+if [ "$profile" = 1 ]; then
+  for s in "${scales[@]}"; do
+    name=g$groups-${s}x
+    adb shell "cd $dev && $pin ./shufflenet bench $name.snm --resolutions $resolutions --runs $runs --warmup $warmup --threads $threads $segments --profile > $name.profile.txt"
+    adb pull "$dev/$name.profile.txt" "$results/$name.profile.txt" >/dev/null
+    echo
+    echo "==> ${s}x profile ($results/$name.profile.txt)"
+    grep -A20 "by kernel" "$results/$name.profile.txt"
+  done
+fi

@@ -6,8 +6,8 @@
 //! time (`run` takes `&mut self`).
 
 use crate::exec::{
-    self, ExecOptions, ExecPlan, SessionError, DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES,
-    DEFAULT_PIPELINE_MIN_BYTES,
+    self, ExecOptions, ExecPlan, SessionError, StageTimes, DEFAULT_BAND_BYTES,
+    DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
 };
 use crate::model::Model;
 use crate::program::Program;
@@ -186,6 +186,37 @@ impl Session {
         let threads = self.options.threads;
         let mut run =
             move || exec::execute(plan, model.program(), model, arena, input, output, threads);
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+
+    /// [`Session::run`], also recording each stage's wall time into `times` (see
+    /// [`exec::execute_timed`]; stage `i` runs the steps `plan().stages[i].steps()`):
+    /// a per-layer profile, as `shufflenet bench --profile` prints. Timing costs
+    /// two clock reads per stage.
+    pub fn run_profiled(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        times: &mut StageTimes,
+    ) -> Result<(), Error> {
+        let (plan, model, arena) = (&self.plan, &*self.model, &mut self.arena);
+        let threads = self.options.threads;
+        let mut run = move || {
+            let program = model.program();
+            exec::execute_timed(
+                plan,
+                program,
+                model,
+                arena,
+                input,
+                output,
+                threads,
+                Some(times),
+            )
+        };
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),

@@ -30,10 +30,11 @@ commands:
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
           [--threads N] [--json] [--compare] [--scaling] [--no-stream] [--no-pipeline]
-          [--segments] [--band-kib N] [--pipeline-kib N]
+          [--segments] [--band-kib N] [--pipeline-kib N] [--profile]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
                                                       --scaling: 1 thread vs --threads N side by side
+                                                      --profile: then the time per stage and kernel
 
 FILE is an engine model file or an .onnx file (converted in memory); where FILE is
 optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.

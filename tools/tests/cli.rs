@@ -262,6 +262,92 @@ fn bench_compare_reports_ratios() {
     assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
 }
 
+/// The `"key": "value"` string values of `key` in a JSON line, in order.
+fn strings_of<'a>(line: &'a str, key: &str) -> Vec<&'a str> {
+    let pat = format!("\"{key}\": \"");
+    line.match_indices(&pat)
+        .filter_map(|(i, _)| line[i + pat.len()..].split('"').next())
+        .collect()
+}
+
+/// The numeric values of `key` in a JSON line, in order.
+fn numbers_of(line: &str, key: &str) -> Vec<f64> {
+    let pat = format!("\"{key}\": ");
+    line.match_indices(&pat)
+        .filter_map(|(i, _)| {
+            let rest = &line[i + pat.len()..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            rest[..end].trim().parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn bench_profile_times_every_stage() {
+    let m = synth("3", "0.5");
+    let steps = ok(&["plan", &m, "--resolution", "64x64", "--json"])
+        .matches("\"index\": ")
+        .count();
+    assert!(steps > 10);
+    // Streamed chains (small bands: fewer stages than steps), then the row
+    // pipeline as one stage.
+    let cases: [(&[&str], bool); 2] = [
+        (&["--no-pipeline", "--band-kib", "4"], false),
+        (&["--pipeline-kib", "0"], true),
+    ];
+    for (extra, pipeline) in cases {
+        let mut args = vec![
+            "bench",
+            &m,
+            "--resolutions",
+            "64x64",
+            "--runs",
+            "3",
+            "--warmup",
+            "0",
+            "--json",
+            "--profile",
+        ];
+        args.extend_from_slice(extra);
+        let out = ok(&args);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let (bench, profile) = (lines[0], lines[1]);
+        // The stages cover every step once, in order.
+        let ranges = strings_of(profile, "steps");
+        if pipeline {
+            assert_eq!(ranges.len(), 1, "{extra:?}: {profile}");
+        } else {
+            assert!((10..steps).contains(&ranges.len()), "{extra:?}: {profile}");
+        }
+        let mut next = 0;
+        for r in &ranges {
+            let (a, b) = r.split_once('-').unwrap();
+            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+            assert_eq!(a, next, "{extra:?}: stage {r} after step {next}");
+            assert!(b >= a);
+            next = b + 1;
+        }
+        assert_eq!(
+            next, steps,
+            "{extra:?}: stages end at step {next} of {steps}"
+        );
+        // Every stage took time; the stage MFLOPs add up to the model's.
+        let stages = profile.split("\"by_kernel\"").next().unwrap();
+        let us = numbers_of(stages, "median_us");
+        assert_eq!(us.len(), ranges.len());
+        assert!(us.iter().all(|&t| t > 0.0), "{us:?}");
+        let total: f64 = numbers_of(stages, "mflops").iter().sum();
+        let model = numbers_of(bench, "mflops")[0];
+        assert!((total - model).abs() < 1e-6 * model, "{total} vs {model}");
+    }
+    let both = bin()
+        .args(["bench", &m, "--scaling", "--threads", "2", "--profile"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+}
+
 #[test]
 fn bench_scaling_compares_thread_counts() {
     let m = synth("3", "0.5");

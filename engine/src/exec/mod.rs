@@ -21,6 +21,7 @@ use crate::graph::Layout as InputLayout;
 use crate::program::{Program, TensorSource, View};
 use crate::Error;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 /// Why a program cannot be bound to an input size, or a run's arguments are wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,6 +173,30 @@ pub fn execute<T: TensorSource + Sync + ?Sized>(
     output: &mut [f32],
     threads: usize,
 ) -> Result<(), Error> {
+    execute_timed(plan, program, tensors, arena, input, output, threads, None)
+}
+
+/// Wall time of each stage of one run, in the order of [`ExecPlan::stages`]; a plan
+/// with a row pipeline has one entry, the whole pipeline (its steps interleave).
+pub type StageTimes = Vec<Duration>;
+
+/// [`execute`], also recording each stage's wall time into `times` when given
+/// (cleared first; a `times` that held a run's entries before does not allocate).
+/// Loading the input and copying the output out are not part of any stage.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_timed<T: TensorSource + Sync + ?Sized>(
+    plan: &ExecPlan,
+    program: &Program,
+    tensors: &T,
+    arena: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+    threads: usize,
+    mut times: Option<&mut StageTimes>,
+) -> Result<(), Error> {
+    if let Some(t) = times.as_deref_mut() {
+        t.clear();
+    }
     let c = program.input.channels;
     let expected = c * plan.h * plan.w;
     if input.len() != expected {
@@ -206,12 +231,15 @@ pub fn execute<T: TensorSource + Sync + ?Sized>(
         load_input(program.input.layout, c, input, planar);
     }
     if let Some(pipe) = &plan.pipeline {
+        let start = times.is_some().then(Instant::now);
         pipeline::run(plan, pipe, &program.steps, tensors, arena, input, threads)?;
+        record(times, start);
         let [result] = split(arena, [plan.range(program.output)])?;
         output[..needed].copy_from_slice(result);
         return Ok(());
     }
     for stage in &plan.stages {
+        let start = times.is_some().then(Instant::now);
         match stage {
             Stage::Step(i) => {
                 step::run_step(plan, *i, &program.steps[*i], tensors, arena, input, threads)?
@@ -223,10 +251,18 @@ pub fn execute<T: TensorSource + Sync + ?Sized>(
                 stream::run_stem(plan, s, &program.steps, tensors, arena, input, threads)?
             }
         }
+        record(times.as_deref_mut(), start);
     }
     let [result] = split(arena, [plan.range(program.output)])?;
     output[..needed].copy_from_slice(result);
     Ok(())
+}
+
+/// Appends the time since `start` to `times` (both present when profiling).
+fn record(times: Option<&mut StageTimes>, start: Option<Instant>) {
+    if let (Some(t), Some(s)) = (times, start) {
+        t.push(s.elapsed());
+    }
 }
 
 /// Runs a lowered model once on an `h x w` input, allocating a fresh arena: a

@@ -128,6 +128,17 @@ pub enum Stage {
     Stem(StemBand),
 }
 
+impl Stage {
+    /// The program steps the stage runs, in order.
+    pub fn steps(&self) -> &[usize] {
+        match self {
+            Stage::Step(i) => core::slice::from_ref(i),
+            Stage::Unit(u) => &u.steps,
+            Stage::Stem(s) => &s.steps,
+        }
+    }
+}
+
 /// A program bound to one input size.
 #[derive(Clone, Debug)]
 pub struct ExecPlan {

@@ -3,7 +3,8 @@
 //! interleaved at each resolution and prints the paper's Table 8 view: the speedup
 //! between model sizes next to their FLOP ratio, and the efficiency ratio
 //! E = GFLOP/s(0.5x) / GFLOP/s(2x). `--scaling` runs one thread and `--threads N`
-//! interleaved and prints the speedup.
+//! interleaved and prints the speedup. `--profile` adds the time per stage
+//! ([`super::profile`]).
 
 use super::{model_path, parse};
 use crate::{args, json, load, CliError, CliResult};
@@ -148,6 +149,7 @@ struct Settings {
     band_kib: usize,
     pipeline_kib: usize,
     json: bool,
+    profile: bool,
 }
 
 /// Runs the command.
@@ -161,6 +163,7 @@ pub fn run(argv: &[String]) -> CliResult {
             "no-stream",
             "no-pipeline",
             "segments",
+            "profile",
         ],
         &[
             "resolutions",
@@ -192,9 +195,16 @@ pub fn run(argv: &[String]) -> CliResult {
             )
             .map_err(CliError::Usage)?,
         json: a.flag("json"),
+        profile: a.flag("profile"),
     };
     if s.runs == 0 {
         return Err(CliError::Usage("--runs must be at least 1".into()));
+    }
+    if s.profile && (a.flag("compare") || a.flag("scaling")) {
+        return Err(CliError::Usage(
+            "--profile profiles one model at one thread count: not with --compare or --scaling"
+                .into(),
+        ));
     }
     if a.flag("compare") {
         if !a.positional.is_empty() {
@@ -251,6 +261,16 @@ pub fn run(argv: &[String]) -> CliResult {
                 m.min_ms,
                 m.gflops()
             );
+        }
+        if s.profile {
+            let Bench {
+                session,
+                input,
+                output,
+                ..
+            } = &mut b[0];
+            let label = format!("{h}x{w}");
+            super::profile::profile(session, input, output, &label, (0, s.runs), s.json)?;
         }
     }
     Ok(())

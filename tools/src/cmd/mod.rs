@@ -1,9 +1,10 @@
-//! One module per subcommand.
+//! One module per subcommand, and `bench --profile`'s table.
 
 pub mod bench;
 pub mod convert;
 pub mod info;
 pub mod plan;
+mod profile;
 pub mod run;
 pub mod synth;
 

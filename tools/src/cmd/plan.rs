@@ -9,7 +9,8 @@ use shufflenet::exec::{
 };
 use shufflenet::program::View;
 
-fn shape(plan: &ExecPlan, v: View) -> String {
+/// A view's shape as `CxHxW`.
+pub(super) fn shape(plan: &ExecPlan, v: View) -> String {
     let (h, w) = plan.buffer_hw[v.buffer as usize];
     format!("{}x{h}x{w}", v.channels)
 }

@@ -1,0 +1,194 @@
+//! `shufflenet bench --profile`: wall time per schedule stage (a step on whole
+//! tensors, a band-streamed unit or stem, or the whole row pipeline, whose steps
+//! interleave), the median over the profiled runs, with MFLOPs, GFLOP/s and its
+//! share of the stages' sum; then the same summed by kernel. Run it on the phone
+//! to see where the time goes there (the instruction counts under qemu say nothing
+//! about memory stalls).
+
+use super::plan::shape;
+use crate::{json, CliResult};
+use shufflenet::complexity::step_macs;
+use shufflenet::exec::StageTimes;
+use shufflenet::session::Session;
+use std::io::Write;
+
+/// One stage of the schedule as the profile shows it.
+struct Row {
+    /// First and last program step.
+    steps: (usize, usize),
+    /// The steps' kernels, joined by `+`.
+    kernels: String,
+    /// Band-streamed (or the row pipeline).
+    streamed: bool,
+    /// Input shape of the first step, output shape of the last.
+    shapes: (String, String),
+    /// Multiply-adds, millions.
+    mflops: f64,
+    /// Median wall time, microseconds.
+    median_us: f64,
+}
+
+/// GFLOP/s of `mflops` multiply-adds in `us` microseconds (2 FLOPs each).
+fn gflops(mflops: f64, us: f64) -> f64 {
+    2.0 * mflops / us * 1e3
+}
+
+/// The stages of `session`'s schedule, times not yet filled in.
+fn rows(session: &Session) -> Vec<Row> {
+    let (plan, program) = (session.plan(), session.program());
+    let all: Vec<usize> = (0..program.steps.len()).collect();
+    let stages: Vec<(&[usize], bool)> = if plan.pipeline.is_some() {
+        vec![(&all[..], true)]
+    } else {
+        plan.stages
+            .iter()
+            .map(|s| (s.steps(), s.steps().len() > 1))
+            .collect()
+    };
+    stages
+        .into_iter()
+        .filter_map(|(steps, streamed)| {
+            let (&first, &last) = (steps.first()?, steps.last()?);
+            let step = |i: usize| &program.steps[i];
+            let kernels = if steps.len() == all.len() && plan.pipeline.is_some() {
+                format!("row pipeline of all {} steps", steps.len())
+            } else {
+                let k: Vec<&str> = steps.iter().map(|&i| step(i).kernel()).collect();
+                k.join("+")
+            };
+            let macs: u64 = steps
+                .iter()
+                .map(|&i| step_macs(step(i), &plan.shapes[i]))
+                .sum();
+            Some(Row {
+                steps: (first, last),
+                kernels,
+                streamed,
+                shapes: (
+                    shape(plan, step(first).reads()[0]),
+                    shape(plan, step(last).writes()),
+                ),
+                mflops: macs as f64 / 1e6,
+                median_us: 0.0,
+            })
+        })
+        .collect()
+}
+
+/// Profiles `runs` runs (after `warmup`) of `session` and prints the table (or one
+/// JSON line) for resolution `label`.
+pub fn profile(
+    session: &mut Session,
+    input: &[f32],
+    output: &mut [f32],
+    label: &str,
+    (warmup, runs): (usize, usize),
+    json_out: bool,
+) -> CliResult {
+    let mut rows = rows(session);
+    let mut samples = vec![Vec::with_capacity(runs); rows.len()];
+    let mut times = StageTimes::with_capacity(rows.len());
+    for i in 0..warmup + runs {
+        session.run_profiled(input, output, &mut times)?;
+        if i >= warmup {
+            for (s, t) in samples.iter_mut().zip(&times) {
+                s.push(t.as_secs_f64() * 1e6);
+            }
+        }
+        eprint!("\r{label} profile: run {}/{}   ", i + 1, warmup + runs);
+        let _ = std::io::stderr().flush();
+    }
+    eprint!("\r{:<60}\r", "");
+    for (r, s) in rows.iter_mut().zip(&mut samples) {
+        s.sort_by(f64::total_cmp);
+        r.median_us = s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
+    }
+    let total: f64 = rows.iter().map(|r| r.median_us).sum();
+    // Per kernel combination, in order of first appearance.
+    let mut kinds: Vec<(&str, f64, f64)> = Vec::new();
+    for r in &rows {
+        match kinds.iter_mut().find(|k| k.0 == r.kernels) {
+            Some(k) => (k.1, k.2) = (k.1 + r.mflops, k.2 + r.median_us),
+            None => kinds.push((&r.kernels, r.mflops, r.median_us)),
+        }
+    }
+    if json_out {
+        let stages: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                json::object(&[
+                    (
+                        "steps",
+                        json::string(&format!("{}-{}", r.steps.0, r.steps.1)),
+                    ),
+                    ("kernels", json::string(&r.kernels)),
+                    ("streamed", r.streamed.to_string()),
+                    ("input", json::string(&r.shapes.0)),
+                    ("output", json::string(&r.shapes.1)),
+                    ("mflops", json::number(r.mflops)),
+                    ("median_us", json::number(r.median_us)),
+                ])
+            })
+            .collect();
+        let by_kernel: Vec<String> = kinds
+            .iter()
+            .map(|&(k, mflops, us)| {
+                json::object(&[
+                    ("kernels", json::string(k)),
+                    ("mflops", json::number(mflops)),
+                    ("median_us", json::number(us)),
+                ])
+            })
+            .collect();
+        out!(
+            "{}",
+            json::object(&[
+                ("resolution", json::string(label)),
+                ("profile_runs", runs.to_string()),
+                ("stages", format!("[{}]", stages.join(", "))),
+                ("by_kernel", format!("[{}]", by_kernel.join(", "))),
+            ])
+        );
+        return Ok(());
+    }
+    out!(
+        "{label}: per stage, median of {runs} profiled runs (the stages sum to {:.3} ms)",
+        total / 1e3
+    );
+    out!(
+        "{:>7}  {:<44} {:>30} {:>8} {:>10} {:>6} {:>8}",
+        "steps",
+        "kernels",
+        "shapes",
+        "MFLOPs",
+        "median us",
+        "share",
+        "GFLOP/s"
+    );
+    for r in &rows {
+        let kernels = if r.streamed {
+            format!("{} (streamed)", r.kernels)
+        } else {
+            r.kernels.clone()
+        };
+        out!(
+            "{:>7}  {kernels:<44} {:>30} {:>8.2} {:>10.1} {:>5.1}% {:>8.1}",
+            format!("{}-{}", r.steps.0, r.steps.1),
+            format!("{} -> {}", r.shapes.0, r.shapes.1),
+            r.mflops,
+            r.median_us,
+            100.0 * r.median_us / total,
+            gflops(r.mflops, r.median_us)
+        );
+    }
+    out!("{label}: by kernel");
+    for &(k, mflops, us) in &kinds {
+        out!(
+            "         {k:<44} {:>30} {mflops:>8.2} {us:>10.1} {:>5.1}% {:>8.1}",
+            "",
+            100.0 * us / total,
+            gflops(mflops, us)
+        );
+    }
+    Ok(())
+}

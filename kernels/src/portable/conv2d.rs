@@ -4,7 +4,9 @@
 //! any padding the parameters allow, any `cin` and `cout` (the ShuffleNet stem is
 //! 3x3 stride 2, `cin = 3`, `cout` 6..48, pad 1). Per output row it prepares the
 //! `3 * cin` input rows the row reads (padded, and split into even and odd columns
-//! for stride 2, see [`super::rows`]); the `cin * 9` taps are then `K` rows of a
+//! for stride 2, see [`super::rows`]; a row the previous output row prepared is
+//! kept, so stride 2 prepares two rows per channel and output row, stride 1 one);
+//! the `cin * 9` taps are then `K` rows of a
 //! small GEMM whose rows are pointers into those prepared rows, computed by the
 //! pointwise kernel's register tile (weights repacked per call into its `MR`-row
 //! panels). Every other convolution (grouped, other kernel sizes, unequal strides)
@@ -110,12 +112,17 @@ impl Kernel for Op<'_, '_> {
         let lay = RowLayout::new(st, g.pad_left, g.in_w, g.out_w, l);
         let len = lay.len;
         let kdim = gemm.k;
-        // Prepared rows: (ic, dy) at slot ic * 3 + dy, then one padding row. All
-        // start as padding (zero); copies only write input columns.
+        // Prepared rows: input row iy of channel ic at slot ic * 3 + iy % 3 (the
+        // three rows of an output row are consecutive, so they never share a
+        // slot, and a row the next output row reads again stays where it is),
+        // then one padding row. All start as padding (zero); copies only write
+        // input columns.
         let mut buf = scratch::take((3 * p.cin + 1) * len, 0.0f32);
         let pad_slot = 3 * p.cin;
         let mut rows = scratch::take(kdim, core::ptr::null::<f32>());
+        // Per (ic, dy): the slot read; per slot: the input row it holds.
         let mut slots = scratch::take(3 * p.cin, pad_slot);
+        let mut held = scratch::take(3 * p.cin, usize::MAX);
         // The row table moved to the tail pixels.
         let mut shifted = scratch::take(kdim, core::ptr::null::<f32>());
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
@@ -130,11 +137,14 @@ impl Kernel for Op<'_, '_> {
                 for dy in 0..3 {
                     let iy = (y * st + dy) as isize - g.pad_top as isize;
                     if iy >= 0 && (iy as usize) < g.in_h {
-                        let s = ic * 3 + dy;
                         let iy = iy as usize;
-                        let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
-                        lay.fill_interior(simd, src, &mut buf[s * len..(s + 1) * len]);
-                        slots[s] = s;
+                        let s = ic * 3 + iy % 3;
+                        if held[s] != iy {
+                            let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
+                            lay.fill_interior(simd, src, &mut buf[s * len..(s + 1) * len]);
+                            held[s] = iy;
+                        }
+                        slots[ic * 3 + dy] = s;
                     }
                 }
             }

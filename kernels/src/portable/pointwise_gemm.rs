@@ -90,12 +90,19 @@
 //! slower: the extra address registers cost more than the cold weights).
 //!
 //! Pixel tails: after the `V`-vector blocks, one narrower block, then fewer than one
-//! vector of pixels: in a run of at least one vector, one vector tile ending at the
-//! run's end that keeps the lanes already done; in a shorter run, the pixels are
-//! copied to a zero-padded scratch, computed with a one-vector tile and copied back
-//! (so the accumulate epilogue never reads or writes past the run). Epilogues: bias (the accumulators start from it), then
-//! accumulate (add the value already in the output: an in-place residual), then
-//! ReLU, in any combination.
+//! vector of pixels. Where a weight panel is one vector (AVX2: `MR` = 8 lanes), a
+//! tail of at most [`GEMV_TAIL_MAX`] pixels runs as matrix-vector products along
+//! the output rows ([`gemv_tail`]: one FMA per 8 rows and pixel, bit-identical to
+//! a tile; the 7x7 planes of stage 4 end in one such pixel, which a vector tile
+//! computed for 8: probe at 224x224, s4 gconv1 k320 m80 100.1 -> 87.5 us, gconv2
+//! k80 m320 102.8 -> 88.5, 2x s4 gconv1 k640 m160 378 -> 334; the 14x14 shapes,
+//! 4 tail pixels, unchanged within 1.5%). Otherwise: in a run of at least one
+//! vector, one vector tile ending at the run's end that keeps the lanes already
+//! done; in a shorter run, the pixels are copied to a zero-padded scratch,
+//! computed with a one-vector tile and copied back (so the accumulate epilogue
+//! never reads or writes past the run). Epilogues: bias (the accumulators start
+//! from it), then accumulate (add the value already in the output: an in-place
+//! residual), then ReLU, in any combination.
 
 use super::simd::{load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
@@ -675,7 +682,11 @@ unsafe fn pixels_packed<S: SimdExt, const V: usize>(
         _ => one!(2, px, 0),
     }
     px += nv * l;
-    if px < count {
+    if gemv_tail_fits::<S>(count - px) {
+        // SAFETY: pixels px .. count of every row and output row (the caller's
+        // contract); gm.rows is the group's row table.
+        unsafe { gemv_tail(simd, gm, g, lo, hi, px, count - px) };
+    } else if px < count {
         // Fewer than one vector left: one vector tile ending at count that rewrites
         // the first l - tail lanes (done above) with their current values.
         one!(1, count - l, l - (count - px));
@@ -702,6 +713,139 @@ pub(crate) unsafe fn pixels<S: SimdExt>(
             pixels_v::<S, 3>(simd, gm, g, lo, hi, count)
         } else {
             pixels_v::<S, 2>(simd, gm, g, lo, hi, count)
+        }
+    }
+}
+
+/// Tails of at most this many pixels run as matrix-vector products
+/// ([`gemv_tail`]) where a weight panel is one vector: per pixel it costs about
+/// `1/MR` of a pixel tile's FMAs, which compute a whole vector of pixels for
+/// every output row however few are kept.
+const GEMV_TAIL_MAX: usize = 4;
+
+/// Whether the `tail` last pixels of a run go through [`gemv_tail`].
+#[inline(always)]
+fn gemv_tail_fits<S: SimdExt>(tail: usize) -> bool {
+    S::F32_LANES == MR && (1..=GEMV_TAIL_MAX).contains(&tail)
+}
+
+/// Pixels `px0 .. px0 + tail` (`tail <= GEMV_TAIL_MAX`) of group `g`'s local rows
+/// `lo..hi` (`lo` a multiple of `MR`), as matrix-vector products along the output
+/// rows: per weight panel (its `MR` rows are one vector, `LANES == MR`) and pixel,
+/// the sum starts from the bias and adds `W[.., kk] * x[kk]` by FMA for `kk = 0,
+/// 1, ...`, then the epilogue: the same operations in the same order as a pixel
+/// tile, so the result is bit-identical, at one vector of FMAs per `MR` rows
+/// instead of one per row. Up to four panels and two pixels run together (eight
+/// independent FMA chains). Rows past `hi` (a panel's zero rows) are computed and
+/// dropped.
+///
+/// # Safety
+/// `S::F32_LANES == MR`; the row table `gm.rows` holds group `g`'s `k` rows, each
+/// readable for pixels `px0 .. px0 + tail`; output rows `lo..hi` are writable (and
+/// readable, for the accumulate epilogue) there.
+#[inline(always)]
+unsafe fn gemv_tail<S: SimdExt>(
+    simd: S,
+    gm: Gemm,
+    g: usize,
+    lo: usize,
+    hi: usize,
+    px0: usize,
+    tail: usize,
+) {
+    let mut r0 = lo;
+    while r0 < hi {
+        let panels = (hi - r0).div_ceil(MR);
+        let mut px = 0;
+        while px < tail {
+            let w = (tail - px).min(2);
+            // SAFETY: the caller's contract, for panels starting at row r0 and
+            // pixels px0 + px .. + w.
+            unsafe {
+                match (panels.min(4), w) {
+                    (1, 1) => gemv_block::<S, 1, 1>(simd, gm, g, r0, hi, px0 + px),
+                    (1, _) => gemv_block::<S, 1, 2>(simd, gm, g, r0, hi, px0 + px),
+                    (2, 1) => gemv_block::<S, 2, 1>(simd, gm, g, r0, hi, px0 + px),
+                    (2, _) => gemv_block::<S, 2, 2>(simd, gm, g, r0, hi, px0 + px),
+                    (3, 1) => gemv_block::<S, 3, 1>(simd, gm, g, r0, hi, px0 + px),
+                    (3, _) => gemv_block::<S, 3, 2>(simd, gm, g, r0, hi, px0 + px),
+                    (_, 1) => gemv_block::<S, 4, 1>(simd, gm, g, r0, hi, px0 + px),
+                    (_, _) => gemv_block::<S, 4, 2>(simd, gm, g, r0, hi, px0 + px),
+                }
+            }
+            px += w;
+        }
+        r0 += 4 * MR;
+    }
+}
+
+/// `NP` weight panels from local row `r0` (rows up to `hi` stored) times `W`
+/// pixels from `px` (see [`gemv_tail`]).
+///
+/// # Safety
+/// As for [`gemv_tail`]; the `NP` panels from row `r0` exist in group `g`.
+#[inline(always)]
+unsafe fn gemv_block<S: SimdExt, const NP: usize, const W: usize>(
+    simd: S,
+    gm: Gemm,
+    g: usize,
+    r0: usize,
+    hi: usize,
+    px: usize,
+) {
+    let p = gm.p;
+    let (k, m, ppg) = (p.k, p.m, p.panels_per_group());
+    let epi = p.epilogue;
+    let panel: [*const f32; NP] =
+        core::array::from_fn(|i| p.weights[(g * ppg + r0 / MR + i) * k * MR..].as_ptr());
+    let rows = (hi - r0).min(NP * MR);
+    let mut bias = [0.0f32; 4 * MR];
+    bias[..rows].copy_from_slice(&p.bias[g * m + r0..g * m + r0 + rows]);
+    let mut acc = [[simd.splat_f32s(0.0); W]; NP];
+    for (i, a) in acc.iter_mut().enumerate() {
+        // SAFETY: `bias` holds 4 * MR >= (i + 1) * LANES floats.
+        *a = [unsafe { load::<S>(bias.as_ptr().add(i * MR)) }; W];
+    }
+    for kk in 0..k {
+        // SAFETY: row kk of the table is readable at pixels px .. px + W; every
+        // panel holds k * MR floats.
+        unsafe {
+            let x = (*gm.rows.add(kk)).add(px);
+            // (Loops, not closures: a closure is compiled without the level's
+            // target features.)
+            let mut xs = [simd.splat_f32s(0.0); W];
+            for (j, xj) in xs.iter_mut().enumerate() {
+                *xj = simd.splat_f32s(*x.add(j));
+            }
+            for (a, &pp) in acc.iter_mut().zip(&panel) {
+                let wv = load::<S>(pp.add(kk * MR));
+                for (aj, &xj) in a.iter_mut().zip(&xs) {
+                    *aj = simd.mul_add_e_f32s(wv, xj, *aj);
+                }
+            }
+        }
+    }
+    let out = gm.out.wrapping_add((g * m + r0 - gm.c0) * gm.stride + px);
+    let mut v = [0.0f32; 4 * MR];
+    for j in 0..W {
+        for (i, a) in acc.iter().enumerate() {
+            // SAFETY: `v` holds 4 * MR >= (i + 1) * LANES floats.
+            unsafe { store::<S>(v.as_mut_ptr().add(i * MR), a[j]) };
+        }
+        for (r, &x) in v.iter().enumerate().take(rows) {
+            // SAFETY: output row r0 + r < hi at pixel px + j (the caller's
+            // contract).
+            unsafe {
+                let o = out.add(r * gm.stride + j);
+                let mut x = x;
+                if epi.accumulate {
+                    x += *o;
+                }
+                if epi.relu {
+                    x = crate::scalar::relu(x);
+                }
+                *o = x;
+            }
         }
     }
 }
@@ -854,7 +998,10 @@ impl Kernel for Op<'_, '_> {
             if !short {
                 // SAFETY: as for the packed path, reading the rows in place.
                 let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
-                if px < count {
+                if gemv_tail_fits::<S>(count - px) {
+                    // SAFETY: pixels px .. count lie in the validated run.
+                    unsafe { gemv_tail(simd, gm, g, lo, hi, px, count - px) };
+                } else if px < count {
                     // SAFETY: count - l .. count lies in the validated run; the tile
                     // rewrites the first l - tail lanes (done above) with their
                     // current values and computes the last tail.
@@ -873,6 +1020,11 @@ impl Kernel for Op<'_, '_> {
                         )
                     };
                 }
+                continue;
+            }
+            if gemv_tail_fits::<S>(count) {
+                // SAFETY: pixels 0 .. count lie in the validated run.
+                unsafe { gemv_tail(simd, gm, g, lo, hi, 0, count) };
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {

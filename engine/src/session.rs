@@ -146,7 +146,16 @@ impl Session {
         let warm = |arena: &mut [f32]| -> Result<(), Error> {
             let mut out = vec![0.0; out_len];
             for _ in 0..2 {
-                exec::execute(plan, model.program(), model, arena, &zeros, &mut out, 1)?;
+                exec::execute(
+                    plan,
+                    model.program(),
+                    model,
+                    arena,
+                    &zeros,
+                    &mut out,
+                    1,
+                    None,
+                )?;
             }
             Ok(())
         };
@@ -182,18 +191,11 @@ impl Session {
     /// Runs one inference: `input` holds `C * H * W` values in the model's input
     /// layout; the result (e.g. 1000 logits) is written to the front of `output`.
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), Error> {
-        let (plan, model, arena) = (&self.plan, &*self.model, &mut self.arena);
-        let threads = self.options.threads;
-        let mut run =
-            move || exec::execute(plan, model.program(), model, arena, input, output, threads);
-        match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
+        self.run_with(input, output, None)
     }
 
     /// [`Session::run`], also recording each stage's wall time into `times` (see
-    /// [`exec::execute_timed`]; stage `i` runs the steps `plan().stages[i].steps()`):
+    /// [`exec::execute`]; stage `i` runs the steps `plan().stages[i].steps()`):
     /// a per-layer profile, as `shufflenet bench --profile` prints. Timing costs
     /// two clock reads per stage.
     pub fn run_profiled(
@@ -202,20 +204,21 @@ impl Session {
         output: &mut [f32],
         times: &mut StageTimes,
     ) -> Result<(), Error> {
+        self.run_with(input, output, Some(times))
+    }
+
+    /// One inference in the session's pool (if it has one).
+    fn run_with(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        times: Option<&mut StageTimes>,
+    ) -> Result<(), Error> {
         let (plan, model, arena) = (&self.plan, &*self.model, &mut self.arena);
         let threads = self.options.threads;
-        let mut run = move || {
+        let run = move || {
             let program = model.program();
-            exec::execute_timed(
-                plan,
-                program,
-                model,
-                arena,
-                input,
-                output,
-                threads,
-                Some(times),
-            )
+            exec::execute(plan, program, model, arena, input, output, threads, times)
         };
         match &self.pool {
             Some(pool) => pool.install(run),

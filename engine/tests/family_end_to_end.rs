@@ -156,7 +156,8 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     let mut got = vec![0.0; 1000];
                     let mut poisoned_out = vec![0.0; 1000];
                     let run = |arena: &mut [f32], out: &mut [f32]| {
-                        execute(&p, &lowered.program, tensors, arena, &x, out, threads).unwrap()
+                        execute(&p, &lowered.program, tensors, arena, &x, out, threads, None)
+                            .unwrap()
                     };
                     run(&mut vec![0.0; p.layout.peak], &mut got);
                     run(&mut vec![f32::NAN; p.layout.peak], &mut poisoned_out);

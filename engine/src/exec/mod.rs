@@ -160,31 +160,19 @@ fn load_input(layout: InputLayout, c: usize, input: &[f32], planar: &mut [f32]) 
     }
 }
 
-/// Runs `program` as bound by `plan` over `arena` (at least `plan.layout.peak`
-/// floats): loads `input` (in the program's input layout), runs every stage, copies
-/// the result to the front of `output`. With `threads > 1` the kernels split over
-/// that many rayon workers (call it inside the session's pool).
-pub fn execute<T: TensorSource + Sync + ?Sized>(
-    plan: &ExecPlan,
-    program: &Program,
-    tensors: &T,
-    arena: &mut [f32],
-    input: &[f32],
-    output: &mut [f32],
-    threads: usize,
-) -> Result<(), Error> {
-    execute_timed(plan, program, tensors, arena, input, output, threads, None)
-}
-
 /// Wall time of each stage of one run, in the order of [`ExecPlan::stages`]; a plan
 /// with a row pipeline has one entry, the whole pipeline (its steps interleave).
 pub type StageTimes = Vec<Duration>;
 
-/// [`execute`], also recording each stage's wall time into `times` when given
-/// (cleared first; a `times` that held a run's entries before does not allocate).
-/// Loading the input and copying the output out are not part of any stage.
+/// Runs `program` as bound by `plan` over `arena` (at least `plan.layout.peak`
+/// floats): loads `input` (in the program's input layout), runs every stage, copies
+/// the result to the front of `output`. With `threads > 1` the kernels split over
+/// that many rayon workers (call it inside the session's pool). With `times`, also
+/// records each stage's wall time there (cleared first; a `times` that held a run's
+/// entries before does not allocate; loading the input and copying the output out
+/// are not part of any stage); without, no clock is read.
 #[allow(clippy::too_many_arguments)]
-pub fn execute_timed<T: TensorSource + Sync + ?Sized>(
+pub fn execute<T: TensorSource + Sync + ?Sized>(
     plan: &ExecPlan,
     program: &Program,
     tensors: &T,
@@ -284,6 +272,7 @@ pub fn run_lowered(
         input,
         &mut out,
         1,
+        None,
     )?;
     Ok(out)
 }

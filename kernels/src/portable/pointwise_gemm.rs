@@ -104,7 +104,7 @@
 //! from it), then accumulate (add the value already in the output: an in-place
 //! residual), then ReLU, in any combination.
 
-use super::simd::{load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
+use super::simd::{blend, load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
 use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
 
@@ -291,17 +291,6 @@ static TAIL_MASK: [u32; 2 * MAX_LANES] = {
     }
     t
 };
-
-/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
-#[inline(always)]
-fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
-    let (o, n, m) = (
-        simd.transmute_u32s_f32s(old),
-        simd.transmute_u32s_f32s(new),
-        simd.transmute_u32s_f32s(m),
-    );
-    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
-}
 
 /// One call's GEMM as the tiles see it.
 #[derive(Clone, Copy)]

@@ -17,7 +17,7 @@
 
 use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
 use super::rows::{has_nonfinite, Flat};
-use super::simd::{load, store, store_first, Kernel, Level, SimdExt};
+use super::simd::{blend, load, store, store_first, Kernel, Level, SimdExt};
 use crate::scratch;
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
@@ -158,17 +158,6 @@ fn exact_max_row(plane: &[f32], g: &PlaneGeom, stride: usize, y: usize, out: &mu
         }
         *o = max;
     }
-}
-
-/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
-#[inline(always)]
-fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
-    let (o, n, m) = (
-        simd.transmute_u32s_f32s(old),
-        simd.transmute_u32s_f32s(new),
-        simd.transmute_u32s_f32s(m),
-    );
-    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
 }
 
 /// One output vector of the direct stride-2 path, in ascending order: the max

@@ -100,6 +100,17 @@ pub(crate) fn relu<S: Simd>(simd: S, a: S::f32s) -> S::f32s {
     simd.select_f32s(simd.less_than_or_equal_f32s(a, zero), zero, a)
 }
 
+/// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
+#[inline(always)]
+pub(crate) fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {
+    let (o, n, m) = (
+        simd.transmute_u32s_f32s(old),
+        simd.transmute_u32s_f32s(new),
+        simd.transmute_u32s_f32s(m),
+    );
+    simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
+}
+
 /// Unaligned vector load.
 ///
 /// # Safety

@@ -781,7 +781,7 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
                     spec.cap * spec.width,
                 );
                 for ch in 0..spec.channels {
-                    move_to_front(buf, ch * stride, from, len);
+                    move_to_front(buf, ch * stride, from, len)?;
                 }
                 self.held[w].0 = keep;
             }
@@ -958,7 +958,10 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
             let [x] = split(cx.arena, [src.range()])?;
             for (ch, dst) in buf.chunks_exact_mut(n).take(spec.channels).enumerate() {
                 let from = ch * src.stride + src.at(rows.start);
-                dst.copy_from_slice(&x[from..from + n]);
+                let src = x
+                    .get(from..from + n)
+                    .ok_or_else(|| Error::Argument("feed rows outside the window".into()))?;
+                dispatch::copy(src, dst)?;
             }
             out.push(rows.start, buf)?;
         }
@@ -1015,7 +1018,10 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
         let [x] = split(cx.arena, [dst.range()])?;
         for (ch, src) in buf.chunks_exact(n).take(spec.channels).enumerate() {
             let to = ch * dst.stride + dst.at(rows.start);
-            x[to..to + n].copy_from_slice(src);
+            let dst = x
+                .get_mut(to..to + n)
+                .ok_or_else(|| Error::Argument("received rows outside the window".into()))?;
+            dispatch::copy(src, dst)?;
         }
         handoff.give_back(buf)
     }

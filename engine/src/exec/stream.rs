@@ -144,7 +144,7 @@ impl Window {
         channels: usize,
         stride: usize,
         width: usize,
-    ) -> Range<usize> {
+    ) -> Result<Range<usize>, Error> {
         let keep = want.start.max(self.held.start)..self.held.end.min(want.end);
         let todo_from = if keep.is_empty() {
             want.start
@@ -155,32 +155,42 @@ impl Window {
             let from = (keep.start - self.held.start) * width;
             let len = keep.len() * width;
             for c in 0..channels {
-                move_to_front(band, c * stride, from, len);
+                move_to_front(band, c * stride, from, len)?;
             }
         }
         self.held = want;
-        todo_from..self.held.end
+        Ok(todo_from..self.held.end)
     }
 }
 
 /// Moves `buf[at + from .. at + from + len]` to `buf[at .. at + len]` (`from >
 /// 0`) as copies of at most `from` floats, whose source and destination never
-/// overlap: each is a plain `memcpy`, which runs several times faster than the
-/// overlapping `memmove` that one `copy_within` would be (musl's `memmove` copies
-/// 8 bytes a step; aarch64 instruction count, 0.5x g = 3 at 720x1280: the
-/// pipeline's window moves took 16.3M instructions per inference that way).
-/// Panics if the ranges leave `buf` (callers pass ranges inside their area).
-pub fn move_to_front(buf: &mut [f32], at: usize, from: usize, len: usize) {
+/// overlap: each is a plain copy ([`dispatch::copy`]: 64-byte NEON loads and
+/// stores on aarch64), which runs several times faster than the overlapping
+/// `memmove` that one `copy_within` would be (musl's `memmove` copies 8 bytes a
+/// step; aarch64 instruction count, 0.5x g = 3 at 720x1280: the pipeline's window
+/// moves took 16.3M instructions per inference that way). Ranges outside `buf` are
+/// an error.
+pub fn move_to_front(buf: &mut [f32], at: usize, from: usize, len: usize) -> Result<(), Error> {
     if from == 0 {
-        return;
+        return Ok(());
+    }
+    let outside = || Error::Argument("row move outside its buffer".into());
+    if at + from + len > buf.len() {
+        return Err(outside());
     }
     let mut done = 0;
     while done < len {
         let n = from.min(len - done);
-        let (dst, src) = buf.split_at_mut(at + done + from);
-        dst[at + done..at + done + n].copy_from_slice(&src[..n]);
+        let (dst, src) = buf
+            .split_at_mut_checked(at + done + from)
+            .ok_or_else(outside)?;
+        let dst = dst.get_mut(at + done..).ok_or_else(outside)?;
+        let src = src.get(..n).ok_or_else(outside)?;
+        dispatch::copy(src, &mut dst[..n])?;
         done += n;
     }
+    Ok(())
 }
 
 /// A pointwise -> depthwise -> pointwise unit, ready to run band by band.
@@ -260,7 +270,7 @@ impl<'t> Unit<'t> {
         let need = self.needs(&rows);
         {
             let (band, xs) = write_read(arena, ext, self.band_in.clone(), x)?;
-            let todo = win.advance(need.clone(), band, self.channels, stride_in, w1);
+            let todo = win.advance(need.clone(), band, self.channels, stride_in, w1)?;
             if !todo.is_empty() {
                 let spans = (
                     PixelSpan {
@@ -401,7 +411,7 @@ impl<'t> Stem<'t> {
         let need = input_rows(&rows, spec.stride.0, spec.pads.top, spec.kh, hc);
         {
             let (band, inp) = write_read(arena, ext, self.band.clone(), x)?;
-            let todo = win.advance(need.clone(), band, conv.cout, band_stride, wc);
+            let todo = win.advance(need.clone(), band, conv.cout, band_stride, wc)?;
             if !todo.is_empty() {
                 // Conv output rows `todo` read input rows from `first` on: start the
                 // input slice there so the kernel sees them as its row 0.
@@ -482,10 +492,14 @@ mod tests {
                     let mut want = orig.clone();
                     want.copy_within(at + from..at + from + len, at);
                     let mut got = orig.clone();
-                    move_to_front(&mut got, at, from, len);
+                    assert!(move_to_front(&mut got, at, from, len).is_ok());
                     assert_eq!(got, want, "at {at} from {from} len {len}");
                 }
             }
         }
+        // A move reaching past the buffer is an error, not a panic.
+        let mut short = vec![0.0; 10];
+        assert!(move_to_front(&mut short, 0, 4, 7).is_err());
+        assert!(move_to_front(&mut short, 3, 4, 4).is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! Every other convolution shape (other channel counts, groups, kernel sizes or
 //! strides) runs the scalar twin.
 
+use super::copy::copy_prefix;
 use super::pw_tile::{fill_bias_table, BIAS_TAB};
 use crate::{Conv2d, KernelError, PlaneGeom, MR};
 use core::arch::asm;
@@ -188,7 +189,7 @@ pub(super) fn fill_rows(
         let src = ci * g.in_stride + iy as usize * g.in_w;
         let at = (lo as isize - first) as usize;
         buf[..at].fill(0.0);
-        buf[at..at + hi - lo].copy_from_slice(&input[src + lo..src + hi]);
+        copy_prefix(&input[src + lo..src + hi], &mut buf[at..at + hi - lo]);
         buf[at + hi - lo..need].fill(0.0);
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 mod conv3x3s2_stem;
 mod conv3x3s2_stem12;
+mod copy;
 mod dwconv3x3_s1;
 mod dwconv3x3_s2;
 mod gap_fc;
@@ -19,6 +20,7 @@ use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
 pub use conv3x3s2_stem::conv2d;
+pub use copy::copy;
 pub use gap_fc::{fc, gap_fc, global_avg_pool};
 pub use pointwise::pointwise;
 pub use pool3x3s2::pool;

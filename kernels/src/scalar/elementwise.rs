@@ -32,6 +32,16 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32], relu: bool) -> Result<(), Kern
     add_assign(out, b, relu)
 }
 
+/// Copies `src` into `dst` (same length): the scalar twin of the NEON copy, and
+/// the copy of the portable path (the platform's `memcpy` is already vectorised).
+pub fn copy(src: &[f32], dst: &mut [f32]) -> Result<(), KernelError> {
+    if src.len() != dst.len() {
+        return Err(len_err("copy"));
+    }
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
 /// `x = max(x, 0)`, NaN propagating (see [`super::relu`]).
 pub fn relu_in_place(x: &mut [f32]) {
     for v in x {

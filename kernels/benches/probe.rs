@@ -126,25 +126,49 @@ impl Probe {
         (h, w): (usize, usize),
         epi: Epilogue,
     ) {
-        let name = format!("{res} pointwise {name} g{groups} k{k} m{m} {h}x{w}");
+        self.pointwise_copies(res, name, groups, k, m, (h, w), epi, 1);
+    }
+
+    /// [`Probe::pointwise`] with the weights of successive calls taken from
+    /// `copies` copies in turn (16: from L3, as in the network, where every other
+    /// layer runs between two calls of a layer).
+    #[allow(clippy::too_many_arguments)]
+    fn pointwise_copies(
+        &mut self,
+        res: &str,
+        name: &str,
+        groups: usize,
+        k: usize,
+        m: usize,
+        (h, w): (usize, usize),
+        epi: Epilogue,
+        copies: usize,
+    ) {
+        let cold = if copies > 1 { " cold" } else { "" };
+        let name = format!("{res} pointwise{cold} {name} g{groups} k{k} m{m} {h}x{w}");
         if !self.want(&name) {
             return;
         }
         let px = h * w;
-        let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 1));
+        let wts: Vec<Vec<f32>> = (0..copies)
+            .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
+            .collect();
         let bias = data(groups * m, 2);
         let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
         let input = data(groups * k * px, 3);
         let mut out = data(groups * m * px, 4);
-        let p = Pointwise {
-            groups,
-            k,
-            m,
-            weights: &wts,
-            bias: &bias,
-            in_rows: &in_rows,
-            epilogue: epi,
-        };
+        let ps: Vec<Pointwise> = wts
+            .iter()
+            .map(|wts| Pointwise {
+                groups,
+                k,
+                m,
+                weights: wts,
+                bias: &bias,
+                in_rows: &in_rows,
+                epilogue: epi,
+            })
+            .collect();
         let span = PixelSpan {
             stride: px,
             start: 0,
@@ -153,9 +177,14 @@ impl Probe {
             input: span,
             output: span,
             count: px,
-            panels: 0..p.panels(),
+            panels: 0..ps[0].panels(),
         };
-        let t = best(|| portable::pointwise(&p, black_box(&input), &mut out, &call).unwrap());
+        let mut i = 0;
+        let t = best(|| {
+            let p = &ps[i % copies];
+            i += 1;
+            portable::pointwise(p, black_box(&input), &mut out, &call).unwrap()
+        });
         let f = 2 * groups * m * k * px;
         self.pw.0 += f as f64;
         self.pw.1 += t;
@@ -394,6 +423,14 @@ fn main() {
             );
         }
         pr.gap_fc(res, st4);
+        // Stage 3 and 4 shapes with cold weights (from L3, as in the network).
+        for (stage, size, m) in [(3, st3, 40), (4, st4, 80)] {
+            let cout = 12 * m;
+            let name = format!("s{stage} gconv1");
+            pr.pointwise_copies(res, &name, 3, cout / 3, m, size, relu, 16);
+            let name = format!("s{stage} gconv2");
+            pr.pointwise_copies(res, &name, 3, m, cout / 3, size, residual, 16);
+        }
         // 2x g=3: the long-k shapes of stages 3 and 4.
         pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
         pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);

@@ -193,17 +193,22 @@ impl RowPlan {
             plan.n_edges += 1;
             Some(())
         };
-        for i in 0..out_w / 4 {
-            let x0 = 4 * i;
-            let base = (stride * x0) as isize - pad_left as isize;
-            if base >= 0 && base as usize + body_span <= in_w {
-                if plan.body_steps == 0 {
-                    plan.body_x0 = x0;
-                }
-                plan.body_steps += 1;
-            } else {
-                add_edge(&mut plan, x0)?;
-            }
+        // The body steps are the interval of `i` (step at `x0 = 4 i`) whose window
+        // start `4 stride i - pad_left` is at least 0 and at most `in_w -
+        // body_span`; the steps before and after it are edges (found without a
+        // pass over the row: a call runs on a band of a few rows).
+        let steps = out_w / 4;
+        let first = pad_left.div_ceil(4 * stride).min(steps);
+        let end = match (in_w + pad_left).checked_sub(body_span) {
+            Some(last_start) => (last_start / (4 * stride) + 1).clamp(first, steps),
+            None => first,
+        };
+        for i in (0..first).chain(end..steps) {
+            add_edge(&mut plan, 4 * i)?;
+        }
+        if end > first {
+            plan.body_x0 = 4 * first;
+            plan.body_steps = end - first;
         }
         if !out_w.is_multiple_of(4) {
             add_edge(&mut plan, out_w - 4)?;
@@ -235,5 +240,48 @@ pub(crate) fn table4(
             vreinterpretq_u8_f32(c),
             vreinterpretq_u8_f32(d),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RowPlan, MAX_EDGES};
+
+    /// The plan covers every step exactly once: body steps where the window lies
+    /// inside the row (the rule step by step), edges elsewhere, in column order.
+    #[test]
+    fn row_plan_body_is_exactly_the_steps_inside_the_row() {
+        for (stride, span, n_vec) in [(1, 8, 2), (2, 10, 4)] {
+            for in_w in 4..70 {
+                for pad_left in 0..3 {
+                    for out_w in 4..(in_w + 2 * pad_left) / stride + 3 {
+                        let inside = |i: usize| {
+                            let base = (stride * 4 * i) as isize - pad_left as isize;
+                            base >= 0 && base as usize + span <= in_w
+                        };
+                        let steps = out_w / 4;
+                        let body: Vec<usize> = (0..steps).filter(|&i| inside(i)).collect();
+                        let mut edges: Vec<usize> =
+                            (0..steps).filter(|&i| !inside(i)).map(|i| 4 * i).collect();
+                        if out_w % 4 != 0 {
+                            edges.push(out_w - 4);
+                        }
+                        let plan = RowPlan::new(out_w, in_w, pad_left, stride, span, n_vec);
+                        let case = format!("s{stride} in {in_w} pad {pad_left} out {out_w}");
+                        let Some(plan) = plan else {
+                            assert!(edges.len() > MAX_EDGES, "{case}");
+                            continue;
+                        };
+                        assert_eq!(plan.body_steps, body.len(), "{case}");
+                        if let Some(&b) = body.first() {
+                            assert_eq!(plan.body_x0, 4 * b, "{case}");
+                        }
+                        let got: Vec<usize> =
+                            plan.edges[..plan.n_edges].iter().map(|e| e.x0).collect();
+                        assert_eq!(got, edges, "{case}");
+                    }
+                }
+            }
+        }
     }
 }

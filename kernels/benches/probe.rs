@@ -431,6 +431,8 @@ fn main() {
             let name = format!("s{stage} gconv2");
             pr.pointwise_copies(res, &name, 3, m, cout / 3, size, residual, 16);
         }
+        pr.pointwise_copies(res, "2x s4 gconv1", 3, 640, 160, st4, relu, 16);
+        pr.pointwise_copies(res, "2x s4 gconv2", 3, 160, 640, st4, residual, 16);
         // 2x g=3: the long-k shapes of stages 3 and 4.
         pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
         pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);

@@ -100,6 +100,48 @@ struct Probe {
     pw: (f64, f64),
 }
 
+/// A pointwise shape's packed weights (`copies` different copies, for calls that
+/// take them in turn), bias and identity row table.
+struct PwWeights {
+    groups: usize,
+    k: usize,
+    m: usize,
+    copies: Vec<Vec<f32>>,
+    bias: Vec<f32>,
+    in_rows: Vec<u32>,
+}
+
+impl PwWeights {
+    fn new(groups: usize, k: usize, m: usize, copies: usize) -> Self {
+        PwWeights {
+            groups,
+            k,
+            m,
+            copies: (0..copies)
+                .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
+                .collect(),
+            bias: data(groups * m, 2),
+            in_rows: (0..(groups * k) as u32).collect(),
+        }
+    }
+
+    /// The kernel parameters of each copy.
+    fn params(&self, epilogue: Epilogue) -> Vec<Pointwise<'_>> {
+        self.copies
+            .iter()
+            .map(|weights| Pointwise {
+                groups: self.groups,
+                k: self.k,
+                m: self.m,
+                weights,
+                bias: &self.bias,
+                in_rows: &self.in_rows,
+                epilogue,
+            })
+            .collect()
+    }
+}
+
 impl Probe {
     fn want(&self, name: &str) -> bool {
         self.filter.as_deref().is_none_or(|f| name.contains(f))
@@ -115,25 +157,11 @@ impl Probe {
         println!("{name:44} {:9.1} us {g:6.1} GFLOP/s{pct}", t * 1e6);
     }
 
+    /// One call over whole planes, the weights of successive calls taken from
+    /// `copies` copies in turn (1: hot in cache; 16: from L3, as in the network,
+    /// where every other layer runs between two calls of a layer).
     #[allow(clippy::too_many_arguments)]
     fn pointwise(
-        &mut self,
-        res: &str,
-        name: &str,
-        groups: usize,
-        k: usize,
-        m: usize,
-        (h, w): (usize, usize),
-        epi: Epilogue,
-    ) {
-        self.pointwise_copies(res, name, groups, k, m, (h, w), epi, 1);
-    }
-
-    /// [`Probe::pointwise`] with the weights of successive calls taken from
-    /// `copies` copies in turn (16: from L3, as in the network, where every other
-    /// layer runs between two calls of a layer).
-    #[allow(clippy::too_many_arguments)]
-    fn pointwise_copies(
         &mut self,
         res: &str,
         name: &str,
@@ -150,25 +178,10 @@ impl Probe {
             return;
         }
         let px = h * w;
-        let wts: Vec<Vec<f32>> = (0..copies)
-            .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
-            .collect();
-        let bias = data(groups * m, 2);
-        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let weights = PwWeights::new(groups, k, m, copies);
+        let ps = weights.params(epi);
         let input = data(groups * k * px, 3);
         let mut out = data(groups * m * px, 4);
-        let ps: Vec<Pointwise> = wts
-            .iter()
-            .map(|wts| Pointwise {
-                groups,
-                k,
-                m,
-                weights: wts,
-                bias: &bias,
-                in_rows: &in_rows,
-                epilogue: epi,
-            })
-            .collect();
         let span = PixelSpan {
             stride: px,
             start: 0,
@@ -218,25 +231,10 @@ impl Probe {
         }
         let band = rows * w;
         let plane = WINDOW * band;
-        let wts: Vec<Vec<f32>> = (0..COPIES)
-            .map(|c| pack_pointwise(groups, m, k, &data(groups * m * k, 1 + c as u64)))
-            .collect();
-        let bias = data(groups * m, 2);
-        let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+        let weights = PwWeights::new(groups, k, m, COPIES);
+        let ps = weights.params(epi);
         let input = data(groups * k * plane, 3);
         let mut out = data(groups * m * plane, 4);
-        let ps: Vec<Pointwise> = wts
-            .iter()
-            .map(|wts| Pointwise {
-                groups,
-                k,
-                m,
-                weights: wts,
-                bias: &bias,
-                in_rows: &in_rows,
-                epilogue: epi,
-            })
-            .collect();
         let t = best(|| {
             let mut r = 0;
             let mut i = 0;
@@ -404,13 +402,22 @@ fn main() {
         let st4 = (down(st3.0), down(st3.1));
         pr.conv1(res, (h, w));
         pr.pool(res, PoolKind::Max, 24, s1);
-        pr.pointwise(res, "s2u0 gconv1", 1, 24, 60, s2in, relu);
+        pr.pointwise(res, "s2u0 gconv1", 1, 24, 60, s2in, relu, 1);
         pr.dw(res, 60, 2, s2in);
-        pr.pointwise(res, "s2u0 gconv2", 3, 20, 72, st2, relu);
+        pr.pointwise(res, "s2u0 gconv2", 3, 20, 72, st2, relu, 1);
         pr.pool(res, avg, 24, s2in);
         for (stage, size, m) in [(2, st2, 20), (3, st3, 40), (4, st4, 80)] {
             let cout = 12 * m;
-            pr.pointwise(res, &format!("s{stage} gconv1"), 3, cout / 3, m, size, relu);
+            pr.pointwise(
+                res,
+                &format!("s{stage} gconv1"),
+                3,
+                cout / 3,
+                m,
+                size,
+                relu,
+                1,
+            );
             pr.dw(res, 3 * m, 1, size);
             pr.pointwise(
                 res,
@@ -420,6 +427,7 @@ fn main() {
                 cout / 3,
                 size,
                 residual,
+                1,
             );
         }
         pr.gap_fc(res, st4);
@@ -427,16 +435,16 @@ fn main() {
         for (stage, size, m) in [(3, st3, 40), (4, st4, 80)] {
             let cout = 12 * m;
             let name = format!("s{stage} gconv1");
-            pr.pointwise_copies(res, &name, 3, cout / 3, m, size, relu, 16);
+            pr.pointwise(res, &name, 3, cout / 3, m, size, relu, 16);
             let name = format!("s{stage} gconv2");
-            pr.pointwise_copies(res, &name, 3, m, cout / 3, size, residual, 16);
+            pr.pointwise(res, &name, 3, m, cout / 3, size, residual, 16);
         }
-        pr.pointwise_copies(res, "2x s4 gconv1", 3, 640, 160, st4, relu, 16);
-        pr.pointwise_copies(res, "2x s4 gconv2", 3, 160, 640, st4, residual, 16);
+        pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu, 16);
+        pr.pointwise(res, "2x s4 gconv2", 3, 160, 640, st4, residual, 16);
         // 2x g=3: the long-k shapes of stages 3 and 4.
-        pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu);
-        pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual);
-        pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu);
+        pr.pointwise(res, "2x s3 gconv1", 3, 320, 80, st3, relu, 1);
+        pr.pointwise(res, "2x s3 gconv2", 3, 80, 320, st3, residual, 1);
+        pr.pointwise(res, "2x s4 gconv1", 3, 640, 160, st4, relu, 1);
         // The engine's row-pipeline calls (bands of at least 80 pixels and 9600
         // bottleneck floats) of 0.5x and 2x g=3.
         pr.pointwise_bands(res, "0.5x s2 gconv1", 3, 40, 10, st2, relu);

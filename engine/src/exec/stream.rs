@@ -185,9 +185,9 @@ pub fn move_to_front(buf: &mut [f32], at: usize, from: usize, len: usize) -> Res
         let (dst, src) = buf
             .split_at_mut_checked(at + done + from)
             .ok_or_else(outside)?;
-        let dst = dst.get_mut(at + done..).ok_or_else(outside)?;
+        let dst = dst.get_mut(at + done..at + done + n).ok_or_else(outside)?;
         let src = src.get(..n).ok_or_else(outside)?;
-        dispatch::copy(src, &mut dst[..n])?;
+        dispatch::copy(src, dst)?;
         done += n;
     }
     Ok(())

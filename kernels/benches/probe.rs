@@ -303,16 +303,16 @@ impl Probe {
         self.report(&name, 9 * ch * g.out_h * g.out_w, t);
     }
 
-    fn conv1(&self, res: &str, (h, w): (usize, usize)) {
-        let name = format!("{res} conv2d conv1 3->24 s2 {h}x{w}");
+    fn conv1(&self, res: &str, cout: usize, (h, w): (usize, usize)) {
+        let name = format!("{res} conv2d conv1 3->{cout} s2 {h}x{w}");
         if !self.want(&name) {
             return;
         }
         let g = geom(h, w, 2);
-        let (wts, bias) = (data(24 * 27, 8), data(24, 9));
+        let (wts, bias) = (data(cout * 27, 8), data(cout, 9));
         let p = Conv2d {
             cin: 3,
-            cout: 24,
+            cout,
             groups: 1,
             kh: 3,
             kw: 3,
@@ -323,9 +323,9 @@ impl Probe {
             relu: true,
         };
         let input = data(3 * h * w, 10);
-        let mut out = vec![0.0; 24 * g.out_h * g.out_w];
-        let t = best(|| portable::conv2d(&p, &g, black_box(&input), &mut out, 0..24).unwrap());
-        self.report(&name, 2 * 27 * 24 * g.out_h * g.out_w, t);
+        let mut out = vec![0.0; cout * g.out_h * g.out_w];
+        let t = best(|| portable::conv2d(&p, &g, black_box(&input), &mut out, 0..cout).unwrap());
+        self.report(&name, 2 * 27 * cout * g.out_h * g.out_w, t);
     }
 
     fn gap_fc(&self, res: &str, (h, w): (usize, usize)) {
@@ -400,7 +400,9 @@ fn main() {
         let st2 = (down(s2in.0), down(s2in.1));
         let st3 = (down(st2.0), down(st2.1));
         let st4 = (down(st3.0), down(st3.1));
-        pr.conv1(res, (h, w));
+        for cout in [12, 24, 48] {
+            pr.conv1(res, cout, (h, w));
+        }
         pr.pool(res, PoolKind::Max, 24, s1);
         pr.pointwise(res, "s2u0 gconv1", 1, 24, 60, s2in, relu, 1);
         pr.dw(res, 60, 2, s2in);
@@ -430,6 +432,9 @@ fn main() {
                 1,
             );
         }
+        // The stride-2 depthwise convs of stages 3 and 4.
+        pr.dw(res, 120, 2, st2);
+        pr.dw(res, 240, 2, st3);
         pr.gap_fc(res, st4);
         // Stage 3 and 4 shapes with cold weights (from L3, as in the network).
         for (stage, size, m) in [(3, st3, 40), (4, st4, 80)] {

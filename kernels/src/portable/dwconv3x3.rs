@@ -16,7 +16,7 @@
 //! which a row-by-row variant with two output rows per pass did not beat (it was
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
-use super::rows::{copy_row, Flat};
+use super::rows::{copy_row, store_in_plane, Flat, PaddedPlane};
 use super::simd::{load, relu, store, Kernel, Level, SimdExt};
 use crate::scratch::{self, Scratch};
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
@@ -570,6 +570,53 @@ unsafe fn s2_vec<S: SimdExt, const MASKED: bool, const RELU: bool>(
     simd.unsplit_order(a)
 }
 
+/// The weights (one vector per tap) and the bias of channel `c`, broadcast.
+#[inline(always)]
+fn channel_taps<S: SimdExt>(simd: S, p: &Depthwise3x3, c: usize) -> ([S::f32s; 9], S::f32s) {
+    let mut w = [simd.splat_f32s(0.0); 9];
+    for (wv, &x) in w.iter_mut().zip(&p.weights[c * 9..c * 9 + 9]) {
+        *wv = simd.splat_f32s(x);
+    }
+    (w, simd.splat_f32s(p.bias[c]))
+}
+
+/// Stride-2 depthwise conv of small planes: each plane is copied once into a
+/// zero-padded buffer ([`PaddedPlane`]), so every output vector reads its rows with
+/// no per-row preparation and no column masks.
+fn s2_small<S: SimdExt>(
+    simd: S,
+    p: &Depthwise3x3,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+    mut pp: PaddedPlane,
+) {
+    let l = S::F32_LANES;
+    let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+    let n = out_w.div_ceil(l) * l;
+    for c in channels.clone() {
+        pp.fill(simd, &input[c * g.in_stride..][..in_hw], g);
+        let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        let (w, bias) = channel_taps(simd, p, c);
+        let m = [bias; 3];
+        for y in 0..g.out_h {
+            for x0 in (0..n).step_by(l) {
+                let at = pp.s2_rows(y, x0);
+                // SAFETY: `s2_rows` gives rows readable for 2 l + 1 floats.
+                let v = unsafe {
+                    if p.relu {
+                        s2_vec::<S, false, true>(simd, &at, &w, bias, &m)
+                    } else {
+                        s2_vec::<S, false, false>(simd, &at, &w, bias, &m)
+                    }
+                };
+                store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+            }
+        }
+    }
+}
+
 impl Op<'_, '_> {
     /// The direct stride-2 path: per output row, the three input rows are read in
     /// place (or from padded copies at the plane's edges, see [`RowSources`]); per
@@ -587,17 +634,16 @@ impl Op<'_, '_> {
         let l = S::F32_LANES;
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         let vecs = out_w.div_ceil(l);
+        if let Some(pp) = PaddedPlane::new(g, vecs, l) {
+            return s2_small(simd, p, g, input, output, channels, pp);
+        }
         let mut src = RowSources::new(g, vecs, l, 0.0);
         let masks = s2_masks(simd, g, vecs);
         let n = vecs * l;
         for c in channels.clone() {
             let plane = &input[c * g.in_stride..][..in_hw];
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
-            let mut w = [simd.splat_f32s(0.0); 9];
-            for (wv, &x) in w.iter_mut().zip(&p.weights[c * 9..c * 9 + 9]) {
-                *wv = simd.splat_f32s(x);
-            }
-            let bias = simd.splat_f32s(p.bias[c]);
+            let (w, bias) = channel_taps(simd, p, c);
             for y in 0..g.out_h {
                 let mut srcs = [Src::Slot(3); 3];
                 for (dy, sv) in srcs.iter_mut().enumerate() {
@@ -635,17 +681,7 @@ impl Op<'_, '_> {
                             }
                         }
                     };
-                    let o = y * out_w + x0;
-                    if o + l <= out_hw {
-                        // SAFETY: o + l <= out_hw, the plane's length. Lanes past the
-                        // row land in later rows, which are written after this one.
-                        unsafe { store::<S>(out_plane.as_mut_ptr().add(o), v) };
-                    } else {
-                        // SAFETY: out_w - x0 < l floats remain in the plane's last row.
-                        let d = unsafe { out_plane.as_mut_ptr().add(o) };
-                        // SAFETY: as above.
-                        unsafe { super::simd::store_first::<S>(d, v, out_w - x0) };
-                    }
+                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
                 }
             }
         }

@@ -16,9 +16,9 @@
 //! Other windows and strides fall back to the scalar twin.
 
 use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
-use super::rows::{has_nonfinite, Flat};
-use super::simd::{blend, load, store, store_first, Kernel, Level, SimdExt};
-use crate::scratch;
+use super::rows::{has_nonfinite, store_in_plane, Flat, PaddedPlane};
+use super::simd::{blend, load, store, Kernel, Level, SimdExt};
+use crate::scratch::{self, Scratch};
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
@@ -207,6 +207,44 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
     simd.unsplit_order(op!(op!(c[0], c[1]), c[2]))
 }
 
+/// Stride-2 average pooling of small planes: each plane is copied once into a
+/// zero-padded buffer, so every output vector reads its three rows with no
+/// per-row preparation and no column masks (the in-place path's edge handling
+/// costs more than the sums on planes of a few vectors per row: 14x14 -> 7x7 is
+/// one vector a row).
+fn avg_s2_small<S: SimdExt>(
+    simd: S,
+    p: &Pool,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+    mut pp: PaddedPlane,
+) {
+    let l = S::F32_LANES;
+    let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+    let n = out_w.div_ceil(l) * l;
+    let (inv_col, inv_row) = s2_scales(p, g, n);
+    let zero = simd.splat_f32s(0.0);
+    for c in channels.clone() {
+        pp.fill(simd, &input[c * g.in_stride..][..in_hw], g);
+        let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for y in 0..g.out_h {
+            let fy = simd.splat_f32s(inv_row[y]);
+            for x0 in (0..n).step_by(l) {
+                let at = pp.s2_rows(y, x0);
+                // SAFETY: `s2_rows` gives rows readable for 2 l + 1 floats; the
+                // column table holds n entries.
+                let v = unsafe {
+                    let s = s2_vec::<S, false, false>(simd, &at, &[zero; 3], zero);
+                    simd.mul_f32s(simd.mul_f32s(s, load::<S>(inv_col.as_ptr().add(x0))), fy)
+                };
+                store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+            }
+        }
+    }
+}
+
 impl Op<'_> {
     /// The direct stride-2 path (3x3 windows), as the depthwise conv's: input rows
     /// read in place (padded copies at the plane's edges), even/odd columns split
@@ -228,28 +266,16 @@ impl Op<'_> {
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         let vecs = out_w.div_ceil(l);
         let n = vecs * l;
+        if !max {
+            if let Some(pp) = PaddedPlane::new(g, vecs, l) {
+                return avg_s2_small(simd, p, g, input, output, channels, pp);
+            }
+        }
         let padv = if max { f32::NEG_INFINITY } else { 0.0 };
         let mut src = RowSources::new(g, vecs, l, padv);
         let masks = s2_masks(simd, g, vecs);
         let pad = simd.splat_f32s(padv);
-        // Average: reciprocal counts per column (whole vectors) and per row.
-        let (mut inv_col, mut inv_row) = (scratch::take(n, 0.0f32), scratch::take(g.out_h, 0.0f32));
-        if let PoolKind::Avg { count_include_pad } = p.kind {
-            for (x, v) in inv_col.iter_mut().enumerate().take(out_w) {
-                *v = if count_include_pad {
-                    recip(count_padded(x, 2, g.pad_left, g.in_w + p.pad_right))
-                } else {
-                    recip(count(x, 2, g.pad_left, g.in_w))
-                };
-            }
-            for (y, v) in inv_row.iter_mut().enumerate() {
-                *v = if count_include_pad {
-                    recip(count_padded(y, 2, g.pad_top, g.in_h + p.pad_bottom))
-                } else {
-                    recip(count(y, 2, g.pad_top, g.in_h))
-                };
-            }
-        }
+        let (inv_col, inv_row) = s2_scales(p, g, n);
         for c in channels.clone() {
             let plane = &input[c * g.in_stride..][..in_hw];
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
@@ -309,15 +335,7 @@ impl Op<'_> {
                         let cv = unsafe { load::<S>(inv_col.as_ptr().add(x0)) };
                         v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
                     }
-                    let o = y * out_w + x0;
-                    if o + l <= out_hw {
-                        // SAFETY: o + l <= out_hw, the plane's length. Lanes past the
-                        // row land in later rows, which are written after this one.
-                        unsafe { store::<S>(out_plane.as_mut_ptr().add(o), v) };
-                    } else {
-                        // SAFETY: out_w - x0 < l floats remain in the plane's last row.
-                        unsafe { store_first::<S>(out_plane.as_mut_ptr().add(o), v, out_w - x0) };
-                    }
+                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
                 }
                 if flagged {
                     // Rare: a NaN or an infinity in reach; exact scalar row.
@@ -327,6 +345,29 @@ impl Op<'_> {
             }
         }
     }
+}
+
+/// Average pooling with stride 2: the reciprocal window counts per output column
+/// (`n` entries, zero past `out_w`) and per output row (all zero for max pooling).
+fn s2_scales(p: &Pool, g: &PlaneGeom, n: usize) -> (Scratch<f32>, Scratch<f32>) {
+    let (mut inv_col, mut inv_row) = (scratch::take(n, 0.0f32), scratch::take(g.out_h, 0.0f32));
+    if let PoolKind::Avg { count_include_pad } = p.kind {
+        for (x, v) in inv_col.iter_mut().enumerate().take(g.out_w) {
+            *v = if count_include_pad {
+                recip(count_padded(x, 2, g.pad_left, g.in_w + p.pad_right))
+            } else {
+                recip(count(x, 2, g.pad_left, g.in_w))
+            };
+        }
+        for (y, v) in inv_row.iter_mut().enumerate() {
+            *v = if count_include_pad {
+                recip(count_padded(y, 2, g.pad_top, g.in_h + p.pad_bottom))
+            } else {
+                recip(count(y, 2, g.pad_top, g.in_h))
+            };
+        }
+    }
+    (inv_col, inv_row)
 }
 
 impl Kernel for Op<'_> {

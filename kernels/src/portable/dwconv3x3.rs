@@ -587,34 +587,27 @@ fn s2_small<S: SimdExt>(
     simd: S,
     p: &Depthwise3x3,
     g: &PlaneGeom,
-    input: &[f32],
-    output: &mut [f32],
+    io: (&[f32], &mut [f32]),
     channels: Range<usize>,
-    mut pp: PaddedPlane,
+    pp: PaddedPlane,
 ) {
-    let l = S::F32_LANES;
-    let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
-    let n = out_w.div_ceil(l) * l;
-    for c in channels.clone() {
-        pp.fill(simd, &input[c * g.in_stride..][..in_hw], g);
-        let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
-        let (w, bias) = channel_taps(simd, p, c);
-        let m = [bias; 3];
-        for y in 0..g.out_h {
-            for x0 in (0..n).step_by(l) {
-                let at = pp.s2_rows(y, x0);
-                // SAFETY: `s2_rows` gives rows readable for 2 l + 1 floats.
-                let v = unsafe {
-                    if p.relu {
-                        s2_vec::<S, false, true>(simd, &at, &w, bias, &m)
-                    } else {
-                        s2_vec::<S, false, false>(simd, &at, &w, bias, &m)
-                    }
-                };
-                store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+    pp.run(
+        simd,
+        g,
+        io,
+        channels,
+        |c| channel_taps(simd, p, c),
+        |&(w, bias), _, _, rows| {
+            // SAFETY: `PaddedPlane::run` gives rows readable for 2 l + 1 floats.
+            unsafe {
+                if p.relu {
+                    s2_vec::<S, false, true>(simd, &rows, &w, bias, &[bias; 3])
+                } else {
+                    s2_vec::<S, false, false>(simd, &rows, &w, bias, &[bias; 3])
+                }
             }
-        }
-    }
+        },
+    );
 }
 
 impl Op<'_, '_> {
@@ -635,7 +628,7 @@ impl Op<'_, '_> {
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         let vecs = out_w.div_ceil(l);
         if let Some(pp) = PaddedPlane::new(g, vecs, l) {
-            return s2_small(simd, p, g, input, output, channels, pp);
+            return s2_small(simd, p, g, (input, output), channels, pp);
         }
         let mut src = RowSources::new(g, vecs, l, 0.0);
         let masks = s2_masks(simd, g, vecs);

@@ -208,41 +208,37 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
 }
 
 /// Stride-2 average pooling of small planes: each plane is copied once into a
-/// zero-padded buffer, so every output vector reads its three rows with no
-/// per-row preparation and no column masks (the in-place path's edge handling
-/// costs more than the sums on planes of a few vectors per row: 14x14 -> 7x7 is
-/// one vector a row).
+/// zero-padded buffer ([`PaddedPlane`]), so every output vector reads its three
+/// rows with no per-row preparation and no column masks (the in-place path's
+/// edge handling costs more than the sums on planes of a few vectors per row:
+/// 14x14 -> 7x7 is one vector a row).
 fn avg_s2_small<S: SimdExt>(
     simd: S,
     p: &Pool,
     g: &PlaneGeom,
-    input: &[f32],
-    output: &mut [f32],
+    io: (&[f32], &mut [f32]),
     channels: Range<usize>,
-    mut pp: PaddedPlane,
+    pp: PaddedPlane,
 ) {
-    let l = S::F32_LANES;
-    let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
-    let n = out_w.div_ceil(l) * l;
+    let n = g.out_w.div_ceil(S::F32_LANES) * S::F32_LANES;
     let (inv_col, inv_row) = s2_scales(p, g, n);
     let zero = simd.splat_f32s(0.0);
-    for c in channels.clone() {
-        pp.fill(simd, &input[c * g.in_stride..][..in_hw], g);
-        let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
-        for y in 0..g.out_h {
-            let fy = simd.splat_f32s(inv_row[y]);
-            for x0 in (0..n).step_by(l) {
-                let at = pp.s2_rows(y, x0);
-                // SAFETY: `s2_rows` gives rows readable for 2 l + 1 floats; the
-                // column table holds n entries.
-                let v = unsafe {
-                    let s = s2_vec::<S, false, false>(simd, &at, &[zero; 3], zero);
-                    simd.mul_f32s(simd.mul_f32s(s, load::<S>(inv_col.as_ptr().add(x0))), fy)
-                };
-                store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+    pp.run(
+        simd,
+        g,
+        io,
+        channels,
+        |_| (),
+        |_, y, x0, rows| {
+            // SAFETY: `PaddedPlane::run` gives rows readable for 2 l + 1 floats; x0 <
+            // out_w, so the column table (n entries) holds the vector at x0.
+            unsafe {
+                let s = s2_vec::<S, false, false>(simd, &rows, &[zero; 3], zero);
+                let cv = load::<S>(inv_col.as_ptr().add(x0));
+                simd.mul_f32s(simd.mul_f32s(s, cv), simd.splat_f32s(inv_row[y]))
             }
-        }
-    }
+        },
+    );
 }
 
 impl Op<'_> {
@@ -268,7 +264,7 @@ impl Op<'_> {
         let n = vecs * l;
         if !max {
             if let Some(pp) = PaddedPlane::new(g, vecs, l) {
-                return avg_s2_small(simd, p, g, input, output, channels, pp);
+                return avg_s2_small(simd, p, g, (input, output), channels, pp);
             }
         }
         let padv = if max { f32::NEG_INFINITY } else { 0.0 };

@@ -21,6 +21,7 @@
 use super::simd::{copy_small, fill, load, store, store_first, SimdExt};
 use crate::scratch::{self, Scratch};
 use crate::PlaneGeom;
+use std::ops::Range;
 
 /// Geometry of one prepared row.
 #[derive(Clone, Copy, Debug)]
@@ -439,20 +440,43 @@ impl PaddedPlane {
     }
 
     /// Copies `plane` into the interior (the padding stays zero).
-    pub fn fill<S: SimdExt>(&mut self, simd: S, plane: &[f32], g: &PlaneGeom) {
+    fn fill<S: SimdExt>(&mut self, simd: S, plane: &[f32], g: &PlaneGeom) {
         for (iy, row) in plane.chunks_exact(g.in_w).take(g.in_h).enumerate() {
             let at = (iy + g.pad_top) * self.w + g.pad_left;
             copy_row(simd, row, &mut self.buf[at..at + g.in_w]);
         }
     }
 
-    /// The three window rows of output row `y`, each at column `2 x0 - pad_left`
-    /// (readable for `2 lanes + 1` floats when `x0 + lanes <= n` and `y <
-    /// out_h` of the geometry the plane was made for).
+    /// Runs the output vectors of planes `channels` of `input` (geometry `g`, the
+    /// one the plane was made for) into `output`: per channel `c`, `setup(c)`
+    /// once, then per output row `y` and vector `x0` the stored vector is
+    /// `vector(&setup, y, x0, rows)`, `rows` the three window rows at column `2 x0
+    /// - pad_left`, each readable for `2 lanes + 1` floats.
     #[inline(always)]
-    pub fn s2_rows(&self, y: usize, x0: usize) -> [*const f32; 3] {
-        let p = self.buf.as_ptr().wrapping_add(2 * y * self.w + 2 * x0);
-        [p, p.wrapping_add(self.w), p.wrapping_add(2 * self.w)]
+    pub fn run<S: SimdExt, T>(
+        mut self,
+        simd: S,
+        g: &PlaneGeom,
+        (input, output): (&[f32], &mut [f32]),
+        channels: Range<usize>,
+        mut setup: impl FnMut(usize) -> T,
+        mut vector: impl FnMut(&T, usize, usize, [*const f32; 3]) -> S::f32s,
+    ) {
+        let l = S::F32_LANES;
+        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+        for c in channels.clone() {
+            self.fill(simd, &input[c * g.in_stride..][..in_hw], g);
+            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+            let t = setup(c);
+            for y in 0..g.out_h {
+                for x0 in (0..out_w).step_by(l) {
+                    let p = self.buf.as_ptr().wrapping_add(2 * y * self.w + 2 * x0);
+                    let rows = [p, p.wrapping_add(self.w), p.wrapping_add(2 * self.w)];
+                    let v = vector(&t, y, x0, rows);
+                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+                }
+            }
+        }
     }
 }
 

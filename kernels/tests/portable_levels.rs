@@ -469,7 +469,10 @@ fn pool_every_level() {
 fn max_pool_propagates_nan() {
     // (row, column, value) put into the input.
     type Special = (usize, usize, f32);
-    let cases: [(usize, usize, [Special; 3]); 2] = [
+    // The last two are taller than the stride-2 path's blocks of 16 rows checked
+    // at once: values at a block's first and last rows, in a later block, in the
+    // last row, with clean blocks between.
+    let cases: [(usize, usize, [Special; 3]); 4] = [
         (
             13,
             21,
@@ -483,6 +486,24 @@ fn max_pool_propagates_nan() {
             9,
             70,
             [(2, 40, f32::NAN), (6, 67, f32::INFINITY), (4, 3, f32::NAN)],
+        ),
+        (
+            37,
+            19,
+            [
+                (15, 4, f32::NAN),
+                (16, 10, f32::INFINITY),
+                (36, 18, f32::NAN),
+            ],
+        ),
+        (
+            70,
+            33,
+            [
+                (3, 0, f32::NAN),
+                (47, 32, f32::NEG_INFINITY),
+                (64, 17, f32::NAN),
+            ],
         ),
     ];
     for level in levels() {

@@ -241,6 +241,63 @@ fn avg_s2_small<S: SimdExt>(
     );
 }
 
+/// Input rows checked together for NaN and infinities by the stride-2 max pool.
+const CHECK_BLOCK: usize = 16;
+
+/// Which rows of a plane hold a NaN or an infinity, found as the max pool reaches
+/// them: a block of [`CHECK_BLOCK`] rows in one pass with one reduction, its rows
+/// one by one only when the block holds one (probe, AVX2: max pool 24ch 112x112
+/// 90 -> 84 us, 360x640 2300 -> 2107 us, against a pass and a reduction per
+/// row).
+struct NonFiniteRows<'a> {
+    plane: &'a [f32],
+    w: usize,
+    /// The last block checked and its flag.
+    block: Option<(usize, bool)>,
+    /// The last row checked and its flag.
+    row: Option<(usize, bool)>,
+}
+
+impl<'a> NonFiniteRows<'a> {
+    fn new(plane: &'a [f32], w: usize) -> Self {
+        NonFiniteRows {
+            plane,
+            w,
+            block: None,
+            row: None,
+        }
+    }
+
+    /// Whether row `iy` (inside the plane) holds a NaN or an infinity.
+    #[inline(always)]
+    fn row<S: SimdExt>(&mut self, simd: S, iy: usize) -> bool {
+        let b = iy / CHECK_BLOCK;
+        let block = match self.block {
+            Some((at, f)) if at == b => f,
+            _ => {
+                let rows = b * CHECK_BLOCK * self.w..((b + 1) * CHECK_BLOCK * self.w);
+                let f = has_nonfinite(
+                    simd,
+                    &self.plane[rows.start..rows.end.min(self.plane.len())],
+                );
+                self.block = Some((b, f));
+                f
+            }
+        };
+        if !block {
+            return false;
+        }
+        match self.row {
+            Some((at, f)) if at == iy => f,
+            _ => {
+                let f = has_nonfinite(simd, &self.plane[iy * self.w..][..self.w]);
+                self.row = Some((iy, f));
+                f
+            }
+        }
+    }
+}
+
 impl Op<'_> {
     /// The direct stride-2 path (3x3 windows), as the depthwise conv's: input rows
     /// read in place (padded copies at the plane's edges), even/odd columns split
@@ -275,8 +332,7 @@ impl Op<'_> {
         for c in channels.clone() {
             let plane = &input[c * g.in_stride..][..in_hw];
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
-            // Non-finite flag of the last input row checked (max only).
-            let mut carried: Option<(isize, bool)> = None;
+            let mut nonfinite = NonFiniteRows::new(plane, g.in_w);
             for y in 0..g.out_h {
                 let mut srcs = [Src::Slot(3); 3];
                 let mut flagged = false;
@@ -284,16 +340,7 @@ impl Op<'_> {
                     let iy = (2 * y + dy) as isize - g.pad_top as isize;
                     *sv = src.prepare(simd, plane, iy, dy);
                     if max && iy >= 0 && (iy as usize) < g.in_h {
-                        let f = match carried {
-                            Some((r, f)) if r == iy => f,
-                            _ => {
-                                let row = &plane[iy as usize * g.in_w..][..g.in_w];
-                                let f = has_nonfinite(simd, row);
-                                carried = Some((iy, f));
-                                f
-                            }
-                        };
-                        flagged |= f;
+                        flagged |= nonfinite.row(simd, iy as usize);
                     }
                 }
                 let mut rows = [core::ptr::null::<f32>(); 3];

@@ -681,3 +681,62 @@ fn every_level_refuses_short_buffers() {
         assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 32], &mut [0.0; 8], 0..2).is_ok());
     }
 }
+
+/// Planes with no input columns or rows are refused even where the padding
+/// would make outputs: by the pools and the depthwise conv at every level, like
+/// the scalar twin, with the output left as it was.
+#[test]
+fn empty_planes_are_refused_at_every_level() {
+    for level in levels() {
+        for (h, w) in [(0, 5), (5, 0), (0, 0), (1, 0)] {
+            for stride in [1, 2] {
+                let (pt, pl, pb, pr) = (1, 1, 2, 2);
+                let (oh, ow) = (out_len(h, stride, pt, pb), out_len(w, stride, pl, pr));
+                let geom = PlaneGeom {
+                    in_h: h,
+                    in_w: w,
+                    in_stride: h * w,
+                    out_h: oh,
+                    out_w: ow,
+                    out_stride: oh * ow,
+                    pad_top: pt,
+                    pad_left: pl,
+                };
+                let what = format!("{} {h}x{w} s{stride}", level.name());
+                let channels = 2;
+                let input = vec![1.0f32; channels * h * w];
+                let untouched = vec![7.0f32; channels * oh * ow];
+                for kind in KINDS {
+                    let p = Pool {
+                        kind,
+                        kh: 3,
+                        kw: 3,
+                        stride_h: stride,
+                        stride_w: stride,
+                        pad_bottom: pb,
+                        pad_right: pr,
+                    };
+                    let mut got = untouched.clone();
+                    let mut want = untouched.clone();
+                    let a = portable::pool_at(level, &p, &geom, &input, &mut got, 0..channels);
+                    let b = scalar::pool::pool(&p, &geom, &input, &mut want, 0..channels);
+                    assert!(a.is_err() && b.is_err(), "pool {kind:?} {what}");
+                    assert_eq!(got, untouched, "pool {kind:?} {what}");
+                }
+                let (wts, bias) = (vec![0.5f32; channels * 9], vec![0.25f32; channels]);
+                let dw = Depthwise3x3 {
+                    stride,
+                    weights: &wts,
+                    bias: &bias,
+                    relu: false,
+                };
+                let mut got = untouched.clone();
+                let mut want = untouched.clone();
+                let a = portable::dwconv3x3_at(level, &dw, &geom, &input, &mut got, 0..channels);
+                let b = scalar::dwconv3x3::dwconv3x3(&dw, &geom, &input, &mut want, 0..channels);
+                assert!(a.is_err() && b.is_err(), "dwconv3x3 {what}");
+                assert_eq!(got, untouched, "dwconv3x3 {what}");
+            }
+        }
+    }
+}

@@ -586,14 +586,12 @@ fn channel_taps<S: SimdExt>(simd: S, p: &Depthwise3x3, c: usize) -> ([S::f32s; 9
 fn s2_small<S: SimdExt>(
     simd: S,
     p: &Depthwise3x3,
-    g: &PlaneGeom,
     io: (&[f32], &mut [f32]),
     channels: Range<usize>,
     pp: PaddedPlane,
 ) {
     pp.run(
         simd,
-        g,
         io,
         channels,
         |c| channel_taps(simd, p, c),
@@ -628,7 +626,7 @@ impl Op<'_, '_> {
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         let vecs = out_w.div_ceil(l);
         if let Some(pp) = PaddedPlane::new(g, vecs, l) {
-            return s2_small(simd, p, g, (input, output), channels, pp);
+            return s2_small(simd, p, (input, output), channels, pp);
         }
         let mut src = RowSources::new(g, vecs, l, 0.0);
         let masks = s2_masks(simd, g, vecs);
@@ -674,7 +672,7 @@ impl Op<'_, '_> {
                             }
                         }
                     };
-                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+                    store_in_plane::<S>(out_plane, y * out_w + x0, out_w - x0, v);
                 }
             }
         }

@@ -225,7 +225,6 @@ fn avg_s2_small<S: SimdExt>(
     let zero = simd.splat_f32s(0.0);
     pp.run(
         simd,
-        g,
         io,
         channels,
         |_| (),
@@ -378,7 +377,7 @@ impl Op<'_> {
                         let cv = unsafe { load::<S>(inv_col.as_ptr().add(x0)) };
                         v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
                     }
-                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+                    store_in_plane::<S>(out_plane, y * out_w + x0, out_w - x0, v);
                 }
                 if flagged {
                     // Rare: a NaN or an infinity in reach; exact scalar row.

@@ -424,6 +424,8 @@ const SMALL_PLANE: usize = 4096;
 /// pad_top) * w + pad_left + ix`. Every output vector then reads its three rows
 /// with no per-row preparation and no column masks.
 pub(crate) struct PaddedPlane {
+    /// The geometry the plane was made for.
+    g: PlaneGeom,
     /// Floats per padded row.
     w: usize,
     buf: Scratch<f32>,
@@ -442,38 +444,41 @@ impl PaddedPlane {
         let w = (2 * n + 1).max(g.pad_left + g.in_w);
         let h = (2 * g.out_h + 1).max(g.pad_top + g.in_h);
         (vecs <= 2 && h * w <= SMALL_PLANE).then(|| PaddedPlane {
+            g: *g,
             w,
             buf: scratch::take(h * w, 0.0f32),
         })
     }
 
-    /// Copies `plane` into the interior (the padding stays zero).
-    fn fill<S: SimdExt>(&mut self, simd: S, plane: &[f32], g: &PlaneGeom) {
-        for (iy, row) in plane.chunks_exact(g.in_w).take(g.in_h).enumerate() {
+    /// Copies `plane` (`in_h` rows of `in_w`) into the interior (the padding
+    /// stays zero).
+    fn fill<S: SimdExt>(&mut self, simd: S, plane: &[f32]) {
+        let g = &self.g;
+        for (iy, row) in plane.chunks_exact(g.in_w.max(1)).take(g.in_h).enumerate() {
             let at = (iy + g.pad_top) * self.w + g.pad_left;
-            copy_row(simd, row, &mut self.buf[at..at + g.in_w]);
+            copy_row(simd, row, &mut self.buf[at..at + row.len()]);
         }
     }
 
-    /// Runs the output vectors of planes `channels` of `input` (geometry `g`, the
-    /// one the plane was made for) into `output`: per channel `c`, `setup(c)`
-    /// once, then per output row `y` and vector `x0` the stored vector is
-    /// `vector(&setup, y, x0, rows)`, `rows` the three window rows at column `2 x0
-    /// - pad_left`, each readable for `2 lanes + 1` floats.
+    /// Runs the output vectors of planes `channels` of `input` (laid out as the
+    /// geometry the plane was made for says, `check` passed) into `output`: per
+    /// channel `c`, `setup(c)` once, then per output row `y` and vector `x0` the
+    /// stored vector is `vector(&setup, y, x0, rows)`, `rows` the three window
+    /// rows at column `2 x0 - pad_left`, each readable for `2 lanes + 1` floats.
     #[inline(always)]
     pub fn run<S: SimdExt, T>(
         mut self,
         simd: S,
-        g: &PlaneGeom,
         (input, output): (&[f32], &mut [f32]),
         channels: Range<usize>,
         mut setup: impl FnMut(usize) -> T,
         mut vector: impl FnMut(&T, usize, usize, [*const f32; 3]) -> S::f32s,
     ) {
         let l = S::F32_LANES;
+        let g = self.g;
         let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
         for c in channels.clone() {
-            self.fill(simd, &input[c * g.in_stride..][..in_hw], g);
+            self.fill(simd, &input[c * g.in_stride..][..in_hw]);
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
             let t = setup(c);
             for y in 0..g.out_h {
@@ -481,7 +486,7 @@ impl PaddedPlane {
                     let p = self.buf.as_ptr().wrapping_add(2 * y * self.w + 2 * x0);
                     let rows = [p, p.wrapping_add(self.w), p.wrapping_add(2 * self.w)];
                     let v = vector(&t, y, x0, rows);
-                    store_in_plane(simd, out_plane, y * out_w + x0, out_w - x0, v);
+                    store_in_plane::<S>(out_plane, y * out_w + x0, out_w - x0, v);
                 }
             }
         }
@@ -493,14 +498,7 @@ impl PaddedPlane {
 /// land in later rows, which are written after this one), else the first `keep`
 /// lanes (at most the plane's end).
 #[inline(always)]
-pub(crate) fn store_in_plane<S: SimdExt>(
-    simd: S,
-    plane: &mut [f32],
-    o: usize,
-    keep: usize,
-    v: S::f32s,
-) {
-    let _ = simd;
+pub(crate) fn store_in_plane<S: SimdExt>(plane: &mut [f32], o: usize, keep: usize, v: S::f32s) {
     let l = S::F32_LANES;
     if o + l <= plane.len() {
         // SAFETY: o + l <= the plane's length.

@@ -426,6 +426,8 @@ const SMALL_PLANE: usize = 4096;
 pub(crate) struct PaddedPlane {
     /// The geometry the plane was made for.
     g: PlaneGeom,
+    /// Output columns of whole vectors the rows are wide enough for.
+    n: usize,
     /// Floats per padded row.
     w: usize,
     buf: Scratch<f32>,
@@ -445,6 +447,7 @@ impl PaddedPlane {
         let h = (2 * g.out_h + 1).max(g.pad_top + g.in_h);
         (vecs <= 2 && h * w <= SMALL_PLANE).then(|| PaddedPlane {
             g: *g,
+            n,
             w,
             buf: scratch::take(h * w, 0.0f32),
         })
@@ -482,7 +485,9 @@ impl PaddedPlane {
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
             let t = setup(c);
             for y in 0..g.out_h {
-                for x0 in (0..out_w).step_by(l) {
+                // (x0 + l <= n holds when the plane was made for these lanes; the
+                // bound keeps the reads inside the buffer even if it was not.)
+                for x0 in (0..out_w).step_by(l).take_while(|&x0| x0 + l <= self.n) {
                     let p = self.buf.as_ptr().wrapping_add(2 * y * self.w + 2 * x0);
                     let rows = [p, p.wrapping_add(self.w), p.wrapping_add(2 * self.w)];
                     let v = vector(&t, y, x0, rows);

@@ -33,9 +33,30 @@ fn shuffle_table(c: usize, groups: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Output extent of a 3-wide window.
-fn out_len(len: usize, stride: usize, pad_begin: usize, pad_end: usize) -> usize {
-    (len + pad_begin + pad_end - 3) / stride + 1
+/// Geometry of a `k` x `k` window with stride `stride` over `h` x `w` planes,
+/// padding `(top, left, bottom, right)`, input and output planes `extra` floats
+/// apart beyond their size (the caller has checked that the window fits).
+fn window_geom(
+    k: usize,
+    stride: usize,
+    (h, w): (usize, usize),
+    (pt, pl, pb, pr): (usize, usize, usize, usize),
+    extra: (usize, usize),
+) -> PlaneGeom {
+    let (oh, ow) = (
+        (h + pt + pb - k) / stride + 1,
+        (w + pl + pr - k) / stride + 1,
+    );
+    PlaneGeom {
+        in_h: h,
+        in_w: w,
+        in_stride: h * w + extra.0,
+        out_h: oh,
+        out_w: ow,
+        out_stride: oh * ow + extra.1,
+        pad_top: pt,
+        pad_left: pl,
+    }
 }
 
 /// Plane sizes that cover 1x1, 1xN, Nx1, odd and stage-like planes.
@@ -272,19 +293,11 @@ fn dwconv3x3_every_level() {
                     if h + pt + pb < 3 || w + pl + pr < 3 {
                         continue;
                     }
-                    let (oh, ow) = (out_len(h, stride, pt, pb), out_len(w, stride, pl, pr));
                     let channels = 1 + rng.below(6);
-                    let (in_stride, out_stride) = (h * w + rng.below(3), oh * ow + rng.below(3));
-                    let geom = PlaneGeom {
-                        in_h: h,
-                        in_w: w,
-                        in_stride,
-                        out_h: oh,
-                        out_w: ow,
-                        out_stride,
-                        pad_top: pt,
-                        pad_left: pl,
-                    };
+                    let extra = (rng.below(3), rng.below(3));
+                    let geom = window_geom(3, stride, (h, w), (pt, pl, pb, pr), extra);
+                    let (oh, ow, in_stride, out_stride) =
+                        (geom.out_h, geom.out_w, geom.in_stride, geom.out_stride);
                     let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
                     let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
                     let p = Depthwise3x3 {
@@ -416,22 +429,11 @@ fn pool_every_level() {
                     if h + pt + pb < k || w + pl + pr < k {
                         continue;
                     }
-                    let (oh, ow) = (
-                        (h + pt + pb - k) / stride + 1,
-                        (w + pl + pr - k) / stride + 1,
-                    );
                     let channels = 1 + rng.below(5);
-                    let (in_stride, out_stride) = (h * w + rng.below(3), oh * ow + rng.below(3));
-                    let geom = PlaneGeom {
-                        in_h: h,
-                        in_w: w,
-                        in_stride,
-                        out_h: oh,
-                        out_w: ow,
-                        out_stride,
-                        pad_top: pt,
-                        pad_left: pl,
-                    };
+                    let extra = (rng.below(3), rng.below(3));
+                    let geom = window_geom(k, stride, (h, w), (pt, pl, pb, pr), extra);
+                    let (oh, ow, in_stride, out_stride) =
+                        (geom.out_h, geom.out_w, geom.in_stride, geom.out_stride);
                     let p = Pool {
                         kind,
                         kh: k,
@@ -691,17 +693,8 @@ fn empty_planes_are_refused_at_every_level() {
         for (h, w) in [(0, 5), (5, 0), (0, 0), (1, 0)] {
             for stride in [1, 2] {
                 let (pt, pl, pb, pr) = (1, 1, 2, 2);
-                let (oh, ow) = (out_len(h, stride, pt, pb), out_len(w, stride, pl, pr));
-                let geom = PlaneGeom {
-                    in_h: h,
-                    in_w: w,
-                    in_stride: h * w,
-                    out_h: oh,
-                    out_w: ow,
-                    out_stride: oh * ow,
-                    pad_top: pt,
-                    pad_left: pl,
-                };
+                let geom = window_geom(3, stride, (h, w), (pt, pl, pb, pr), (0, 0));
+                let (oh, ow) = (geom.out_h, geom.out_w);
                 let what = format!("{} {h}x{w} s{stride}", level.name());
                 let channels = 2;
                 let input = vec![1.0f32; channels * h * w];

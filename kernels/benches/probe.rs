@@ -3,7 +3,8 @@
 //! stage shapes of ShuffleNet v1 1x g=3 at 224x224 and 720x1280 (the same shapes as
 //! the `stages` criterion bench), next to this core's measured FMA peak.
 //! `cargo bench -p kernels --bench probe [-- filter]`; `PROBE_REPS=n` multiplies
-//! the repetitions (for profiling).
+//! the repetitions (for profiling); `PROBE_LEVEL=avx512|avx2|scalar` runs a level
+//! other than the best one of this CPU (to compare levels on the same shapes).
 
 use kernels::portable;
 use kernels::*;
@@ -16,6 +17,21 @@ mod common;
 /// Deterministic pseudo-random values in [-1, 1) (the kernel tests' generator).
 fn data(n: usize, seed: u64) -> Vec<f32> {
     common::Rng(seed | 1).vec(n)
+}
+
+/// The instruction-set level the probe runs: `PROBE_LEVEL`, else the best one.
+fn level() -> portable::Level {
+    static LEVEL: std::sync::OnceLock<portable::Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let chosen = match std::env::var("PROBE_LEVEL").as_deref() {
+            Ok("avx512") => portable::Level::avx512(),
+            Ok("avx2") => portable::Level::avx2_fma(),
+            Ok("scalar") => Some(portable::Level::scalar()),
+            Ok(other) => panic!("PROBE_LEVEL={other}: use avx512, avx2 or scalar"),
+            Err(_) => Some(portable::Level::best()),
+        };
+        chosen.expect("PROBE_LEVEL names a level this CPU (or build) does not have")
+    })
 }
 
 /// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a
@@ -196,7 +212,7 @@ impl Probe {
         let t = best(|| {
             let p = &ps[i % copies];
             i += 1;
-            portable::pointwise(p, black_box(&input), &mut out, &call).unwrap()
+            portable::pointwise_at(level(), p, black_box(&input), &mut out, &call).unwrap()
         });
         let f = 2 * groups * m * k * px;
         self.pw.0 += f as f64;
@@ -251,7 +267,7 @@ impl Probe {
                     panels: 0..ps[0].panels(),
                 };
                 let p = &ps[i % COPIES];
-                portable::pointwise(p, black_box(&input), &mut out, &call).unwrap();
+                portable::pointwise_at(level(), p, black_box(&input), &mut out, &call).unwrap();
                 r += n;
                 i += 1;
             }
@@ -277,7 +293,9 @@ impl Probe {
         };
         let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
-        let t = best(|| portable::dwconv3x3(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        let t = best(|| {
+            portable::dwconv3x3_at(level(), &p, &g, black_box(&input), &mut out, 0..ch).unwrap()
+        });
         self.report(&name, 18 * ch * g.out_h * g.out_w, t);
     }
 
@@ -299,7 +317,9 @@ impl Probe {
         };
         let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
-        let t = best(|| portable::pool(&p, &g, black_box(&input), &mut out, 0..ch).unwrap());
+        let t = best(|| {
+            portable::pool_at(level(), &p, &g, black_box(&input), &mut out, 0..ch).unwrap()
+        });
         self.report(&name, 9 * ch * g.out_h * g.out_w, t);
     }
 
@@ -324,7 +344,9 @@ impl Probe {
         };
         let input = data(3 * h * w, 10);
         let mut out = vec![0.0; cout * g.out_h * g.out_w];
-        let t = best(|| portable::conv2d(&p, &g, black_box(&input), &mut out, 0..cout).unwrap());
+        let t = best(|| {
+            portable::conv2d_at(level(), &p, &g, black_box(&input), &mut out, 0..cout).unwrap()
+        });
         self.report(&name, 2 * 27 * cout * g.out_h * g.out_w, t);
     }
 
@@ -347,19 +369,28 @@ impl Probe {
         let name = format!("{res} gap {ch}ch {h}x{w}");
         if self.want(&name) {
             let t = best(|| {
-                portable::global_avg_pool(&planes, black_box(&input), &mut pooled).unwrap()
+                portable::global_avg_pool_at(level(), &planes, black_box(&input), &mut pooled)
+                    .unwrap()
             });
             self.report(&name, ch * hw, t);
         }
         let name = format!("{res} fc {ch}->{classes}");
         if self.want(&name) {
-            let t = best(|| portable::fc(&fc, black_box(&pooled), &mut out).unwrap());
+            let t = best(|| portable::fc_at(level(), &fc, black_box(&pooled), &mut out).unwrap());
             self.report(&name, 2 * ch * classes, t);
         }
         let name = format!("{res} gap_fc {ch}ch {h}x{w} -> {classes}");
         if self.want(&name) {
             let t = best(|| {
-                portable::gap_fc(&fc, &planes, black_box(&input), &mut pooled, &mut out).unwrap()
+                portable::gap_fc_at(
+                    level(),
+                    &fc,
+                    &planes,
+                    black_box(&input),
+                    &mut pooled,
+                    &mut out,
+                )
+                .unwrap()
             });
             self.report(&name, ch * hw + 2 * ch * classes, t);
         }
@@ -376,7 +407,7 @@ fn main() {
     } else {
         fma_peak()
     };
-    println!("isa {}  FMA peak {peak:.1} GFLOP/s", portable::isa());
+    println!("isa {}  FMA peak {peak:.1} GFLOP/s", level().name());
     let mut pr = Probe {
         filter,
         peak,

@@ -30,8 +30,13 @@
 //! The loop order inside the tile is picked so the live registers stay at 15 (see
 //! [`tile`]); at 16 LLVM spills.
 //!
-//! AVX-512 (32 zmm registers) uses 4..=6 rows x 3 vectors of 16 (22 registers;
-//! not measured here: this CPU has no AVX-512). pulp's scalar level uses the AVX2
+//! AVX-512 (32 zmm registers) uses 4..=6 rows x 3 vectors of 16 (22 registers).
+//! Measured on an AMD EPYC Zen 4 (AVX-512 at the FLOP rate of AVX2: 512-bit
+//! operations run as two halves), probe at 224x224, AVX-512 against AVX2, us:
+//! s2u0 gconv1 k24 m60 83 / 94, s2 gconv2 k20 m80 73 / 79, s3 gconv2 k40 m160
+//! 72 / 77, 0.5x s2 gconv2 bands 21 / 24; the 7x7 planes lose (49 pixels are one
+//! 48-pixel block and a 16-lane tile for the last pixel, against AVX2's matrix-
+//! vector tail): s4 gconv1 k320 m80 90 / 75. pulp's scalar level uses the AVX2
 //! shape with one float per "vector".
 //!
 //! Input. For `k >= 64` and at least 24 rows in the call's part of the group
@@ -231,11 +236,20 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize, I: Input>(
         wo += MR;
         cur = I::next(cur);
     }
-    for (r, row) in acc.iter().enumerate().take(valid) {
+    // Constant bounds and indices (not `acc.iter().take(valid)`): LLVM then unrolls
+    // the epilogue and keeps every accumulator in a register. With the iterator it
+    // left the AVX-512 6x3 tile's accumulator array on the stack and reloaded two
+    // of them in every k step (probe, Zen 4, 224x224 in-place shapes: s3 gconv2
+    // k40 m160 262 -> 72 us, s2u0 gconv1 k24 m60 347 -> 83 us; AVX2 unchanged).
+    #[allow(clippy::needless_range_loop)]
+    for r in 0..R {
+        if r >= valid {
+            break;
+        }
         // SAFETY: row r < valid of the destination is writable for V * l floats.
         let o = unsafe { out.add(r * out_stride) };
-        for (v, &a) in row.iter().enumerate() {
-            let mut a = a;
+        for v in 0..V {
+            let mut a = acc[r][v];
             // SAFETY: inside the destination row (see above).
             let ov = unsafe { o.add(v * l) };
             if !part.last {

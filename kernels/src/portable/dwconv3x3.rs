@@ -22,7 +22,8 @@ use crate::scratch::{self, Scratch};
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
-/// Convolves planes `channels` with the best level of this CPU; input plane `c` at
+/// Convolves planes `channels` with the best level of this CPU for the output width
+/// ([`Level::for_run`]); input plane `c` at
 /// `c * in_stride`, output plane `c` at `(c - channels.start) * out_stride`.
 pub fn dwconv3x3(
     p: &Depthwise3x3,
@@ -31,7 +32,8 @@ pub fn dwconv3x3(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    dwconv3x3_at(Level::best(), p, g, input, output, channels)
+    let level = Level::for_run(g.out_w, super::simd::ROW_WIDE_FROM);
+    dwconv3x3_at(level, p, g, input, output, channels)
 }
 
 /// [`dwconv3x3`] with a chosen instruction-set level.

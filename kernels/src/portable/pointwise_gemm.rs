@@ -120,8 +120,22 @@ pub fn pointwise(
     output: &mut [f32],
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
-    pointwise_at(Level::best(), p, input, output, call)
+    pointwise_at(
+        Level::for_run(call.count, PIXELS_WIDE_FROM),
+        p,
+        input,
+        output,
+        call,
+    )
 }
+
+/// Calls of at least this many pixels run with AVX-512, shorter ones with AVX2
+/// ([`Level::for_run`]): AVX-512 computes the last pixels of a run with a whole
+/// 16-lane tile, AVX2 with matrix-vector products (see [`gemv_tail`]). On Zen 4,
+/// 224x224 probe, AVX-512 against AVX2: 196 pixels (14x14) 72 / 77 us for s3
+/// gconv2, 49 pixels (7x7) 90 / 75 us for s4 gconv1 and 350 / 286 us for 2x s4
+/// gconv1.
+pub const PIXELS_WIDE_FROM: usize = 128;
 
 /// [`pointwise`] with a chosen instruction-set level.
 pub fn pointwise_at(

@@ -185,6 +185,14 @@ pub(crate) fn fill<S: Simd>(simd: S, dst: &mut [f32], v: f32) {
     }
 }
 
+/// Output rows at least this wide run the depthwise conv and the pools with
+/// AVX-512; narrower ones with AVX2 ([`Level::for_run`]). Measured on an AMD EPYC
+/// Zen 4 (probe, best of N, AVX-512 against AVX2, us): depthwise s2 output width
+/// 160: 585 / 1164, 80: 247 / 300, 40: 141 / 145, 28: 43 / 37, 14: 18.8 / 13.0;
+/// depthwise s1 width 160: 289 / 272, 7: 10.3 / 8.5; average pool s2 width 80:
+/// 746 / 1268, 40: 387 / 312, 7: 37.1 / 24.8; max pool s2 width 56: 73.6 / 63.6.
+pub const ROW_WIDE_FROM: usize = 64;
+
 /// The widest vector of any level, in floats (AVX-512).
 pub(crate) const MAX_LANES: usize = 16;
 
@@ -252,6 +260,31 @@ impl Level {
         Self::avx512()
             .or_else(Self::avx2_fma)
             .unwrap_or_else(Self::scalar)
+    }
+
+    /// The level for a kernel whose vectors run along `n` consecutive floats (an
+    /// output row, a pointwise call's pixel run): the best one if `n >= wide_from`
+    /// or `n` is a whole number of its vectors, else AVX2+FMA where the CPU has it.
+    /// On a short run a 16-lane level's partial last vector costs a whole one (see
+    /// [`ROW_WIDE_FROM`] and the pointwise kernel's threshold for what that
+    /// measured).
+    pub fn for_run(n: usize, wide_from: usize) -> Self {
+        let best = Self::best();
+        if n >= wide_from || n.is_multiple_of(best.lanes()) {
+            return best;
+        }
+        Self::avx2_fma().unwrap_or(best)
+    }
+
+    /// Floats per vector.
+    fn lanes(self) -> usize {
+        match self.0 {
+            Inner::Scalar => 1,
+            #[cfg(target_arch = "x86_64")]
+            Inner::V3(_) => 8,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Inner::V4(_) => 16,
+        }
     }
 
     /// Every level this CPU supports, best first.

@@ -15,7 +15,7 @@
 
 use kernels::PoolKind;
 use shufflenet::arena;
-use shufflenet::exec::{execute, ExecOptions, ExecPlan, Stage};
+use shufflenet::exec::{execute, ExecOptions, ExecPlan, Stage, THREADED_PIPELINE_FACTOR};
 use shufflenet::program::{LoweredModel, Step};
 use shufflenet::{family, plan, reference};
 
@@ -196,11 +196,14 @@ fn the_720p_pipeline_arena_is_at_most_a_third_of_the_whole_tensor_plan() {
         stream: false,
         ..Default::default()
     });
-    // One thread; two splitting each kernel call; two running a segment each.
+    // One thread; two splitting each kernel call; two running a segment each. (A
+    // 2 MiB threshold: pipelined on every target, also where a session splitting
+    // its calls over threads multiplies it, see the next test.)
     for (segments, threads) in [(1, 1), (1, 2), (2, 2)] {
         let p = plan_with(ExecOptions {
             segments,
             threads,
+            pipeline_min_bytes: 2 << 20,
             ..Default::default()
         });
         assert!(p.pipeline.is_some());
@@ -212,6 +215,45 @@ fn the_720p_pipeline_arena_is_at_most_a_third_of_the_whole_tensor_plan() {
             whole.layout.peak
         );
     }
+}
+
+#[test]
+fn threads_splitting_calls_raise_the_pipeline_threshold() {
+    let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
+    // 1x g = 3 at 720x1280: largest tensor 13.8 MB, between the one-thread default
+    // threshold and the threaded one on x86-64.
+    let pipelined = |segments, threads| {
+        let opts = ExecOptions {
+            segments,
+            threads,
+            ..Default::default()
+        };
+        let p = ExecPlan::new(&lowered.program, 720, 1280, &opts).unwrap();
+        arena::check(&p.layout, &p.lifetimes).unwrap();
+        p.pipeline.is_some()
+    };
+    assert!(pipelined(1, 1));
+    assert!(pipelined(2, 2), "segments keep the pipeline");
+    assert_eq!(pipelined(1, 2), THREADED_PIPELINE_FACTOR == 1);
+    let opts = ExecOptions {
+        pipeline_min_bytes: 1000,
+        threads: 2,
+        ..Default::default()
+    };
+    assert_eq!(opts.pipeline_threshold(), 1000 * THREADED_PIPELINE_FACTOR);
+    let never = ExecOptions {
+        pipeline_min_bytes: usize::MAX,
+        ..opts
+    };
+    assert_eq!(never.pipeline_threshold(), usize::MAX);
+    assert_eq!(
+        ExecOptions {
+            segments: 2,
+            ..opts
+        }
+        .pipeline_threshold(),
+        1000
+    );
 }
 
 #[test]

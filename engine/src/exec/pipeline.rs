@@ -517,7 +517,7 @@ pub(super) fn plan(
         .iter()
         .map(|(v, (h, w))| v.channels as usize * h * w * 4)
         .max()?;
-    if biggest < opts.pipeline_min_bytes {
+    if biggest < opts.pipeline_threshold() {
         return None;
     }
     // Bands sized for the pipeline, replacing the whole-tensor streaming bands.

@@ -33,6 +33,26 @@ pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 2 << 20;
 #[cfg(target_arch = "x86_64")]
 pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 8 << 20;
 
+/// Factor on the pipeline threshold for a session that splits its kernel calls
+/// over several threads (no segments; see [`ExecOptions::pipeline_threshold`]).
+/// On x86-64: 4 (so 32 MiB by default): split over threads, the pipeline's band
+/// calls are too small, and whole tensors scale far better. Measured on an AMD
+/// EPYC Zen 4, 1x g = 3 at 720x1280 (largest tensor 13.8 MB), two threads
+/// against one, 12-16 interleaved rounds: pipeline 1.46-1.48x (paired
+/// 1.48-1.54, two threads 45.8-47.9 ms), pipeline with segments 1.49x, whole
+/// tensors 1.94-1.97x (35.2-36.5 ms); the arena grows from 7.93 to 27.65 MB.
+/// Taller pipeline bands do not help: 4x taller 46.1 ms at 21.58 MB, 8x 38.0 ms
+/// at 30.86 MB.
+#[cfg(target_arch = "x86_64")]
+pub const THREADED_PIPELINE_FACTOR: usize = 4;
+
+/// Factor on the pipeline threshold for a session that splits its kernel calls
+/// over several threads. On ARM (and anything but x86-64): 1, the same threshold
+/// as one thread (not measured on a phone; a phone's memory is the scarcer
+/// resource).
+#[cfg(not(target_arch = "x86_64"))]
+pub const THREADED_PIPELINE_FACTOR: usize = 1;
+
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -62,6 +82,20 @@ pub struct ExecOptions {
     /// host, 1x g = 3, two threads against one: 480x640 1.49x streamed, 1.72x on
     /// whole tensors; 224x224 1.16x and 1.37x. Results do not depend on it.
     pub threads: usize,
+}
+
+impl ExecOptions {
+    /// The largest-tensor size from which the pipeline is used:
+    /// `pipeline_min_bytes`, times [`THREADED_PIPELINE_FACTOR`] when kernel calls
+    /// are split over several threads (`threads > 1`, `segments <= 1`).
+    pub fn pipeline_threshold(&self) -> usize {
+        if self.threads > 1 && self.segments <= 1 {
+            self.pipeline_min_bytes
+                .saturating_mul(THREADED_PIPELINE_FACTOR)
+        } else {
+            self.pipeline_min_bytes
+        }
+    }
 }
 
 impl Default for ExecOptions {

@@ -19,19 +19,32 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
     common::Rng(seed | 1).vec(n)
 }
 
-/// The instruction-set level the probe runs: `PROBE_LEVEL`, else the best one.
-fn level() -> portable::Level {
-    static LEVEL: std::sync::OnceLock<portable::Level> = std::sync::OnceLock::new();
+/// The instruction-set level `PROBE_LEVEL` names, if set (else the probe calls
+/// the kernels' own dispatch, as the engine does).
+fn level() -> Option<portable::Level> {
+    static LEVEL: std::sync::OnceLock<Option<portable::Level>> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let chosen = match std::env::var("PROBE_LEVEL").as_deref() {
-            Ok("avx512") => portable::Level::avx512(),
-            Ok("avx2") => portable::Level::avx2_fma(),
-            Ok("scalar") => Some(portable::Level::scalar()),
-            Ok(other) => panic!("PROBE_LEVEL={other}: use avx512, avx2 or scalar"),
-            Err(_) => Some(portable::Level::best()),
+        let name = std::env::var("PROBE_LEVEL")
+            .ok()
+            .filter(|n| !n.is_empty())?;
+        let chosen = match name.as_str() {
+            "avx512" => portable::Level::avx512(),
+            "avx2" => portable::Level::avx2_fma(),
+            "scalar" => Some(portable::Level::scalar()),
+            other => panic!("PROBE_LEVEL={other}: use avx512, avx2 or scalar"),
         };
-        chosen.expect("PROBE_LEVEL names a level this CPU (or build) does not have")
+        Some(chosen.expect("PROBE_LEVEL names a level this CPU (or build) does not have"))
     })
+}
+
+/// Calls kernel `$f` through its dispatch, or `$f_at` at the `PROBE_LEVEL` level.
+macro_rules! run {
+    ($f:ident, $f_at:ident, $($a:expr),* $(,)?) => {
+        match level() {
+            Some(l) => portable::$f_at(l, $($a),*),
+            None => portable::$f($($a),*),
+        }
+    };
 }
 
 /// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a
@@ -212,7 +225,15 @@ impl Probe {
         let t = best(|| {
             let p = &ps[i % copies];
             i += 1;
-            portable::pointwise_at(level(), p, black_box(&input), &mut out, &call).unwrap()
+            run!(
+                pointwise,
+                pointwise_at,
+                p,
+                black_box(&input),
+                &mut out,
+                &call
+            )
+            .unwrap()
         });
         let f = 2 * groups * m * k * px;
         self.pw.0 += f as f64;
@@ -267,7 +288,15 @@ impl Probe {
                     panels: 0..ps[0].panels(),
                 };
                 let p = &ps[i % COPIES];
-                portable::pointwise_at(level(), p, black_box(&input), &mut out, &call).unwrap();
+                run!(
+                    pointwise,
+                    pointwise_at,
+                    p,
+                    black_box(&input),
+                    &mut out,
+                    &call
+                )
+                .unwrap();
                 r += n;
                 i += 1;
             }
@@ -294,7 +323,16 @@ impl Probe {
         let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
         let t = best(|| {
-            portable::dwconv3x3_at(level(), &p, &g, black_box(&input), &mut out, 0..ch).unwrap()
+            run!(
+                dwconv3x3,
+                dwconv3x3_at,
+                &p,
+                &g,
+                black_box(&input),
+                &mut out,
+                0..ch
+            )
+            .unwrap()
         });
         self.report(&name, 18 * ch * g.out_h * g.out_w, t);
     }
@@ -317,9 +355,7 @@ impl Probe {
         };
         let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];
-        let t = best(|| {
-            portable::pool_at(level(), &p, &g, black_box(&input), &mut out, 0..ch).unwrap()
-        });
+        let t = best(|| run!(pool, pool_at, &p, &g, black_box(&input), &mut out, 0..ch).unwrap());
         self.report(&name, 9 * ch * g.out_h * g.out_w, t);
     }
 
@@ -345,7 +381,16 @@ impl Probe {
         let input = data(3 * h * w, 10);
         let mut out = vec![0.0; cout * g.out_h * g.out_w];
         let t = best(|| {
-            portable::conv2d_at(level(), &p, &g, black_box(&input), &mut out, 0..cout).unwrap()
+            run!(
+                conv2d,
+                conv2d_at,
+                &p,
+                &g,
+                black_box(&input),
+                &mut out,
+                0..cout
+            )
+            .unwrap()
         });
         self.report(&name, 2 * 27 * cout * g.out_h * g.out_w, t);
     }
@@ -369,21 +414,28 @@ impl Probe {
         let name = format!("{res} gap {ch}ch {h}x{w}");
         if self.want(&name) {
             let t = best(|| {
-                portable::global_avg_pool_at(level(), &planes, black_box(&input), &mut pooled)
-                    .unwrap()
+                run!(
+                    global_avg_pool,
+                    global_avg_pool_at,
+                    &planes,
+                    black_box(&input),
+                    &mut pooled
+                )
+                .unwrap()
             });
             self.report(&name, ch * hw, t);
         }
         let name = format!("{res} fc {ch}->{classes}");
         if self.want(&name) {
-            let t = best(|| portable::fc_at(level(), &fc, black_box(&pooled), &mut out).unwrap());
+            let t = best(|| run!(fc, fc_at, &fc, black_box(&pooled), &mut out).unwrap());
             self.report(&name, 2 * ch * classes, t);
         }
         let name = format!("{res} gap_fc {ch}ch {h}x{w} -> {classes}");
         if self.want(&name) {
             let t = best(|| {
-                portable::gap_fc_at(
-                    level(),
+                run!(
+                    gap_fc,
+                    gap_fc_at,
                     &fc,
                     &planes,
                     black_box(&input),
@@ -407,7 +459,10 @@ fn main() {
     } else {
         fma_peak()
     };
-    println!("isa {}  FMA peak {peak:.1} GFLOP/s", level().name());
+    println!(
+        "isa {}  FMA peak {peak:.1} GFLOP/s",
+        level().map_or("dispatch", |l| l.name())
+    );
     let mut pr = Probe {
         filter,
         peak,

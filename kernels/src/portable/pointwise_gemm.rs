@@ -111,31 +111,58 @@
 
 use super::simd::{blend, load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
-use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
+use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
 
-/// Computes the panels and pixels of `call` with the best level of this CPU.
+/// Computes the panels and pixels of `call` with the best level of this CPU. Where
+/// that level's vectors are wider than AVX2's (AVX-512), the pixels past the last
+/// whole vector run with AVX2 ([`split_tail`]).
 pub fn pointwise(
     p: &Pointwise,
     input: &[f32],
     output: &mut [f32],
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
-    pointwise_at(
-        Level::for_run(call.count, PIXELS_WIDE_FROM),
-        p,
-        input,
-        output,
-        call,
-    )
+    let best = Level::best();
+    let Some((narrow, head)) = split_tail(best, call.count) else {
+        return pointwise_at(best, p, input, output, call);
+    };
+    // The whole call is checked first, so an error leaves the output untouched.
+    p.check(input, output, call)?;
+    if head > 0 {
+        let call = PointwiseCall {
+            count: head,
+            ..call.clone()
+        };
+        pointwise_at(best, p, input, output, &call)?;
+    }
+    let at = |span: PixelSpan| PixelSpan {
+        start: span.start + head,
+        ..span
+    };
+    let tail = PointwiseCall {
+        input: at(call.input),
+        output: at(call.output),
+        count: call.count - head,
+        panels: call.panels.clone(),
+    };
+    pointwise_at(narrow, p, input, output, &tail)
 }
 
-/// Calls of at least this many pixels run with AVX-512, shorter ones with AVX2
-/// ([`Level::for_run`]): AVX-512 computes the last pixels of a run with a whole
-/// 16-lane tile, AVX2 with matrix-vector products (see [`gemv_tail`]). On Zen 4,
-/// 224x224 probe, AVX-512 against AVX2: 196 pixels (14x14) 72 / 77 us for s3
-/// gconv2, 49 pixels (7x7) 90 / 75 us for s4 gconv1 and 350 / 286 us for 2x s4
-/// gconv1.
-pub const PIXELS_WIDE_FROM: usize = 128;
+/// Where a call's pixels split between `best` and AVX2: `(AVX2, head)` when `best`
+/// has wider vectors than AVX2 and `count` does not end on a whole one of them
+/// (pixels `head..count` then run with AVX2), `None` to run the whole call with
+/// `best`. AVX-512 would compute the last pixels with a whole 16-lane tile, AVX2
+/// takes at most 4 with matrix-vector products ([`gemv_tail`]) and 5-15 with
+/// 8-lane tiles; every output is summed in the same order at every level, so the
+/// result is the same. Measured on Zen 4 (probe, 224x224, AVX-512 alone against
+/// AVX2 alone): 196 pixels (14x14) 72 / 77 us for s3 gconv2; 49 pixels (7x7)
+/// 90 / 75 us for s4 gconv1, 350 / 286 us for 2x s4 gconv1.
+pub fn split_tail(best: Level, count: usize) -> Option<(Level, usize)> {
+    let narrow = Level::avx2_fma()?;
+    let lanes = best.lanes();
+    (lanes > narrow.lanes() && !count.is_multiple_of(lanes))
+        .then(|| (narrow, count - count % lanes))
+}
 
 /// [`pointwise`] with a chosen instruction-set level.
 pub fn pointwise_at(
@@ -1065,7 +1092,7 @@ impl Kernel for Op<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{pack_pointwise, scalar, PixelSpan};
+    use crate::{pack_pointwise, scalar};
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
@@ -1103,6 +1130,66 @@ mod tests {
             start += count;
         }
         out
+    }
+
+    /// With AVX-512 the pixels past the last 16-lane vector go to AVX2; the split
+    /// call gives the same bits as the whole call at either level.
+    #[test]
+    fn the_tail_split_keeps_the_bits() {
+        let best = Level::best();
+        let wide = Level::avx512().is_some() && Level::avx2_fma().is_some();
+        for count in [1, 5, 16, 17, 48, 49, 80, 196, 785] {
+            let split = split_tail(best, count);
+            if wide && count % 16 != 0 {
+                let (narrow, head) = split.unwrap();
+                assert_eq!((narrow.name(), head), ("avx2+fma", count - count % 16));
+            } else {
+                assert!(split.is_none(), "count {count}");
+            }
+            let (groups, k, m) = (3, 40, 20);
+            let stride = count + 2;
+            let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 5));
+            let bias = data(groups * m, 6);
+            let in_rows: Vec<u32> = (0..(groups * k) as u32).collect();
+            let input = data(groups * k * stride, 7);
+            let init = data(groups * m * stride, 8);
+            for accumulate in [false, true] {
+                let p = Pointwise {
+                    groups,
+                    k,
+                    m,
+                    weights: &wts,
+                    bias: &bias,
+                    in_rows: &in_rows,
+                    epilogue: Epilogue {
+                        accumulate,
+                        relu: true,
+                    },
+                };
+                let span = PixelSpan { stride, start: 1 };
+                let call = PointwiseCall {
+                    input: span,
+                    output: span,
+                    count,
+                    panels: 0..p.panels(),
+                };
+                let mut got = init.clone();
+                pointwise(&p, &input, &mut got, &call).unwrap();
+                for level in Level::available().into_iter().filter(|l| l.lanes() > 1) {
+                    let mut want = init.clone();
+                    pointwise_at(level, &p, &input, &mut want, &call).unwrap();
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "count {count} {} accumulate {accumulate}",
+                        level.name()
+                    );
+                }
+            }
+        }
     }
 
     /// Several packed chunks per group, k up to 640, the narrower block and

@@ -266,8 +266,7 @@ impl Level {
     /// output row, a pointwise call's pixel run): the best one if `n >= wide_from`
     /// or `n` is a whole number of its vectors, else AVX2+FMA where the CPU has it.
     /// On a short run a 16-lane level's partial last vector costs a whole one (see
-    /// [`ROW_WIDE_FROM`] and the pointwise kernel's threshold for what that
-    /// measured).
+    /// [`ROW_WIDE_FROM`] for what that measured).
     pub fn for_run(n: usize, wide_from: usize) -> Self {
         let best = Self::best();
         if n >= wide_from || n.is_multiple_of(best.lanes()) {
@@ -277,7 +276,7 @@ impl Level {
     }
 
     /// Floats per vector.
-    fn lanes(self) -> usize {
+    pub fn lanes(self) -> usize {
         match self.0 {
             Inner::Scalar => 1,
             #[cfg(target_arch = "x86_64")]

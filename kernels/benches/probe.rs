@@ -72,9 +72,9 @@ fn best(mut f: impl FnMut()) -> f64 {
 fn fma_peak() -> f64 {
     struct Peak(usize);
     impl pulp::WithSimd for Peak {
-        type Output = f32;
+        type Output = (f32, usize);
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
+        fn with_simd<S: pulp::Simd>(self, s: S) -> (f32, usize) {
             let mut acc = [s.splat_f32s(0.0); 12];
             let (a, b) = (s.splat_f32s(0.999), s.splat_f32s(0.001));
             for _ in 0..self.0 {
@@ -86,14 +86,12 @@ fn fma_peak() -> f64 {
             for x in acc {
                 t = s.add_f32s(t, x);
             }
-            s.reduce_sum_f32s(t)
+            (s.reduce_sum_f32s(t), S::F32_LANES)
         }
     }
     let n = 200_000;
-    let lanes = match pulp::Arch::new() {
-        pulp::Arch::Scalar => 1,
-        _ => std::mem::size_of::<pulp::f32x8>() / 4,
-    };
+    // The lanes of the level pulp dispatches to (16 with AVX-512).
+    let lanes = pulp::Arch::new().dispatch(Peak(1)).1;
     let t = best(|| {
         black_box(pulp::Arch::new().dispatch(Peak(black_box(n))));
     });

@@ -47,6 +47,11 @@ macro_rules! run {
     };
 }
 
+/// One pointwise call at the probe's level.
+fn pointwise(p: &Pointwise, input: &[f32], out: &mut [f32], call: &PointwiseCall) {
+    run!(pointwise, pointwise_at, p, input, out, call).unwrap()
+}
+
 /// Best time in seconds of runs of `f` for about 0.3 s (at least 5 runs), after a
 /// warm-up run.
 fn best(mut f: impl FnMut()) -> f64 {
@@ -223,15 +228,7 @@ impl Probe {
         let t = best(|| {
             let p = &ps[i % copies];
             i += 1;
-            run!(
-                pointwise,
-                pointwise_at,
-                p,
-                black_box(&input),
-                &mut out,
-                &call
-            )
-            .unwrap()
+            pointwise(p, black_box(&input), &mut out, &call)
         });
         let f = 2 * groups * m * k * px;
         self.pw.0 += f as f64;
@@ -286,15 +283,7 @@ impl Probe {
                     panels: 0..ps[0].panels(),
                 };
                 let p = &ps[i % COPIES];
-                run!(
-                    pointwise,
-                    pointwise_at,
-                    p,
-                    black_box(&input),
-                    &mut out,
-                    &call
-                )
-                .unwrap();
+                pointwise(p, black_box(&input), &mut out, &call);
                 r += n;
                 i += 1;
             }

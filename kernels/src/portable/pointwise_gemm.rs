@@ -1132,6 +1132,17 @@ mod tests {
         out
     }
 
+    /// Every panel over pixels `start .. start + count` of planes `stride` apart.
+    fn whole_call(p: &Pointwise, stride: usize, start: usize, count: usize) -> PointwiseCall {
+        let span = PixelSpan { stride, start };
+        PointwiseCall {
+            input: span,
+            output: span,
+            count,
+            panels: 0..p.panels(),
+        }
+    }
+
     /// With AVX-512 the pixels past the last 16-lane vector go to AVX2; the split
     /// call gives the same bits as the whole call at either level.
     #[test]
@@ -1166,13 +1177,7 @@ mod tests {
                         relu: true,
                     },
                 };
-                let span = PixelSpan { stride, start: 1 };
-                let call = PointwiseCall {
-                    input: span,
-                    output: span,
-                    count,
-                    panels: 0..p.panels(),
-                };
+                let call = whole_call(&p, stride, 1, count);
                 let mut got = init.clone();
                 pointwise(&p, &input, &mut got, &call).unwrap();
                 for level in Level::available().into_iter().filter(|l| l.lanes() > 1) {
@@ -1237,13 +1242,7 @@ mod tests {
                     epilogue,
                 };
                 let mut want = init.clone();
-                let span = PixelSpan { stride, start: 0 };
-                let call = PointwiseCall {
-                    input: span,
-                    output: span,
-                    count,
-                    panels: 0..p.panels(),
-                };
+                let call = whole_call(&p, stride, 0, count);
                 scalar::pointwise::pointwise(&p, &input, &mut want, &call).unwrap();
                 for level in Level::available() {
                     let whole = run(level, &p, &input, stride, &init, &[count]);

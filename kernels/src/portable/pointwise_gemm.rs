@@ -1149,7 +1149,7 @@ mod tests {
     fn the_tail_split_keeps_the_bits() {
         let best = Level::best();
         let wide = Level::avx512().is_some() && Level::avx2_fma().is_some();
-        for count in [1, 5, 16, 17, 48, 49, 80, 196, 785] {
+        for count in [1, 5, 16, 17, 24, 48, 49, 80, 90, 196, 785] {
             let split = split_tail(best, count);
             if wide && count % 16 != 0 {
                 let (narrow, head) = split.unwrap();

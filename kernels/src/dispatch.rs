@@ -12,8 +12,10 @@ pub use crate::scalar::elementwise::{
 };
 pub use arch::{conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, pointwise, pool};
 
-/// Name of the instruction set the kernels run with on this machine
-/// ("neon", "avx512", "avx2+fma" or "scalar").
+/// Name of the best instruction set the kernels run with on this machine ("neon",
+/// "avx512", "avx2+fma" or "scalar"). With AVX-512, depthwise convs and pools on
+/// rows narrower than 64 floats and the pixels past a pointwise call's last
+/// 16-lane vector run with AVX2 (see `portable::Level::for_rows`).
 pub fn isa() -> &'static str {
     arch::isa()
 }

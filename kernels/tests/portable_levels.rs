@@ -96,23 +96,21 @@ fn isa_reports_a_known_level() {
 }
 
 #[test]
-fn short_runs_take_avx2_on_an_avx512_cpu() {
+fn short_rows_take_avx2_on_an_avx512_cpu() {
     let best = Level::best().name();
-    // Long runs and whole 16-lane vectors: the best level.
-    for n in [128, 200, 4096, 16, 80] {
-        assert_eq!(Level::for_run(n, 128).name(), best, "n = {n}");
+    // Rows of 64 floats or more, and whole 16-lane vectors: the best level.
+    for width in [64, 65, 160, 4096, 16, 48] {
+        assert_eq!(Level::for_rows(width).name(), best, "width {width}");
     }
-    // Short runs with a partial 16-lane vector: AVX2 where the CPU has both.
+    // Shorter rows with a partial 16-lane vector: AVX2 where the CPU has both.
     let short = if Level::avx512().is_some() {
         Level::avx2_fma().map_or(best, |l| l.name())
     } else {
         best
     };
-    for n in [1, 7, 49, 127] {
-        assert_eq!(Level::for_run(n, 128).name(), short, "n = {n}");
+    for width in [1, 7, 14, 28, 40, 63] {
+        assert_eq!(Level::for_rows(width).name(), short, "width {width}");
     }
-    assert_eq!(Level::for_run(40, 64).name(), short);
-    assert_eq!(Level::for_run(64, 64).name(), best);
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -23,7 +23,7 @@ use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
 /// Convolves planes `channels` with the best level of this CPU for the output width
-/// ([`Level::for_run`]); input plane `c` at
+/// ([`Level::for_rows`]); input plane `c` at
 /// `c * in_stride`, output plane `c` at `(c - channels.start) * out_stride`.
 pub fn dwconv3x3(
     p: &Depthwise3x3,
@@ -32,7 +32,7 @@ pub fn dwconv3x3(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    let level = Level::for_run(g.out_w, super::simd::ROW_WIDE_FROM);
+    let level = Level::for_rows(g.out_w);
     dwconv3x3_at(level, p, g, input, output, channels)
 }
 

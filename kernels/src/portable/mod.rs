@@ -22,8 +22,9 @@ pub use pointwise_gemm::{pointwise, pointwise_at};
 pub use pool::{pool, pool_at};
 pub use simd::Level;
 
-/// Name of the instruction set this path uses on this CPU: "avx512", "avx2+fma" or
-/// "scalar".
+/// Name of the best instruction set this path uses on this CPU: "avx512",
+/// "avx2+fma" or "scalar" (with AVX-512, narrow rows and pointwise tails run with
+/// AVX2: [`Level::for_rows`], [`pointwise`]).
 pub fn isa() -> &'static str {
     Level::best().name()
 }

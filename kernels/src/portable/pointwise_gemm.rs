@@ -115,7 +115,7 @@ use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU. Where
 /// that level's vectors are wider than AVX2's (AVX-512), the pixels past the last
-/// whole vector run with AVX2 ([`split_tail`]).
+/// whole vector run with AVX2 (same bits; see `split_tail`).
 pub fn pointwise(
     p: &Pointwise,
     input: &[f32],
@@ -123,17 +123,19 @@ pub fn pointwise(
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
     let best = Level::best();
-    let Some((narrow, head)) = split_tail(best, call.count) else {
-        return pointwise_at(best, p, input, output, call);
-    };
-    // The whole call is checked first, so an error leaves the output untouched.
+    // The whole call is checked once, before anything is written; its head and
+    // tail are sub-spans of it.
     p.check(input, output, call)?;
+    let Some((narrow, head)) = split_tail(best, call.count) else {
+        compute(best, p, input, output, call);
+        return Ok(());
+    };
     if head > 0 {
         let call = PointwiseCall {
             count: head,
             ..call.clone()
         };
-        pointwise_at(best, p, input, output, &call)?;
+        compute(best, p, input, output, &call);
     }
     let at = |span: PixelSpan| PixelSpan {
         start: span.start + head,
@@ -145,7 +147,8 @@ pub fn pointwise(
         count: call.count - head,
         panels: call.panels.clone(),
     };
-    pointwise_at(narrow, p, input, output, &tail)
+    compute(narrow, p, input, output, &tail);
+    Ok(())
 }
 
 /// Where a call's pixels split between `best` and AVX2: `(AVX2, head)` when `best`
@@ -157,7 +160,7 @@ pub fn pointwise(
 /// result is the same. Measured on Zen 4 (probe, 224x224, AVX-512 alone against
 /// AVX2 alone): 196 pixels (14x14) 72 / 77 us for s3 gconv2; 49 pixels (7x7)
 /// 90 / 75 us for s4 gconv1, 350 / 286 us for 2x s4 gconv1.
-pub fn split_tail(best: Level, count: usize) -> Option<(Level, usize)> {
+fn split_tail(best: Level, count: usize) -> Option<(Level, usize)> {
     let narrow = Level::avx2_fma()?;
     let lanes = best.lanes();
     (lanes > narrow.lanes() && !count.is_multiple_of(lanes))
@@ -173,8 +176,14 @@ pub fn pointwise_at(
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
+    compute(level, p, input, output, call);
+    Ok(())
+}
+
+/// Runs a call that `p.check` accepted (or a sub-span of one) at `level`.
+fn compute(level: Level, p: &Pointwise, input: &[f32], output: &mut [f32], call: &PointwiseCall) {
     if call.count == 0 || call.panels.is_empty() {
-        return Ok(());
+        return;
     }
     level.run(Op {
         p,
@@ -182,7 +191,6 @@ pub fn pointwise_at(
         output,
         call,
     });
-    Ok(())
 }
 
 struct Op<'a, 'b> {

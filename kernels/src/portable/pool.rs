@@ -23,7 +23,7 @@ use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
 /// Pools planes `channels` (layout as for the depthwise conv) with the best level of
-/// this CPU for the output width ([`Level::for_run`]).
+/// this CPU for the output width ([`Level::for_rows`]).
 pub fn pool(
     p: &Pool,
     g: &PlaneGeom,
@@ -31,7 +31,7 @@ pub fn pool(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    let level = Level::for_run(g.out_w, super::simd::ROW_WIDE_FROM);
+    let level = Level::for_rows(g.out_w);
     pool_at(level, p, g, input, output, channels)
 }
 

@@ -186,12 +186,12 @@ pub(crate) fn fill<S: Simd>(simd: S, dst: &mut [f32], v: f32) {
 }
 
 /// Output rows at least this wide run the depthwise conv and the pools with
-/// AVX-512; narrower ones with AVX2 ([`Level::for_run`]). Measured on an AMD EPYC
+/// AVX-512; narrower ones with AVX2 ([`Level::for_rows`]). Measured on an AMD EPYC
 /// Zen 4 (probe, best of N, AVX-512 against AVX2, us): depthwise s2 output width
 /// 160: 585 / 1164, 80: 247 / 300, 40: 141 / 145, 28: 43 / 37, 14: 18.8 / 13.0;
 /// depthwise s1 width 160: 289 / 272, 7: 10.3 / 8.5; average pool s2 width 80:
 /// 746 / 1268, 40: 387 / 312, 7: 37.1 / 24.8; max pool s2 width 56: 73.6 / 63.6.
-pub const ROW_WIDE_FROM: usize = 64;
+const ROW_WIDE_FROM: usize = 64;
 
 /// The widest vector of any level, in floats (AVX-512).
 pub(crate) const MAX_LANES: usize = 16;
@@ -262,14 +262,14 @@ impl Level {
             .unwrap_or_else(Self::scalar)
     }
 
-    /// The level for a kernel whose vectors run along `n` consecutive floats (an
-    /// output row, a pointwise call's pixel run): the best one if `n >= wide_from`
-    /// or `n` is a whole number of its vectors, else AVX2+FMA where the CPU has it.
-    /// On a short run a 16-lane level's partial last vector costs a whole one (see
-    /// [`ROW_WIDE_FROM`] for what that measured).
-    pub fn for_run(n: usize, wide_from: usize) -> Self {
+    /// The level for a kernel whose vectors run along output rows of `width`
+    /// floats (the depthwise conv, the pools): the best one for rows of at least
+    /// 64 floats (`ROW_WIDE_FROM`) or a whole number of its vectors, else AVX2+FMA
+    /// where the CPU has it. On a short row a 16-lane level's partial last vector
+    /// costs a whole one.
+    pub fn for_rows(width: usize) -> Self {
         let best = Self::best();
-        if n >= wide_from || n.is_multiple_of(best.lanes()) {
+        if width >= ROW_WIDE_FROM || width.is_multiple_of(best.lanes()) {
             return best;
         }
         Self::avx2_fma().unwrap_or(best)

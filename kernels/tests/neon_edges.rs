@@ -157,7 +157,8 @@ fn dwconv3x3_random_geometries() {
 /// The row pipeline's depthwise bands: 1-6 output rows from the input rows
 /// around them (no padding above, the input ending at the band's last row + 2, + 1
 /// or before it), and the first band of a plane (padding above), at widths from 1
-/// to 41 and both strides.
+/// to 67 (up to eight pairs of body steps, which the stride-1 bands of 1-4 rows
+/// run in their own asm loop), left padding 0-2 and both strides.
 #[test]
 fn dwconv3x3_band_shapes() {
     let mut rng = Rng(0x0bad_5eed_f00d_1234);
@@ -166,8 +167,12 @@ fn dwconv3x3_band_shapes() {
             for pt in [0, 1] {
                 let full: usize = stride * (oh - 1) + 3 - pt;
                 for in_h in [full, full - 1, full.saturating_sub(2).max(1)] {
-                    for w in [1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 41] {
-                        let ow = (w + 2 - 3) / stride + 1;
+                    for (w, pl) in [1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 24, 33, 41, 67]
+                        .into_iter()
+                        .flat_map(|w| [(w, 1), (w, 0), (w, 2)])
+                        .filter(|&(w, pl)| w + 2 * pl >= 3)
+                    {
+                        let ow = (w + 2 * pl - 3) / stride + 1;
                         let channels = 1 + rng.below(4);
                         let g = PlaneGeom {
                             in_h,
@@ -177,7 +182,7 @@ fn dwconv3x3_band_shapes() {
                             out_w: ow,
                             out_stride: oh * ow + rng.below(3),
                             pad_top: pt,
-                            pad_left: 1,
+                            pad_left: pl,
                         };
                         let input = Guarded::new(&rng.vec((channels - 1) * g.in_stride + in_h * w));
                         let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
@@ -197,6 +202,63 @@ fn dwconv3x3_band_shapes() {
                             |o| scalar::dwconv3x3::dwconv3x3(&p, &g, input.get(), o, range.clone()),
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A stride-1 band of 1-4 rows (the pipeline's call: the rows around it as its
+/// input, no padding above) gives the same bits as the same rows of the whole
+/// plane: the pipeline and the whole-tensor plans must not drift apart. Widths
+/// with one to eight pairs of body steps, odd and even.
+#[test]
+fn dwconv3x3_s1_bands_match_the_whole_plane_bit_for_bit() {
+    let mut rng = Rng(0x5eed_ba4d_0000_0001);
+    let (h, channels) = (11, 3);
+    for w in [9, 16, 17, 24, 41, 67] {
+        let whole = PlaneGeom {
+            in_h: h,
+            in_w: w,
+            in_stride: h * w,
+            out_h: h,
+            out_w: w,
+            out_stride: h * w,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        let input = rng.vec(channels * h * w);
+        let (weights, bias) = (rng.vec(channels * 9), rng.vec(channels));
+        let p = Depthwise3x3 {
+            stride: 1,
+            weights: &weights,
+            bias: &bias,
+            relu: false,
+        };
+        let mut full = vec![0.0; channels * h * w];
+        dispatch::dwconv3x3(&p, &whole, &input, &mut full, 0..channels).unwrap();
+        for b in 1..=4 {
+            for y0 in 1..h - b - 1 {
+                // Input rows y0 - 1 .. y0 + b + 1 of every plane.
+                let band = PlaneGeom {
+                    in_h: b + 2,
+                    out_h: b,
+                    out_stride: b * w,
+                    pad_top: 0,
+                    ..whole
+                };
+                let at = (y0 - 1) * w;
+                let mut out = vec![f32::NAN; channels * b * w];
+                dispatch::dwconv3x3(&p, &band, &input[at..], &mut out, 0..channels).unwrap();
+                for c in 0..channels {
+                    let want = &full[c * h * w + y0 * w..][..b * w];
+                    let got = &out[c * b * w..][..b * w];
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got),
+                        bits(want),
+                        "width {w} band {b} at row {y0} plane {c}"
+                    );
                 }
             }
         }

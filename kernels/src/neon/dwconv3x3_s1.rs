@@ -15,6 +15,7 @@
 //! pipeline's) run an unrolled sweep with one accumulator per output row instead.
 
 use super::common::{fma_taps, load_filter, table2, RowPlan};
+use super::dwconv3x3s1_band::body_pair;
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
 use std::ops::Range;
@@ -72,14 +73,21 @@ impl Taps for Edge {
 /// The planes of one call: plane `i` (of `n`) reads `src + i * in_stride`, writes
 /// `dst + i * out_stride`, with filter `w + 9 i` and bias `bias[i]`.
 #[derive(Clone, Copy)]
-struct Planes {
-    src: *const f32,
-    in_stride: usize,
-    dst: *mut f32,
-    out_stride: usize,
-    w: *const f32,
-    bias: *const f32,
-    n: usize,
+pub(super) struct Planes {
+    /// Row 0 of input plane 0.
+    pub src: *const f32,
+    /// Floats between input planes.
+    pub in_stride: usize,
+    /// Row 0 of output plane 0.
+    pub dst: *mut f32,
+    /// Floats between output planes.
+    pub out_stride: usize,
+    /// Filter of plane 0 (9 floats per plane).
+    pub w: *const f32,
+    /// Bias of plane 0 (one per plane).
+    pub bias: *const f32,
+    /// Planes (at least 1).
+    pub n: usize,
 }
 
 /// The column steps one sweep computes together (one or two), each with its own
@@ -407,12 +415,22 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
             },
         )
     };
-    // SAFETY: forwarded contract; every step comes from the plan.
+    // SAFETY: forwarded contract; every step comes from the plan. `body_pair` runs
+    // only for short bands (`run` passes B = 1-4 with no padding above) whose
+    // `B + 2` input rows are all inside the plane (`rows` is capped at `in_h`);
+    // the two body steps at x0 and x0 + 4 read columns col .. col + 8 and col + 4
+    // .. col + 12 inside the row, and write output columns x0 .. x0 + 8 < out_w.
     unsafe {
         let mut s = 0;
         while s + 2 <= plan.body_steps {
             let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
-            any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+            if B > 0 && rows == B + 2 {
+                // A whole short band (every input row inside the plane): the asm
+                // loop over the planes (same sums, same order).
+                body_pair::<B>(pl, (iw, ow), (t0.col, x0), RELU);
+            } else {
+                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+            }
             s += 2;
         }
         let mut e = 0;

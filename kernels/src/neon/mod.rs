@@ -10,6 +10,7 @@ mod conv3x3s2_stem12;
 mod copy;
 mod dwconv3x3_s1;
 mod dwconv3x3_s2;
+mod dwconv3x3s1_band;
 mod gap_fc;
 mod pointwise;
 mod pool3x3s2;

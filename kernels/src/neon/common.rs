@@ -243,6 +243,37 @@ pub(crate) fn table4(
     }
 }
 
+/// Inline-asm text: ReLU of the register pair `v$a`, `v$b` against the zero
+/// vector `v$zero`.
+macro_rules! fmax_pair {
+    ($zero:literal, $a:literal, $b:literal) => {
+        concat!(
+            "fmax v", $a, ".4s, v", $a, ".4s, v", $zero, ".4s\n", "fmax v", $b, ".4s, v", $b,
+            ".4s, v", $zero, ".4s\n",
+        )
+    };
+}
+pub(crate) use fmax_pair;
+
+/// Inline-asm text: store of the register pair `v$a`, `v$b` (eight consecutive
+/// floats) at the cursor operand `{$at}`, post-indexed by the operand `{$step}`.
+macro_rules! st1_pair {
+    ($at:literal, $step:literal, $a:literal, $b:literal) => {
+        concat!(
+            "st1 {{v",
+            $a,
+            ".4s, v",
+            $b,
+            ".4s}}, [{",
+            $at,
+            "}], {",
+            $step,
+            "}\n"
+        )
+    };
+}
+pub(crate) use st1_pair;
+
 #[cfg(test)]
 mod tests {
     use super::{RowPlan, MAX_EDGES};

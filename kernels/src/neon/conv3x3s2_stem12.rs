@@ -7,6 +7,7 @@
 //! instructions per row against 85 for the 8 x 12 tile, and no second pass over
 //! the inputs for a 4-channel remainder (12 = 8 + 4 took two).
 
+use super::common::{fmax_pair, st1_pair};
 use super::conv3x3s2_stem::{fill_rows, via_stack_tile, CHUNK, K, ROW};
 use crate::{Conv2d, PlaneGeom};
 use core::arch::asm;
@@ -166,25 +167,14 @@ macro_rules! pairs {
 /// ReLU of one row (`v7` holds zero).
 macro_rules! relu_pair {
     ($a:literal, $b:literal) => {
-        concat!(
-            "fmax v",
-            $a,
-            ".4s, v",
-            $a,
-            ".4s, v7.4s\n",
-            "fmax v",
-            $b,
-            ".4s, v",
-            $b,
-            ".4s, v7.4s\n",
-        )
+        fmax_pair!(7, $a, $b)
     };
 }
 
 /// Store of one row at cursor `{oc}`, then one output row on.
 macro_rules! st_pair {
     ($a:literal, $b:literal) => {
-        concat!("st1 {{v", $a, ".4s, v", $b, ".4s}}, [{oc}], {os}\n")
+        st1_pair!("oc", "os", $a, $b)
     };
 }
 

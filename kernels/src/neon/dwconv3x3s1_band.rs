@@ -14,6 +14,7 @@
 //! Each accumulator starts from the bias and adds its input rows in order, three
 //! taps each, as the general sweep does: results are bit-identical to it.
 
+use super::common::{fmax_pair, st1_pair};
 use super::dwconv3x3_s1::Planes;
 use core::arch::asm;
 
@@ -26,36 +27,27 @@ macro_rules! fm {
 
 /// The six FMAs of one input row into the output row held in `v$a` (step 0,
 /// taps `v4 v7 v16`) and `v$b` (step 1, taps `v5 v17 v18`), at filter row `dy`
-/// (taps 0-3 in `v0`, 4-7 in `v1`, 8 in lane 0 of `v2`).
+/// (taps 0-3 in `v0`, 4-7 in `v1`, 8 in lane 0 of `v2`): filter tap `3 dy + dx`
+/// is lane `(3 dy + dx) % 4` of `v((3 dy + dx) / 4)`.
 macro_rules! taps6 {
     ($a:literal, $b:literal, 0) => {
-        concat!(
-            fm!($a, 4, 0, 0),
-            fm!($a, 7, 0, 1),
-            fm!($a, 16, 0, 2),
-            fm!($b, 5, 0, 0),
-            fm!($b, 17, 0, 1),
-            fm!($b, 18, 0, 2),
-        )
+        taps6!(@ $a, $b, 0 0, 0 1, 0 2)
     };
     ($a:literal, $b:literal, 1) => {
-        concat!(
-            fm!($a, 4, 0, 3),
-            fm!($a, 7, 1, 0),
-            fm!($a, 16, 1, 1),
-            fm!($b, 5, 0, 3),
-            fm!($b, 17, 1, 0),
-            fm!($b, 18, 1, 1),
-        )
+        taps6!(@ $a, $b, 0 3, 1 0, 1 1)
     };
     ($a:literal, $b:literal, 2) => {
+        taps6!(@ $a, $b, 1 2, 1 3, 2 0)
+    };
+    (@ $a:literal, $b:literal, $w0:literal $l0:literal, $w1:literal $l1:literal,
+     $w2:literal $l2:literal) => {
         concat!(
-            fm!($a, 4, 1, 2),
-            fm!($a, 7, 1, 3),
-            fm!($a, 16, 2, 0),
-            fm!($b, 5, 1, 2),
-            fm!($b, 17, 1, 3),
-            fm!($b, 18, 2, 0),
+            fm!($a, 4, $w0, $l0),
+            fm!($a, 7, $w1, $l1),
+            fm!($a, 16, $w2, $l2),
+            fm!($b, 5, $w0, $l0),
+            fm!($b, 17, $w1, $l1),
+            fm!($b, 18, $w2, $l2),
         )
     };
 }
@@ -81,29 +73,37 @@ macro_rules! init {
     };
 }
 
-/// ReLU of the accumulator pair (`v19` holds zero).
-macro_rules! relu {
-    ($a:literal, $b:literal) => {
-        concat!(
-            "fmax v",
-            $a,
-            ".4s, v",
-            $a,
-            ".4s, v19.4s\n",
-            "fmax v",
-            $b,
-            ".4s, v",
-            $b,
-            ".4s, v19.4s\n",
-        )
-    };
-}
-
-/// Store of one output row's two vectors, then one output row on.
-macro_rules! store {
-    ($a:literal, $b:literal) => {
-        concat!("st1 {{v", $a, ".4s, v", $b, ".4s}}, [{d}], {outw}\n")
-    };
+/// The input rows of a band of `B` output rows, in order: each is loaded once and
+/// feeds output row `y` (accumulators `v(20 + 2y)`, `v(21 + 2y)`) at filter row
+/// `r - y` for every `y < B` with `0 <= r - y <= 2`.
+#[rustfmt::skip]
+macro_rules! rows {
+    (1) => { concat!(
+        ldrow!(), taps6!(20, 21, 0),
+        ldrow!(), taps6!(20, 21, 1),
+        ldrow!(), taps6!(20, 21, 2),
+    ) };
+    (2) => { concat!(
+        ldrow!(), taps6!(20, 21, 0),
+        ldrow!(), taps6!(20, 21, 1), taps6!(22, 23, 0),
+        ldrow!(), taps6!(20, 21, 2), taps6!(22, 23, 1),
+        ldrow!(), taps6!(22, 23, 2),
+    ) };
+    (3) => { concat!(
+        ldrow!(), taps6!(20, 21, 0),
+        ldrow!(), taps6!(20, 21, 1), taps6!(22, 23, 0),
+        ldrow!(), taps6!(20, 21, 2), taps6!(22, 23, 1), taps6!(24, 25, 0),
+        ldrow!(), taps6!(22, 23, 2), taps6!(24, 25, 1),
+        ldrow!(), taps6!(24, 25, 2),
+    ) };
+    (4) => { concat!(
+        ldrow!(), taps6!(20, 21, 0),
+        ldrow!(), taps6!(20, 21, 1), taps6!(22, 23, 0),
+        ldrow!(), taps6!(20, 21, 2), taps6!(22, 23, 1), taps6!(24, 25, 0),
+        ldrow!(), taps6!(22, 23, 2), taps6!(24, 25, 1), taps6!(26, 27, 0),
+        ldrow!(), taps6!(24, 25, 2), taps6!(26, 27, 1),
+        ldrow!(), taps6!(26, 27, 2),
+    ) };
 }
 
 /// The asm loop over the planes with the per-plane body `$body`, the
@@ -120,10 +120,10 @@ macro_rules! band {
             "mov {p}, {src}",
             $body,
             "tbz {f}, #0, 21f",
-            $(relu!($a, $b),)*
+            $(fmax_pair!(19, $a, $b),)*
             "21:",
             "mov {d}, {dst}",
-            $(store!($a, $b),)*
+            $(st1_pair!("d", "outw", $a, $b),)*
             "add {src}, {src}, {ins}",
             "add {dst}, {dst}, {outs}",
             "subs {n}, {n}, #1",
@@ -172,22 +172,7 @@ pub(super) unsafe fn body_pair<const B: usize>(
     // it declares every vector register it touches.
     unsafe {
         match B {
-            1 => band!(
-                pl,
-                (in_w, out_w),
-                src,
-                dst,
-                relu,
-                [(20, 21)],
-                concat!(
-                    ldrow!(),
-                    taps6!(20, 21, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 1),
-                    ldrow!(),
-                    taps6!(20, 21, 2),
-                )
-            ),
+            1 => band!(pl, (in_w, out_w), src, dst, relu, [(20, 21)], rows!(1)),
             2 => band!(
                 pl,
                 (in_w, out_w),
@@ -195,18 +180,7 @@ pub(super) unsafe fn body_pair<const B: usize>(
                 dst,
                 relu,
                 [(20, 21), (22, 23)],
-                concat!(
-                    ldrow!(),
-                    taps6!(20, 21, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 1),
-                    taps6!(22, 23, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 2),
-                    taps6!(22, 23, 1),
-                    ldrow!(),
-                    taps6!(22, 23, 2),
-                )
+                rows!(2)
             ),
             3 => band!(
                 pl,
@@ -215,22 +189,7 @@ pub(super) unsafe fn body_pair<const B: usize>(
                 dst,
                 relu,
                 [(20, 21), (22, 23), (24, 25)],
-                concat!(
-                    ldrow!(),
-                    taps6!(20, 21, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 1),
-                    taps6!(22, 23, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 2),
-                    taps6!(22, 23, 1),
-                    taps6!(24, 25, 0),
-                    ldrow!(),
-                    taps6!(22, 23, 2),
-                    taps6!(24, 25, 1),
-                    ldrow!(),
-                    taps6!(24, 25, 2),
-                )
+                rows!(3)
             ),
             _ => band!(
                 pl,
@@ -239,26 +198,7 @@ pub(super) unsafe fn body_pair<const B: usize>(
                 dst,
                 relu,
                 [(20, 21), (22, 23), (24, 25), (26, 27)],
-                concat!(
-                    ldrow!(),
-                    taps6!(20, 21, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 1),
-                    taps6!(22, 23, 0),
-                    ldrow!(),
-                    taps6!(20, 21, 2),
-                    taps6!(22, 23, 1),
-                    taps6!(24, 25, 0),
-                    ldrow!(),
-                    taps6!(22, 23, 2),
-                    taps6!(24, 25, 1),
-                    taps6!(26, 27, 0),
-                    ldrow!(),
-                    taps6!(24, 25, 2),
-                    taps6!(26, 27, 1),
-                    ldrow!(),
-                    taps6!(26, 27, 2),
-                )
+                rows!(4)
             ),
         }
     }

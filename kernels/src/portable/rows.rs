@@ -455,6 +455,7 @@ impl PaddedPlane {
 
     /// Copies `plane` (`in_h` rows of `in_w`) into the interior (the padding
     /// stays zero).
+    #[inline(always)]
     fn fill<S: SimdExt>(&mut self, simd: S, plane: &[f32]) {
         let g = &self.g;
         for (iy, row) in plane.chunks_exact(g.in_w.max(1)).take(g.in_h).enumerate() {

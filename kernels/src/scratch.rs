@@ -70,9 +70,9 @@ pub fn take<T: Pooled>(len: usize, fill: T) -> Scratch<T> {
 }
 
 /// A vector of `len` elements for a caller that writes every element before it
-/// reads it: the pooled vector is reused as it is (stale values from its last
-/// loan), and only the part it grows by is filled with `fill`. Saves the fill
-/// pass of [`take`] on large working buffers.
+/// reads it: the pooled vector is reused as it is (stale values from earlier
+/// loans), and only the part past its high-water mark is filled with `fill`.
+/// Saves the fill pass of [`take`] on large working buffers.
 pub fn take_overwritten<T: Pooled>(len: usize, fill: T) -> Scratch<T> {
     let mut v = best_fit(len);
     let high = v.len();

@@ -12,7 +12,10 @@
 //! visited, so any pad of 0..=2 costs no branches in the loop. A row whose width
 //! is not a multiple of 4 ends with a step overlapping the previous one (the same
 //! values are rewritten). Bands of 1-4 output rows with no padding above (the row
-//! pipeline's) run an unrolled sweep with one accumulator per output row instead.
+//! pipeline's) run an unrolled sweep with one accumulator per output row instead:
+//! their pairs of body steps in the asm loop of [`super::dwconv3x3s1_band`] when
+//! every input row of the band is inside the plane, the edge steps and a plane's
+//! partial last band in [`short_sweep`].
 
 use super::common::{fma_taps, load_filter, table2, RowPlan};
 use super::dwconv3x3s1_band::body_pair;

@@ -27,10 +27,14 @@ pub struct SessionOptions {
     /// Cache budget of one streamed chain's band buffers, in bytes.
     pub band_bytes: usize,
     /// Run the whole network as a row pipeline when a tensor has at least this
-    /// many bytes (`usize::MAX`: never); with several threads and no
-    /// `pipeline_segments`, from [`THREADED_PIPELINE_FACTOR`](crate::exec::THREADED_PIPELINE_FACTOR) times this
-    /// (x86-64: 4, so 32 MiB by default: whole tensors scale better over threads,
-    /// at the cost of a larger arena).
+    /// many bytes, or when the plan without it would exceed `max_arena_bytes`
+    /// (`usize::MAX`: never). Default: 2 MiB on ARM; on x86-64 1 GiB, in practice
+    /// only over the arena limit (the pipeline measured slower there, see
+    /// [`DEFAULT_PIPELINE_MIN_BYTES`](crate::exec::DEFAULT_PIPELINE_MIN_BYTES)).
+    /// With several threads and no `pipeline_segments`, from
+    /// [`THREADED_PIPELINE_FACTOR`](crate::exec::THREADED_PIPELINE_FACTOR) times
+    /// this (x86-64: 4: whole tensors scale better over threads, at the cost of a
+    /// larger arena).
     pub pipeline_min_bytes: usize,
     /// With several threads, cut the row pipeline into one segment per thread
     /// (handing rows from one to the next a few dozen times per inference)

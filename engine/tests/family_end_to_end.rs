@@ -15,7 +15,9 @@
 
 use kernels::PoolKind;
 use shufflenet::arena;
-use shufflenet::exec::{execute, ExecOptions, ExecPlan, Stage, THREADED_PIPELINE_FACTOR};
+use shufflenet::exec::{
+    execute, ExecOptions, ExecPlan, SessionError, Stage, THREADED_PIPELINE_FACTOR,
+};
 use shufflenet::program::{LoweredModel, Step};
 use shufflenet::{family, plan, reference};
 
@@ -218,14 +220,58 @@ fn the_720p_pipeline_arena_is_at_most_a_third_of_the_whole_tensor_plan() {
 }
 
 #[test]
+fn a_plan_over_the_arena_limit_falls_back_to_the_row_pipeline() {
+    let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
+    let plan_with = |pipeline_min_bytes, max_arena_bytes, stream| {
+        let opts = ExecOptions {
+            pipeline_min_bytes,
+            max_arena_bytes,
+            stream,
+            ..Default::default()
+        };
+        ExecPlan::new(&lowered.program, 720, 1280, &opts)
+    };
+    let roomy = usize::MAX;
+    let bytes = |p: &ExecPlan| p.memory_bytes() as usize;
+    let whole = bytes(&plan_with(usize::MAX, roomy, true).unwrap());
+    let piped = bytes(&plan_with(0, roomy, true).unwrap());
+    assert!(
+        piped < whole,
+        "pipeline {piped} bytes, streamed units {whole}"
+    );
+    let limit = (piped + whole) / 2;
+    // A threshold no tensor reaches: over the limit, the planner takes the
+    // pipeline instead of refusing.
+    let p = plan_with(1 << 30, limit, true).unwrap();
+    assert!(p.pipeline.is_some());
+    assert_eq!(bytes(&p), piped);
+    arena::check(&p.layout, &p.lifetimes).unwrap();
+    // Under the limit it does not.
+    assert!(plan_with(1 << 30, roomy, true).unwrap().pipeline.is_none());
+    // Ruled out (`usize::MAX`, or no streaming): refused with the plan's need.
+    for (min, stream) in [(usize::MAX, true), (1 << 30, false)] {
+        match plan_with(min, limit, stream) {
+            Err(SessionError::ArenaTooLarge { needed, .. }) => assert!(needed > limit as u64),
+            other => panic!("{min} {stream}: {:?}", other.map(|p| p.layout.peak)),
+        }
+    }
+    // Below the pipeline's own need: refused, reporting the pipeline's.
+    match plan_with(1 << 30, piped - 1, true) {
+        Err(SessionError::ArenaTooLarge { needed, .. }) => assert_eq!(needed, piped as u64),
+        other => panic!("{:?}", other.map(|p| p.layout.peak)),
+    }
+}
+
+#[test]
 fn threads_splitting_calls_raise_the_pipeline_threshold() {
     let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
-    // 1x g = 3 at 720x1280: largest tensor 13.8 MB, between the one-thread default
-    // threshold and the threaded one on x86-64.
+    // 1x g = 3 at 720x1280: largest tensor 13.8 MB, between an 8 MiB threshold
+    // and the threaded one on x86-64.
     let pipelined = |segments, threads| {
         let opts = ExecOptions {
             segments,
             threads,
+            pipeline_min_bytes: 8 << 20,
             ..Default::default()
         };
         let p = ExecPlan::new(&lowered.program, 720, 1280, &opts).unwrap();

@@ -187,6 +187,7 @@ fn arena_limit_is_exact() {
     let (image, arena) = (s.input_len() * 4, s.plan().layout.peak * 4);
     // The limit covers the arena and the zero image the session warms up on.
     let needed = arena + image;
+    // (No row pipeline: over the limit the planner would try it next.)
     let with_limit = |max_arena_bytes| {
         Session::new(
             model.clone(),
@@ -194,6 +195,7 @@ fn arena_limit_is_exact() {
             48,
             SessionOptions {
                 max_arena_bytes,
+                pipeline_min_bytes: usize::MAX,
                 ..opts()
             },
         )

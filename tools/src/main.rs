@@ -39,8 +39,12 @@ commands:
 FILE is an engine model file or an .onnx file (converted in memory); where FILE is
 optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.
 --pipeline-kib N: run the whole network as a row pipeline from a largest tensor of
-N KiB (default 2048 on ARM, 8192 on x86-64; 0: always); on x86-64 a session
-splitting its calls over --threads N > 1 (no --segments) uses 4x that.";
+N KiB (0: always), and whenever whole tensors would pass the arena limit; default
+2048 on ARM, 1048576 on x86-64 (there the pipeline measured slower: in practice
+only over the limit); on x86-64 a session splitting its calls over --threads N > 1
+(no --segments) uses 4x that.
+--band-kib N: cache budget of a streamed unit's band buffers (default 256 on ARM,
+1024 on x86-64).";
 
 /// A failure of the command line itself (print the usage) or of the work.
 #[derive(Debug)]

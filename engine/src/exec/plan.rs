@@ -11,10 +11,20 @@ use std::ops::Range;
 /// Default limit on the arena of one session: 1 GiB.
 pub const DEFAULT_MAX_ARENA_BYTES: usize = 1 << 30;
 
-/// Default budget for the band buffers of one streamed chain: half of a typical
-/// mobile L2 (256 KiB of 512 KiB), leaving room for the weights and the streamed
-/// input and output rows.
+/// Default budget for the band buffers of one streamed chain. On ARM (and
+/// anything but x86-64): half of a typical mobile L2 (256 KiB of 512 KiB),
+/// leaving room for the weights and the streamed input and output rows.
+#[cfg(not(target_arch = "x86_64"))]
 pub const DEFAULT_BAND_BYTES: usize = 256 << 10;
+
+/// Default budget for the band buffers of one streamed chain. On x86-64: 1 MiB
+/// (a desktop core's L2 is 1-2 MiB). Measured on an AMD EPYC Zen 4 (1 MiB L2),
+/// no row pipeline, time against 256 KiB bands in paired rounds, g = 3, 0.5x /
+/// 1x / 2x: 224x224 0.99 / 0.98 / 0.95, 480x640 0.95 / 0.94 / 0.86 (against the
+/// old pipeline default for 1x and 2x), 720x1280 0.91 / 0.90 / 0.84 (idem);
+/// 512 KiB and 2 MiB were within 3% of 1 MiB, 512 KiB slower at 2x.
+#[cfg(target_arch = "x86_64")]
+pub const DEFAULT_BAND_BYTES: usize = 1 << 20;
 
 /// Default size of the largest tensor from which the whole-network pipeline is
 /// used. On ARM (and anything but x86-64): 2 MiB, about where a tensor stops
@@ -24,18 +34,20 @@ pub const DEFAULT_BAND_BYTES: usize = 256 << 10;
 pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 2 << 20;
 
 /// Default size of the largest tensor from which the whole-network pipeline is
-/// used. On x86-64: 8 MiB, since a desktop's L3 holds the smaller runs' tensors.
-/// Measured on an AMD EPYC Zen 3 (6 interleaved rounds, medians): whole tensors
-/// against the pipeline, 0.5x g = 3 at 480x640 10.2 vs 12.6 ms and at 720x1280
-/// 39.0 vs 41.2 ms, 1x at 480x640 37.4 vs 37.9 ms (largest tensors 2.3, 6.9 and
-/// 4.6 MB). The runs above it (1x g = 3 at 720x1280: 13.8 MB, 2x from 480x640)
-/// keep the pipeline and its small arena.
+/// used. On x86-64: 1 GiB, so in practice only when the plan without it would
+/// exceed the arena limit (see [`ExecPlan::new`]). Its one-row bands cost more
+/// than a desktop's caches save: on an AMD EPYC Zen 4, g = 3, the pipeline
+/// against units streamed through 1 MiB bands on whole tensors between them
+/// (paired rounds) took 1x at 720x1280 1.11x the time, 2x at 480x640 1.17x and
+/// at 720x1280 1.19x, even though 2x's largest tensor at 720x1280 (110 MB) is
+/// far past the L3. The arena grows: 1x at 720x1280 7.93 -> 21.77 MB (pass
+/// `pipeline_min_bytes` to trade the time back for memory).
 #[cfg(target_arch = "x86_64")]
-pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 8 << 20;
+pub const DEFAULT_PIPELINE_MIN_BYTES: usize = 1 << 30;
 
 /// Factor on the pipeline threshold for a session that splits its kernel calls
 /// over several threads (no segments; see [`ExecOptions::pipeline_threshold`]).
-/// On x86-64: 4 (so 32 MiB by default): split over threads, the pipeline's band
+/// On x86-64: 4: split over threads, the pipeline's band
 /// calls are too small, and whole tensors scale far better. Measured on an AMD
 /// EPYC Zen 4, 1x g = 3 at 720x1280 (largest tensor 13.8 MB), two threads
 /// against one, 12-16 interleaved rounds: pipeline 1.46-1.48x (paired
@@ -66,8 +78,9 @@ pub struct ExecOptions {
     /// is the largest that fits.
     pub band_bytes: usize,
     /// Run a stem -> units -> classifier chain as one row pipeline (no whole
-    /// intermediate tensor) when its largest tensor has at least this many bytes
-    /// (`usize::MAX`: never). Needs `stream`.
+    /// intermediate tensor) when its largest tensor has at least this many bytes,
+    /// or when the plan without it would exceed `max_arena_bytes` (`usize::MAX`:
+    /// never). Needs `stream`.
     pub pipeline_min_bytes: usize,
     /// Cut the row pipeline into this many segments (at most
     /// [`MAX_SEGMENTS`](super::MAX_SEGMENTS)), each run by its own thread
@@ -347,6 +360,8 @@ impl ExecPlan {
     /// out the arena, refusing sizes that do not fit the network or whose arena
     /// plus input image would exceed `opts.max_arena_bytes` (an image over the
     /// limit on its own is refused before scheduling, reporting just the image).
+    /// A plan without the row pipeline that is over the limit is planned again
+    /// with it (unless `pipeline_min_bytes` is `usize::MAX`) before it is refused.
     pub fn new(
         program: &Program,
         h: usize,
@@ -523,6 +538,18 @@ impl ExecPlan {
         }
         let needed = layout.peak as u64 * 4 + input_bytes;
         if needed > opts.max_arena_bytes as u64 {
+            if pipeline.is_none()
+                && opts.stream
+                && !matches!(opts.pipeline_min_bytes, 0 | usize::MAX)
+            {
+                // Over the limit without the row pipeline (not ruled out, not
+                // already tried at any size): plan it, whose arena holds rows.
+                let pipelined = ExecOptions {
+                    pipeline_min_bytes: 0,
+                    ..*opts
+                };
+                return ExecPlan::new(program, h, w, &pipelined);
+            }
             return Err(SessionError::ArenaTooLarge {
                 h,
                 w,

@@ -14,6 +14,7 @@
 //! - [`capi`]: the C API over models and sessions (`engine/include/shufflenet.h`).
 
 pub mod arena;
+mod arena_memory;
 pub mod capi;
 pub mod complexity;
 mod error;

@@ -5,6 +5,7 @@
 //! by sessions on many threads; a `Session` is `Send` and used by one thread at a
 //! time (`run` takes `&mut self`).
 
+use crate::arena_memory::ArenaMemory;
 use crate::exec::{
     self, ExecOptions, ExecPlan, SessionError, StageTimes, DEFAULT_BAND_BYTES,
     DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
@@ -61,7 +62,7 @@ impl Default for SessionOptions {
 pub struct Session {
     model: Arc<Model>,
     plan: ExecPlan,
-    arena: Vec<f32>,
+    arena: ArenaMemory,
     options: SessionOptions,
     /// Worker threads, created once with the session (`None` for one thread).
     pool: Option<rayon::ThreadPool>,
@@ -104,7 +105,8 @@ impl Session {
             threads: options.threads,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;
-        let arena = zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;
+        let arena =
+            ArenaMemory::zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;
         let pool = if options.threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(options.threads)
@@ -167,7 +169,7 @@ impl Session {
             Ok(())
         };
         let Some(pool) = pool else {
-            return warm(arena);
+            return warm(arena.floats());
         };
         let used = plan.memory_bytes();
         let spare = (options.max_arena_bytes as u64).saturating_sub(used);
@@ -182,7 +184,7 @@ impl Session {
             }
         }
         let mut arenas: Vec<&mut [f32]> = extra_arenas.iter_mut().map(|a| &mut a[..]).collect();
-        arenas.push(&mut arena[..]);
+        arenas.push(arena.floats());
         let stock = ArenaStock {
             arenas: Mutex::new(arenas),
             returned: Condvar::new(),
@@ -221,7 +223,7 @@ impl Session {
         output: &mut [f32],
         times: Option<&mut StageTimes>,
     ) -> Result<(), Error> {
-        let (plan, model, arena) = (&self.plan, &*self.model, &mut self.arena);
+        let (plan, model, arena) = (&self.plan, &*self.model, self.arena.floats());
         let threads = self.options.threads;
         let run = move || {
             let program = model.program();

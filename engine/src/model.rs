@@ -31,6 +31,9 @@ pub struct Model {
 impl Model {
     /// Maps the model file at `path` read-only and validates it. The weights are not
     /// read or copied beyond the checksum pass: accessors return views of the map.
+    /// On Linux a file of 2 MiB or more is read once into memory advised for
+    /// transparent huge pages instead (fewer TLB misses as every inference streams
+    /// the weights; see the README's model file section) and the views are of that.
     ///
     /// The file must not be modified (written to or truncated) while the returned
     /// model is alive; replacing it by rename, as [`model_file::write`] does, is safe.
@@ -39,8 +42,9 @@ impl Model {
     }
 
     /// Loads a model file held in memory (for apps that embed the model): copies
-    /// `bytes` (which need no particular alignment) into a 64-byte aligned buffer and
-    /// validates it exactly as [`Model::open`] does.
+    /// `bytes` (which need no particular alignment) into a 64-byte aligned buffer
+    /// (on Linux from 2 MiB: one advised for huge pages, as [`Model::open`] reads a
+    /// large file) and validates it exactly as [`Model::open`] does.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, FileError> {
         Model::load(Storage::copy_of(bytes))
     }
@@ -131,7 +135,8 @@ impl Model {
         self.weight_bytes
     }
 
-    /// Whether the model reads a mapped file (from [`Model::open`]) rather than a copy.
+    /// Whether the model reads a mapped file (from [`Model::open`]) rather than a copy
+    /// (from [`Model::from_bytes`], or a large file read on Linux).
     pub fn is_mapped(&self) -> bool {
         self.storage.is_mapped()
     }

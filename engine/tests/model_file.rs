@@ -496,6 +496,35 @@ fn model_is_send_and_sync() {
 }
 
 #[test]
+fn large_files_and_copies_are_held_in_huge_page_memory_on_linux() {
+    // 1x g = 3: about 7 MB of weights, past the 2 MiB from which Linux builds
+    // read the file into memory advised for huge pages instead of mapping it.
+    let m = shufflenet::plan::lower(&shufflenet::family::build(3, 1.0, 1).unwrap()).unwrap();
+    let dir = TempDir::new("huge");
+    let path = dir.0.join("m.snm");
+    model_file::write(&m, &path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len >= 2 << 20, "{len} bytes");
+    let opened = Model::open(&path).unwrap();
+    assert_eq!(opened.is_mapped(), !cfg!(target_os = "linux"));
+    assert_same(&opened, &m);
+    assert_eq!(opened.file_bytes() as u64, len);
+    let bytes = std::fs::read(&path).unwrap();
+    let copied = Model::from_bytes(&bytes).unwrap();
+    assert!(!copied.is_mapped());
+    assert_same(&copied, &m);
+    // A damaged large file is refused the same way as a mapped one.
+    let mut bad = bytes.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        Model::open(&path),
+        Err(FileError::ChecksumMismatch { .. })
+    ));
+}
+
+#[test]
 fn open_maps_the_file_and_reads_weights_in_place() {
     let dir = TempDir::new("open");
     let path = dir.0.join("m.snm");

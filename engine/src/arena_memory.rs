@@ -1,20 +1,16 @@
 //! The memory of a session's arena: zeroed floats, allocated once. On Linux an
-//! arena of at least [`MAP_FROM_BYTES`] is an anonymous map that the kernel is
-//! asked to back with transparent huge pages (`madvise(MADV_HUGEPAGE)`, a hint:
-//! where they are off it is ordinary memory). A large run's arena spans thousands
-//! of 4 KiB pages (0.5x g = 3 at 720x1280: 11.4 MB, about 2800), and every kernel
-//! call streams through some of them. Measured on the x86-64 host (AMD EPYC Zen
-//! 4, transparent huge pages in `madvise` mode, as on most distributions),
-//! paired rounds against the arena from the allocator, g = 3, 0.5x / 1x / 2x:
+//! arena of at least 2 MiB is an anonymous map that the kernel is asked to back
+//! with transparent huge pages (`huge_pages`). A large run's arena spans
+//! thousands of 4 KiB pages (0.5x g = 3 at 720x1280: 11.4 MB, about 2800), and
+//! every kernel call streams through some of them. Measured on the x86-64 host
+//! (AMD EPYC Zen 4, transparent huge pages in `madvise` mode, as on most
+//! distributions), paired rounds against the arena from the allocator, g = 3,
+//! 0.5x / 1x / 2x:
 //! 480x640 0.96 / 0.98 / 0.99 of the time, 720x1280 0.97 / 0.97 / 0.98, 224x224
 //! unchanged (0.99 / 1.01 / 1.00; only 1x's and 2x's arenas are mapped there).
 //! An identical control binary came out at 0.99-1.02 in the same rounds.
 //! (Android is not `target_os = "linux"` to `memmap2`: its arenas stay on the
 //! heap.)
-
-/// Arenas from this many bytes on are mapped on Linux (one 2 MiB huge page).
-#[cfg(all(target_os = "linux", not(miri)))]
-const MAP_FROM_BYTES: usize = 2 << 20;
 
 /// Zeroed floats for an arena.
 pub(crate) enum ArenaMemory {
@@ -64,13 +60,7 @@ impl ArenaMemory {
 /// enough and the map can be made.
 #[cfg(all(target_os = "linux", not(miri)))]
 fn mapped(len: usize) -> Option<memmap2::MmapMut> {
-    let bytes = len.checked_mul(4)?;
-    if bytes < MAP_FROM_BYTES {
-        return None;
-    }
-    let mut map = memmap2::MmapMut::map_anon(bytes).ok()?;
-    // A hint; without transparent huge pages the map stays ordinary memory.
-    let _ = map.advise(memmap2::Advice::HugePage);
+    let mut map = crate::huge_pages::anonymous(len.checked_mul(4)?)?;
     bytemuck::try_cast_slice_mut::<u8, f32>(&mut map[..]).ok()?;
     Some(map)
 }

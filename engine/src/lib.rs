@@ -21,6 +21,8 @@ mod error;
 pub mod exec;
 pub mod family;
 pub mod graph;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod huge_pages;
 pub mod model;
 pub mod model_file;
 pub mod npy;

@@ -14,11 +14,6 @@ use std::path::Path;
 #[repr(C, align(64))]
 pub(crate) struct Chunk([u8; 64]);
 
-/// Files and copies from this many bytes on are held in memory advised for
-/// transparent huge pages (Linux; see [`Storage::Huge`]).
-#[cfg(all(target_os = "linux", not(miri)))]
-const HUGE_FROM_BYTES: usize = 2 << 20;
-
 /// A model file's bytes.
 pub(crate) enum Storage {
     /// The file, mapped read-only.
@@ -39,20 +34,15 @@ pub(crate) enum Storage {
     Huge(Mmap),
 }
 
-/// `len` bytes filled by `fill` in an anonymous map advised for huge pages, then
-/// made read-only; `None` if `len` is below [`HUGE_FROM_BYTES`] or no map can be
-/// made.
+/// `len` bytes filled by `fill` in an anonymous map advised for huge pages
+/// (`huge_pages::anonymous`), then made read-only; `None` below 2 MiB or
+/// if no map can be made.
 #[cfg(all(target_os = "linux", not(miri)))]
 fn huge_copy(
     len: usize,
     fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
 ) -> Option<std::io::Result<Mmap>> {
-    if len < HUGE_FROM_BYTES {
-        return None;
-    }
-    let mut map = memmap2::MmapMut::map_anon(len).ok()?;
-    // A hint; without transparent huge pages the map stays ordinary memory.
-    let _ = map.advise(memmap2::Advice::HugePage);
+    let mut map = crate::huge_pages::anonymous(len)?;
     Some(fill(&mut map).and_then(|()| map.make_read_only()))
 }
 

@@ -363,7 +363,7 @@ fn conv2d_every_level() {
             (2, 3, 1, 2, 2, 1),
         ];
         for &(cin, cout, groups, k, stride, pad) in &cases {
-            for &(h, w) in SIZES.iter().chain(&[(9, 40), (5, 47)]) {
+            for &(h, w) in SIZES.iter().chain(&[(9, 40), (5, 47), (5, 203), (3, 390)]) {
                 if h + 2 * pad < k || w + 2 * pad < k {
                     continue;
                 }

@@ -217,6 +217,89 @@ fn pointwise_every_level() {
     }
 }
 
+/// ReLU keeps NaN at every level (x86 computes it as one `max` with zero first):
+/// a NaN input pixel makes that pixel NaN in every output channel of a pointwise
+/// conv, and the 3x3 windows that read it NaN in a depthwise conv, as in the
+/// scalar twins.
+#[test]
+fn relu_keeps_nan_every_level() {
+    let relu = Epilogue {
+        accumulate: false,
+        relu: true,
+    };
+    for level in levels() {
+        let mut rng = Rng(0x0bad_f00d_dead_10cc);
+        let (k, m, px) = (8, 20, 100);
+        let w = rng.vec(m * k);
+        let packed = pack_pointwise(1, m, k, &w);
+        let bias = rng.vec(m);
+        let mut x = rng.vec(k * px);
+        x[3 * px + 7] = f32::NAN;
+        x[5 * px + 60] = f32::NAN;
+        let in_rows: Vec<u32> = (0..k as u32).collect();
+        let p = Pointwise {
+            groups: 1,
+            k,
+            m,
+            weights: &packed,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue: relu,
+        };
+        let span = PixelSpan {
+            stride: px,
+            start: 0,
+        };
+        let call = PointwiseCall {
+            input: span,
+            output: span,
+            count: px,
+            panels: 0..m.div_ceil(MR),
+        };
+        let mut out = vec![0.0; m * px];
+        portable::pointwise_at(level, &p, &x, &mut out, &call).unwrap();
+        for c in 0..m {
+            for pixel in [7, 60] {
+                assert!(
+                    out[c * px + pixel].is_nan(),
+                    "{} pointwise channel {c}",
+                    level.name()
+                );
+            }
+        }
+        compare(
+            &format!("{} pointwise relu NaN", level.name()),
+            &vec![0.0; m * px],
+            |o| portable::pointwise_at(level, &p, &x, o, &call),
+            |o| scalar::pointwise::pointwise(&p, &x, o, &call),
+        );
+        let (h, wd) = (9, 40);
+        let geom = window_geom(3, 1, (h, wd), (1, 1, 1, 1), (0, 0));
+        let (weights, bias) = (rng.vec(2 * 9), rng.vec(2));
+        let mut img = rng.vec(2 * h * wd);
+        img[h * wd + 4 * wd + 20] = f32::NAN;
+        let dw = Depthwise3x3 {
+            stride: 1,
+            weights: &weights,
+            bias: &bias,
+            relu: true,
+        };
+        let mut out = vec![0.0; 2 * h * wd];
+        portable::dwconv3x3_at(level, &dw, &geom, &img, &mut out, 0..2).unwrap();
+        assert!(
+            out[h * wd + 4 * wd + 20].is_nan(),
+            "{} dwconv3x3",
+            level.name()
+        );
+        compare(
+            &format!("{} dwconv3x3 relu NaN", level.name()),
+            &vec![0.0; 2 * h * wd],
+            |o| portable::dwconv3x3_at(level, &dw, &geom, &img, o, 0..2),
+            |o| scalar::dwconv3x3::dwconv3x3(&dw, &geom, &img, o, 0..2),
+        );
+    }
+}
+
 /// Long sums split into parts (partial sums through the output, the epilogue
 /// after the last part), with every epilogue, whole blocks and tails.
 #[test]

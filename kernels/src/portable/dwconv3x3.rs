@@ -17,7 +17,7 @@
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
 use super::rows::{copy_row, store_in_plane, Flat, PaddedPlane};
-use super::simd::{load, relu, store, Kernel, Level, SimdExt};
+use super::simd::{load, store, Kernel, Level, SimdExt};
 use crate::scratch::{self, Scratch};
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
@@ -108,7 +108,7 @@ unsafe fn flat<S: SimdExt, const RELU: bool>(
             a2 = simd.mul_add_e_f32s(w[8], x!(8), a2);
             let mut a = simd.add_f32s(simd.add_f32s(a0, a1), a2);
             if RELU {
-                a = relu(simd, a);
+                a = simd.relu(a);
             }
             store::<S>(out.add(q), a);
         }
@@ -181,7 +181,7 @@ unsafe fn s1_vec<S: SimdExt, const RELU: bool>(
         let right = and_bits(simd, right, mr);
         let mut a = simd.add_f32s(simd.add_f32s(mid, left), right);
         if RELU {
-            a = relu(simd, a);
+            a = simd.relu(a);
         }
         a
     }
@@ -567,7 +567,7 @@ unsafe fn s2_vec<S: SimdExt, const MASKED: bool, const RELU: bool>(
     }
     let mut a = simd.add_f32s(simd.add_f32s(simd.add_f32s(s[1], bias), s[0]), s[2]);
     if RELU {
-        a = relu(simd, a);
+        a = simd.relu(a);
     }
     simd.unsplit_order(a)
 }

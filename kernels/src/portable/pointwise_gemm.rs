@@ -109,7 +109,7 @@
 //! from it), then accumulate (add the value already in the output: an in-place
 //! residual), then ReLU, in any combination.
 
-use super::simd::{blend, load, relu, store, Kernel, Level, SimdExt, MAX_LANES};
+use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
 use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
 
@@ -311,7 +311,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize, I: Input>(
                 a = simd.add_f32s(a, unsafe { load::<S>(ov) });
             }
             if epi.relu {
-                a = relu(simd, a);
+                a = simd.relu(a);
             }
             let kv = keep.saturating_sub(v * l).min(l);
             if kv > 0 {

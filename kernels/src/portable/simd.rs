@@ -31,6 +31,15 @@ pub(crate) trait SimdExt: Simd {
     fn unsplit_order(self, v: Self::f32s) -> Self::f32s {
         v
     }
+
+    /// ReLU that keeps NaN, like [`crate::scalar::relu`]: negative lanes become 0,
+    /// the rest (NaN included) pass; `-0.0` may stay `-0.0` (equal to 0). The
+    /// default is a compare and a select; x86 has it in one `max` whose second
+    /// operand wins when either is NaN or both are zero.
+    fn relu(self, a: Self::f32s) -> Self::f32s {
+        let zero = self.splat_f32s(0.0);
+        self.select_f32s(self.less_than_or_equal_f32s(a, zero), zero, a)
+    }
 }
 
 impl SimdExt for pulp::Scalar {
@@ -74,6 +83,14 @@ impl SimdExt for pulp::x86::V3 {
         let v: __m256d = pulp::cast(v);
         pulp::cast(self.avx2._mm256_permute4x64_pd::<0b11_01_10_00>(v))
     }
+
+    #[inline(always)]
+    fn relu(self, a: Self::f32s) -> Self::f32s {
+        use core::arch::x86_64::__m256;
+        let (zero, a): (__m256, __m256) = (pulp::cast(self.splat_f32s(0.0)), pulp::cast(a));
+        // vmaxps returns its second operand (a) when either is NaN.
+        pulp::cast(self.avx._mm256_max_ps(zero, a))
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -90,14 +107,14 @@ impl SimdExt for pulp::x86::V4 {
         let odd = self.avx512f._mm512_permutex2var_ps(lo, odd_idx, hi);
         (pulp::cast(even), pulp::cast(odd))
     }
-}
 
-/// ReLU that keeps NaN, like [`crate::scalar::relu`]: lanes `<= 0` become 0, the
-/// rest (NaN included) pass. (`max_f32s(a, 0)` returns 0 for a NaN on x86.)
-#[inline(always)]
-pub(crate) fn relu<S: Simd>(simd: S, a: S::f32s) -> S::f32s {
-    let zero = simd.splat_f32s(0.0);
-    simd.select_f32s(simd.less_than_or_equal_f32s(a, zero), zero, a)
+    #[inline(always)]
+    fn relu(self, a: Self::f32s) -> Self::f32s {
+        use core::arch::x86_64::__m512;
+        let (zero, a): (__m512, __m512) = (pulp::cast(self.splat_f32s(0.0)), pulp::cast(a));
+        // vmaxps returns its second operand (a) when either is NaN.
+        pulp::cast(self.avx512f._mm512_max_ps(zero, a))
+    }
 }
 
 /// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).

@@ -498,6 +498,54 @@ fn conv2d_every_level() {
     }
 }
 
+/// Stems over images of 1 MiB and more, which prefetch the next output row's
+/// input while the row's GEMM runs in chunks: same results as the scalar twin for
+/// both strides, odd sizes and output widths that end in a partial vector.
+#[test]
+fn conv2d_large_images_every_level() {
+    let mut rng = Rng(0x005e_ed1a_76e1_a6e5);
+    for level in levels() {
+        for &(cout, stride, h, w) in &[(12, 2, 245, 403), (24, 2, 300, 301), (6, 1, 230, 397)] {
+            let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
+            assert!(
+                3 * h * w * 4 >= 1 << 20,
+                "the image must take the prefetching path"
+            );
+            let geom = PlaneGeom {
+                in_h: h,
+                in_w: w,
+                in_stride: h * w,
+                out_h: oh,
+                out_w: ow,
+                out_stride: oh * ow,
+                pad_top: 1,
+                pad_left: 1,
+            };
+            let input = Guarded::new(&rng.vec(3 * h * w));
+            let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
+            let p = Conv2d {
+                cin: 3,
+                cout,
+                groups: 1,
+                kh: 3,
+                kw: 3,
+                stride_h: stride,
+                stride_w: stride,
+                weights: &weights,
+                bias: &bias,
+                relu: true,
+            };
+            let out0 = rng.vec(cout * oh * ow);
+            compare(
+                &format!("{} conv2d 3->{cout} s{stride} {h}x{w}", level.name()),
+                &out0,
+                |o| portable::conv2d_at(level, &p, &geom, input.get(), o, 0..cout),
+                |o| scalar::conv2d::conv2d(&p, &geom, input.get(), o, 0..cout),
+            );
+        }
+    }
+}
+
 const KINDS: [PoolKind; 3] = [
     PoolKind::Max,
     PoolKind::Avg {

@@ -15,6 +15,17 @@
 //! Measured (AVX2, best of N, Zen 3): the stem 3 -> 24 at 224x224 runs at 57
 //! GFLOP/s (55% of the FMA peak; K = 27 is short, so the tile's bias/epilogue and
 //! the per-row preparation weigh more than in the stage GEMMs), 55 at 720x1280.
+//!
+//! Inputs of 1 MiB and more (a camera frame; not in the caches when a run starts)
+//! are prefetched one output row ahead: the row's GEMM runs in [`PREFETCH_PARTS`]
+//! pixel chunks, and before each chunk a share of the next row's new input lines
+//! is prefetched into L2, so the image streams in while the FMAs run instead of
+//! stalling the next row's preparation. Measured (Zen 4, AVX-512, `bench
+//! --profile`), 0.5x g = 3 at 720x1280: conv + max pool 2976 -> 2665 us, the
+//! network 0.964-0.968 of the time in paired rounds (control 0.993-1.000); at
+//! 480x640 (the 3.7 MB image partly stays in L3 between runs) 0.992-1.001; 2x at
+//! 720x1280 9.0-9.2 -> 8.8-9.2 ms. Four parts instead of eight gave 0.99 at
+//! 720x1280, hints into L1 less.
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
@@ -87,6 +98,36 @@ pub fn conv2d_at(
     Ok(())
 }
 
+/// Portions of the next output row's input prefetched per output row.
+const PREFETCH_PARTS: usize = 8;
+/// Inputs smaller than this are not prefetched (they come from the caches; the
+/// row's GEMM then runs as one chunk).
+const PREFETCH_MIN_BYTES: usize = 1 << 20;
+/// Pixel chunks are multiples of this (the widest pixel block, 3 vectors of 16,
+/// and a multiple of every level's block), so only the last chunk has a tail.
+const CHUNK_PIXELS: usize = 48;
+/// Floats per 64-byte cache line.
+const LINE_FLOATS: usize = 16;
+
+/// Prefetches cache lines `lines` of `row` into L2 (a hint: no effect on results,
+/// and none on targets without one).
+#[inline(always)]
+fn prefetch_lines(row: &[f32], lines: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    for line in lines {
+        if let Some(v) = row.get(line * LINE_FLOATS) {
+            // SAFETY: a prefetch never faults; the address is inside `row` anyway.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                    (v as *const f32).cast(),
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (row, lines);
+}
+
 struct Op<'a, 'b> {
     p: &'a Conv2d<'b>,
     gemm: &'a Pointwise<'a>,
@@ -125,8 +166,15 @@ impl Kernel for Op<'_, '_> {
         let mut held = scratch::take(3 * p.cin, usize::MAX);
         // The row table moved to the tail pixels.
         let mut shifted = scratch::take(kdim, core::ptr::null::<f32>());
+        // Plane offsets of the input rows the next output row prepares.
+        let mut next = scratch::take(3 * p.cin, 0usize);
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
         let in_hw = g.in_h * g.in_w;
+        let parts = if 4 * p.cin * in_hw >= PREFETCH_MIN_BYTES {
+            PREFETCH_PARTS
+        } else {
+            1
+        };
         let out_w = g.out_w;
         let ostride = g.out_stride;
         let out_base = output.as_mut_ptr();
@@ -155,6 +203,26 @@ impl Kernel for Op<'_, '_> {
                     rows[i * 3 + dx] = base.wrapping_add(slot * len + t);
                 }
             }
+            // The rows the next output row prepares (not held now): their cache
+            // lines are prefetched in PREFETCH_PARTS portions, one before each
+            // pixel chunk of this row's GEMM, so the image streams in while the
+            // FMAs run instead of stalling the next row's preparation.
+            let mut n_next = 0;
+            if parts > 1 && y + 1 < g.out_h {
+                for ic in 0..p.cin {
+                    for dy in 0..3 {
+                        let iy = ((y + 1) * st + dy) as isize - g.pad_top as isize;
+                        if iy >= 0 && (iy as usize) < g.in_h {
+                            let iy = iy as usize;
+                            if held[ic * 3 + iy % 3] != iy {
+                                next[n_next] = ic * g.in_stride + iy * g.in_w;
+                                n_next += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let lines = g.in_w.div_ceil(LINE_FLOATS);
             let gm = Gemm {
                 p: gemm,
                 rows: rows.as_ptr(),
@@ -162,10 +230,39 @@ impl Kernel for Op<'_, '_> {
                 stride: ostride,
                 c0: 0,
             };
-            // SAFETY: prepared rows hold vecs * l (+1 or +2) floats past each tap
-            // origin and the whole vectors end at or before out_w; check()
-            // validated the output planes of every computed channel.
-            let px = unsafe { pixels(simd, gm, 0, 0, gemm.m, out_w) };
+            let chunk = out_w.div_ceil(parts).next_multiple_of(CHUNK_PIXELS);
+            let mut px = 0;
+            for part in 0..parts {
+                let (l0, l1) = (part * lines / parts, (part + 1) * lines / parts);
+                for &at in &next[..n_next] {
+                    prefetch_lines(&input[at..at + g.in_w], l0..l1);
+                }
+                let end = if part + 1 == parts {
+                    out_w
+                } else {
+                    (px + chunk).min(out_w)
+                };
+                if end <= px {
+                    continue;
+                }
+                for (a, r) in shifted.iter_mut().zip(rows.iter()) {
+                    *a = r.wrapping_add(px);
+                }
+                let at = Gemm {
+                    rows: shifted.as_ptr(),
+                    out: gm.out.wrapping_add(px),
+                    ..gm
+                };
+                // SAFETY: prepared rows hold vecs * l (+1 or +2) floats past each
+                // tap origin and the whole vectors end at or before out_w; check()
+                // validated the output planes of every computed channel. The chunk
+                // starts at px, a multiple of the vector width.
+                let done = unsafe { pixels(simd, at, 0, 0, gemm.m, end - px) };
+                px += done;
+                if px < end {
+                    break;
+                }
+            }
             if px < out_w {
                 for (a, r) in shifted.iter_mut().zip(rows.iter()) {
                     *a = r.wrapping_add(px);

@@ -506,21 +506,12 @@ fn conv2d_large_images_every_level() {
     let mut rng = Rng(0x005e_ed1a_76e1_a6e5);
     for level in levels() {
         for &(cout, stride, h, w) in &[(12, 2, 245, 403), (24, 2, 300, 301), (6, 1, 230, 397)] {
-            let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
             assert!(
                 3 * h * w * 4 >= 1 << 20,
                 "the image must take the prefetching path"
             );
-            let geom = PlaneGeom {
-                in_h: h,
-                in_w: w,
-                in_stride: h * w,
-                out_h: oh,
-                out_w: ow,
-                out_stride: oh * ow,
-                pad_top: 1,
-                pad_left: 1,
-            };
+            let geom = window_geom(3, stride, (h, w), (1, 1, 1, 1), (0, 0));
+            let (oh, ow) = (geom.out_h, geom.out_w);
             let input = Guarded::new(&rng.vec(3 * h * w));
             let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
             let p = Conv2d {

@@ -131,20 +131,11 @@ unsafe fn flat<S: SimdExt, const MAX: bool>(
                     load::<S>(p[$t].add(q))
                 };
             }
-            macro_rules! op {
-                ($a:expr, $b:expr) => {
-                    if MAX {
-                        simd.max_f32s($a, $b)
-                    } else {
-                        simd.add_f32s($a, $b)
-                    }
-                };
-            }
             // Three partials (one per window row): short dependency chains.
-            let a0 = op!(op!(x!(0), x!(1)), x!(2));
-            let a1 = op!(op!(x!(3), x!(4)), x!(5));
-            let a2 = op!(op!(x!(6), x!(7)), x!(8));
-            store::<S>(out.add(q), op!(op!(a0, a1), a2));
+            let a0 = reduce3::<S, MAX>(simd, x!(0), x!(1), x!(2));
+            let a1 = reduce3::<S, MAX>(simd, x!(3), x!(4), x!(5));
+            let a2 = reduce3::<S, MAX>(simd, x!(6), x!(7), x!(8));
+            store::<S>(out.add(q), reduce3::<S, MAX>(simd, a0, a1, a2));
         }
         q += l;
     }
@@ -170,6 +161,22 @@ fn exact_max_row(plane: &[f32], g: &PlaneGeom, stride: usize, y: usize, out: &mu
     }
 }
 
+/// `max(a, b)` (`MAX`) or `a + b`: the reduction of a pool's window.
+#[inline(always)]
+fn reduce<S: SimdExt, const MAX: bool>(simd: S, a: S::f32s, b: S::f32s) -> S::f32s {
+    if MAX {
+        simd.max_f32s(a, b)
+    } else {
+        simd.add_f32s(a, b)
+    }
+}
+
+/// [`reduce`] of three vectors, `(a, b)` first.
+#[inline(always)]
+fn reduce3<S: SimdExt, const MAX: bool>(simd: S, a: S::f32s, b: S::f32s, c: S::f32s) -> S::f32s {
+    reduce::<S, MAX>(simd, reduce::<S, MAX>(simd, a, b), c)
+}
+
 /// One output vector of the direct stride-2 path, in ascending order: the max
 /// (`MAX`) or the sum of the 3x3 window; `rows` point at column `2 x0 - pl` of the
 /// three input rows. Taps in padding columns are replaced by `pad` when `MASKED`
@@ -185,16 +192,6 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
     pad: S::f32s,
 ) -> S::f32s {
     let l = S::F32_LANES;
-    // (A macro, not a closure: see the depthwise flat loop.)
-    macro_rules! op {
-        ($a:expr, $b:expr) => {
-            if MAX {
-                simd.max_f32s($a, $b)
-            } else {
-                simd.add_f32s($a, $b)
-            }
-        };
-    }
     let mut c = [pad; 3];
     for (dy, &r) in rows.iter().enumerate() {
         // SAFETY: the caller's contract.
@@ -206,7 +203,11 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
         if dy == 0 {
             c = [e0, o0, o1];
         } else {
-            c = [op!(c[0], e0), op!(c[1], o0), op!(c[2], o1)];
+            c = [
+                reduce::<S, MAX>(simd, c[0], e0),
+                reduce::<S, MAX>(simd, c[1], o0),
+                reduce::<S, MAX>(simd, c[2], o1),
+            ];
         }
     }
     if MASKED {
@@ -214,7 +215,7 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
             *x = blend(simd, pad, *x, mm);
         }
     }
-    simd.unsplit_order(op!(op!(c[0], c[1]), c[2]))
+    simd.unsplit_order(reduce3::<S, MAX>(simd, c[0], c[1], c[2]))
 }
 
 /// One output vector of the stride-2 path with no tap in a padding column, in
@@ -229,20 +230,13 @@ unsafe fn s2_vec<S: SimdExt, const MAX: bool, const MASKED: bool>(
 #[inline(always)]
 unsafe fn s2_vec_inside<S: SimdExt, const MAX: bool>(simd: S, r: &[*const f32; 3]) -> S::f32s {
     let l = S::F32_LANES;
-    macro_rules! op {
-        ($a:expr, $b:expr) => {
-            if MAX {
-                simd.max_f32s($a, $b)
-            } else {
-                simd.add_f32s($a, $b)
-            }
-        };
-    }
     macro_rules! col {
         ($off:expr) => {
-            op!(
-                op!(load::<S>(r[0].add($off)), load::<S>(r[1].add($off))),
-                load::<S>(r[2].add($off))
+            reduce3::<S, MAX>(
+                simd,
+                load::<S>(r[0].add($off)),
+                load::<S>(r[1].add($off)),
+                load::<S>(r[2].add($off)),
             )
         };
     }
@@ -250,7 +244,7 @@ unsafe fn s2_vec_inside<S: SimdExt, const MAX: bool>(simd: S, r: &[*const f32; 3
     let (a, b, c, d) = unsafe { (col!(0), col!(l), col!(1), col!(1 + l)) };
     let (e0, o0) = simd.split_even_odd_fast(a, b);
     let (_, o1) = simd.split_even_odd_fast(c, d);
-    simd.unsplit_order(op!(op!(e0, o0), o1))
+    simd.unsplit_order(reduce3::<S, MAX>(simd, e0, o0, o1))
 }
 
 /// Output vectors `xs` of one output row of the direct stride-2 path, every one

@@ -214,16 +214,7 @@ impl Probe {
         let ps = weights.params(epi);
         let input = data(groups * k * px, 3);
         let mut out = data(groups * m * px, 4);
-        let span = PixelSpan {
-            stride: px,
-            start: 0,
-        };
-        let call = PointwiseCall {
-            input: span,
-            output: span,
-            count: px,
-            panels: 0..ps[0].panels(),
-        };
+        let call = PointwiseCall::same_span(px, 0, px, 0..ps[0].panels());
         let mut i = 0;
         let t = best(|| {
             let p = &ps[i % copies];
@@ -272,16 +263,8 @@ impl Probe {
             let mut i = 0;
             while r < h {
                 let n = rows.min(h - r);
-                let span = PixelSpan {
-                    stride: plane,
-                    start: (i % WINDOW) * band,
-                };
-                let call = PointwiseCall {
-                    input: span,
-                    output: span,
-                    count: n * w,
-                    panels: 0..ps[0].panels(),
-                };
+                let call =
+                    PointwiseCall::same_span(plane, (i % WINDOW) * band, n * w, 0..ps[0].panels());
                 let p = &ps[i % COPIES];
                 pointwise(p, black_box(&input), &mut out, &call);
                 r += n;
@@ -353,18 +336,7 @@ impl Probe {
         }
         let g = geom(h, w, 2);
         let (wts, bias) = (data(cout * 27, 8), data(cout, 9));
-        let p = Conv2d {
-            cin: 3,
-            cout,
-            groups: 1,
-            kh: 3,
-            kw: 3,
-            stride_h: 2,
-            stride_w: 2,
-            weights: &wts,
-            bias: &bias,
-            relu: true,
-        };
+        let p = Conv2d::dense_3x3(3, cout, 2, &wts, &bias, true);
         let input = data(3 * h * w, 10);
         let mut out = vec![0.0; cout * g.out_h * g.out_w];
         let t = best(|| {

@@ -130,18 +130,7 @@ fn bench_conv1(c: &mut Criterion, res: &str, (h, w): (usize, usize)) {
         pad_left: 1,
     };
     let (wts, bias) = (data(cout * cin * 9, 8), data(cout, 9));
-    let p = Conv2d {
-        cin,
-        cout,
-        groups: 1,
-        kh: 3,
-        kw: 3,
-        stride_h: 2,
-        stride_w: 2,
-        weights: &wts,
-        bias: &bias,
-        relu: true,
-    };
+    let p = Conv2d::dense_3x3(cin, cout, 2, &wts, &bias, true);
     let input = data(cin * h * w, 10);
     let mut output = vec![0.0; cout * oh * ow];
     let mut g = c.benchmark_group(format!("{res}/conv2d"));

@@ -214,18 +214,7 @@ fn stem_case(cout: usize) -> Case {
             let weights = rng.vec(cout * 27);
             let bias = rng.vec(cout);
             Box::new(move || {
-                let p = Conv2d {
-                    cin: 3,
-                    cout,
-                    groups: 1,
-                    kh: 3,
-                    kw: 3,
-                    stride_h: 2,
-                    stride_w: 2,
-                    weights: &weights,
-                    bias: &bias,
-                    relu: true,
-                };
+                let p = Conv2d::dense_3x3(3, cout, 2, &weights, &bias, true);
                 marker(-1234567001);
                 let r = dispatch::conv2d(&p, &g, &input, &mut output, 0..cout);
                 marker(-1234567002);

@@ -176,6 +176,21 @@ pub struct PointwiseCall {
     pub panels: Range<usize>,
 }
 
+impl PointwiseCall {
+    /// Panels `panels` over pixels `start .. start + count` of input and output
+    /// planes `stride` floats apart, at the same place in both (a call over whole
+    /// planes, or a band of them, of equally laid out tensors).
+    pub fn same_span(stride: usize, start: usize, count: usize, panels: Range<usize>) -> Self {
+        let span = PixelSpan { stride, start };
+        PointwiseCall {
+            input: span,
+            output: span,
+            count,
+            panels,
+        }
+    }
+}
+
 /// Packs grouped 1x1 weights `w[groups * m][k]` (row-major) into `MR`-row panels,
 /// k-major inside a panel, rows past `m` zero-filled.
 pub fn pack_pointwise(groups: usize, m: usize, k: usize, w: &[f32]) -> Vec<f32> {
@@ -335,6 +350,32 @@ pub struct Conv2d<'a> {
     pub bias: &'a [f32],
     /// Clamp at zero after the bias.
     pub relu: bool,
+}
+
+impl<'a> Conv2d<'a> {
+    /// A dense (`groups = 1`) 3x3 convolution with the same stride both ways, as the
+    /// ShuffleNet stem (`cin = 3`, stride 2).
+    pub fn dense_3x3(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        weights: &'a [f32],
+        bias: &'a [f32],
+        relu: bool,
+    ) -> Self {
+        Conv2d {
+            cin,
+            cout,
+            groups: 1,
+            kh: 3,
+            kw: 3,
+            stride_h: stride,
+            stride_w: stride,
+            weights,
+            bias,
+            relu,
+        }
+    }
 }
 
 impl Conv2d<'_> {

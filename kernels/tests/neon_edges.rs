@@ -354,18 +354,7 @@ fn stem_conv_wide_rows_and_pads() {
         };
         let input = Guarded::new(&rng.vec(2 * g.in_stride + h * w));
         let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
-        let p = Conv2d {
-            cin: 3,
-            cout,
-            groups: 1,
-            kh: 3,
-            kw: 3,
-            stride_h: 2,
-            stride_w: 2,
-            weights: &weights,
-            bias: &bias,
-            relu: cout % 3 == 0,
-        };
+        let p = Conv2d::dense_3x3(3, cout, 2, &weights, &bias, cout % 3 == 0);
         let lo = rng.below(cout);
         for range in [0..cout, lo..cout] {
             let out0 = rng.vec((range.len() - 1) * g.out_stride + oh * ow);

@@ -246,16 +246,7 @@ fn relu_keeps_nan_every_level() {
             in_rows: &in_rows,
             epilogue: relu,
         };
-        let span = PixelSpan {
-            stride: px,
-            start: 0,
-        };
-        let call = PointwiseCall {
-            input: span,
-            output: span,
-            count: px,
-            panels: 0..m.div_ceil(MR),
-        };
+        let call = PointwiseCall::same_span(px, 0, px, 0..m.div_ceil(MR));
         let mut out = vec![0.0; m * px];
         portable::pointwise_at(level, &p, &x, &mut out, &call).unwrap();
         for c in 0..m {
@@ -514,18 +505,7 @@ fn conv2d_large_images_every_level() {
             let (oh, ow) = (geom.out_h, geom.out_w);
             let input = Guarded::new(&rng.vec(3 * h * w));
             let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
-            let p = Conv2d {
-                cin: 3,
-                cout,
-                groups: 1,
-                kh: 3,
-                kw: 3,
-                stride_h: stride,
-                stride_w: stride,
-                weights: &weights,
-                bias: &bias,
-                relu: true,
-            };
+            let p = Conv2d::dense_3x3(3, cout, stride, &weights, &bias, true);
             let out0 = rng.vec(cout * oh * ow);
             compare(
                 &format!("{} conv2d 3->{cout} s{stride} {h}x{w}", level.name()),
@@ -761,16 +741,7 @@ fn every_level_refuses_short_buffers() {
             in_rows: &[0, 1, 2, 3],
             epilogue: Epilogue::default(),
         };
-        let span = PixelSpan {
-            stride: 10,
-            start: 0,
-        };
-        let call = PointwiseCall {
-            input: span,
-            output: span,
-            count: 10,
-            panels: 0..1,
-        };
+        let call = PointwiseCall::same_span(10, 0, 10, 0..1);
         let mut out = vec![0.0; 80];
         assert!(portable::pointwise_at(level, &p, &[0.0; 39], &mut out, &call).is_err());
         assert!(portable::pointwise_at(level, &p, &[0.0; 40], &mut out[..79], &call).is_err());
@@ -806,18 +777,7 @@ fn every_level_refuses_short_buffers() {
             pad_right: 1,
         };
         assert!(portable::pool_at(level, &pool, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err());
-        let conv = Conv2d {
-            cin: 2,
-            cout: 2,
-            groups: 1,
-            kh: 3,
-            kw: 3,
-            stride_h: 2,
-            stride_w: 2,
-            weights: &[0.0; 36],
-            bias: &[0.0; 2],
-            relu: false,
-        };
+        let conv = Conv2d::dense_3x3(2, 2, 2, &[0.0; 36], &[0.0; 2], false);
         assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err());
         assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 32], &mut [0.0; 7], 0..2).is_err());
         assert!(portable::conv2d_at(level, &conv, &geom, &[0.0; 32], &mut [0.0; 8], 0..2).is_ok());

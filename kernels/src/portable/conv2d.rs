@@ -176,6 +176,9 @@ impl Kernel for Op<'_, '_> {
             1
         };
         let out_w = g.out_w;
+        // Cache lines per input row, and the pixel chunk of one prefetch portion.
+        let lines = g.in_w.div_ceil(LINE_FLOATS);
+        let chunk = out_w.div_ceil(parts).next_multiple_of(CHUNK_PIXELS);
         let ostride = g.out_stride;
         let out_base = output.as_mut_ptr();
         for y in 0..g.out_h {
@@ -222,7 +225,6 @@ impl Kernel for Op<'_, '_> {
                     }
                 }
             }
-            let lines = g.in_w.div_ceil(LINE_FLOATS);
             let gm = Gemm {
                 p: gemm,
                 rows: rows.as_ptr(),
@@ -230,7 +232,6 @@ impl Kernel for Op<'_, '_> {
                 stride: ostride,
                 c0: 0,
             };
-            let chunk = out_w.div_ceil(parts).next_multiple_of(CHUNK_PIXELS);
             let mut px = 0;
             for part in 0..parts {
                 let (l0, l1) = (part * lines / parts, (part + 1) * lines / parts);

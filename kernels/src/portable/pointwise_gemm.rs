@@ -1127,28 +1127,11 @@ mod tests {
         let mut out = init.to_vec();
         let mut start = 0;
         for &count in splits {
-            let span = PixelSpan { stride, start };
-            let call = PointwiseCall {
-                input: span,
-                output: span,
-                count,
-                panels: 0..p.panels(),
-            };
+            let call = PointwiseCall::same_span(stride, start, count, 0..p.panels());
             pointwise_at(level, p, input, &mut out, &call).unwrap();
             start += count;
         }
         out
-    }
-
-    /// Every panel over pixels `start .. start + count` of planes `stride` apart.
-    fn whole_call(p: &Pointwise, stride: usize, start: usize, count: usize) -> PointwiseCall {
-        let span = PixelSpan { stride, start };
-        PointwiseCall {
-            input: span,
-            output: span,
-            count,
-            panels: 0..p.panels(),
-        }
     }
 
     /// With AVX-512 the pixels past the last 16-lane vector go to AVX2; the split
@@ -1185,7 +1168,7 @@ mod tests {
                         relu: true,
                     },
                 };
-                let call = whole_call(&p, stride, 1, count);
+                let call = PointwiseCall::same_span(stride, 1, count, 0..p.panels());
                 let mut got = init.clone();
                 pointwise(&p, &input, &mut got, &call).unwrap();
                 for level in Level::available().into_iter().filter(|l| l.lanes() > 1) {
@@ -1250,7 +1233,7 @@ mod tests {
                     epilogue,
                 };
                 let mut want = init.clone();
-                let call = whole_call(&p, stride, 0, count);
+                let call = PointwiseCall::same_span(stride, 0, count, 0..p.panels());
                 scalar::pointwise::pointwise(&p, &input, &mut want, &call).unwrap();
                 for level in Level::available() {
                     let whole = run(level, &p, &input, stride, &init, &[count]);
@@ -1265,13 +1248,7 @@ mod tests {
                     // in place), as a thread split by panels does.
                     let mut by_panel = init.clone();
                     for panel in 0..p.panels() {
-                        let span = PixelSpan { stride, start: 0 };
-                        let call = PointwiseCall {
-                            input: span,
-                            output: span,
-                            count,
-                            panels: panel..panel + 1,
-                        };
+                        let call = PointwiseCall::same_span(stride, 0, count, panel..panel + 1);
                         let c0 = p.channel_of(panel, 0);
                         pointwise_at(level, &p, &input, &mut by_panel[c0 * stride..], &call)
                             .unwrap();

@@ -13,6 +13,7 @@ mod pointwise_gemm;
 mod pool;
 mod rows;
 mod simd;
+mod small_plane;
 
 pub use crate::scalar::elementwise::copy;
 pub use conv2d::{conv2d, conv2d_at};

@@ -40,12 +40,58 @@ pub(crate) trait SimdExt: Simd {
         let zero = self.splat_f32s(0.0);
         self.select_f32s(self.less_than_or_equal_f32s(a, zero), zero, a)
     }
+
+    /// Lane `i` of the result is lane `idx[i]` of the `2 * LANES` floats `lo` then
+    /// `hi` (every `idx[i] < 2 * LANES`).
+    fn permute2(self, lo: Self::f32s, hi: Self::f32s, idx: Self::u32s) -> Self::f32s;
+
+    /// Loads the first `n <= LANES` floats at `p`; the other lanes are zero and
+    /// their memory is not read (no fault past `p + n`).
+    ///
+    /// # Safety
+    /// `p .. p + n` must be readable.
+    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s;
+
+    /// Whether [`Self::store_prefix`] is one masked store (AVX-512), cheap enough to
+    /// store every partial row with; otherwise it goes through a stack tile (AVX2's
+    /// masked store, `vmaskmovps`, is slow on AMD).
+    const MASKED_STORE: bool = false;
+
+    /// Stores the first `n <= LANES` lanes of `v` at `p`; the memory past `p + n`
+    /// is not touched.
+    ///
+    /// # Safety
+    /// `p .. p + n` must be writable.
+    #[inline(always)]
+    unsafe fn store_prefix(self, p: *mut f32, v: Self::f32s, n: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { store_first::<Self>(p, v, n.min(Self::F32_LANES)) }
+    }
 }
 
 impl SimdExt for pulp::Scalar {
     #[inline(always)]
     fn split_even_odd(self, lo: f32, hi: f32) -> (f32, f32) {
         (lo, hi)
+    }
+
+    #[inline(always)]
+    fn permute2(self, lo: f32, hi: f32, idx: u32) -> f32 {
+        if idx == 0 {
+            lo
+        } else {
+            hi
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_prefix(self, p: *const f32, n: usize) -> f32 {
+        if n == 0 {
+            0.0
+        } else {
+            // SAFETY: n >= 1 floats at p are readable (the caller's contract).
+            unsafe { *p }
+        }
     }
 }
 
@@ -91,6 +137,31 @@ impl SimdExt for pulp::x86::V3 {
         // vmaxps returns its second operand (a) when either is NaN.
         pulp::cast(self.avx._mm256_max_ps(zero, a))
     }
+
+    #[inline(always)]
+    fn permute2(self, lo: Self::f32s, hi: Self::f32s, idx: Self::u32s) -> Self::f32s {
+        use core::arch::x86_64::{__m256, __m256i};
+        let (lo, hi, idx): (__m256, __m256, __m256i) =
+            (pulp::cast(lo), pulp::cast(hi), pulp::cast(idx));
+        // Both sources permuted by the index's low three bits, then the one that
+        // bit 3 names (moved to the sign bit, which `blendv` reads).
+        let a = self.avx2._mm256_permutevar8x32_ps(lo, idx);
+        let b = self.avx2._mm256_permutevar8x32_ps(hi, idx);
+        let from_hi: __m256 = pulp::cast(self.avx2._mm256_slli_epi32::<28>(idx));
+        pulp::cast(self.avx._mm256_blendv_ps(a, b, from_hi))
+    }
+
+    #[inline(always)]
+    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s {
+        use core::arch::x86_64::__m256i;
+        let iota: __m256i = pulp::cast([0i32, 1, 2, 3, 4, 5, 6, 7]);
+        let mask = self
+            .avx2
+            ._mm256_cmpgt_epi32(pulp::cast(self.splat_u32s(n as u32)), iota);
+        // SAFETY: `vmaskmovps` reads only the lanes below n, readable by the
+        // caller's contract; masked-off lanes do not fault.
+        pulp::cast(unsafe { self.avx._mm256_maskload_ps(p, mask) })
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -114,6 +185,32 @@ impl SimdExt for pulp::x86::V4 {
         let (zero, a): (__m512, __m512) = (pulp::cast(self.splat_f32s(0.0)), pulp::cast(a));
         // vmaxps returns its second operand (a) when either is NaN.
         pulp::cast(self.avx512f._mm512_max_ps(zero, a))
+    }
+
+    #[inline(always)]
+    fn permute2(self, lo: Self::f32s, hi: Self::f32s, idx: Self::u32s) -> Self::f32s {
+        use core::arch::x86_64::{__m512, __m512i};
+        let (lo, hi, idx): (__m512, __m512, __m512i) =
+            (pulp::cast(lo), pulp::cast(hi), pulp::cast(idx));
+        pulp::cast(self.avx512f._mm512_permutex2var_ps(lo, idx, hi))
+    }
+
+    #[inline(always)]
+    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s {
+        let k = ((1u32 << n.min(16)) - 1) as u16;
+        // SAFETY: the masked load reads only the lanes below n, readable by the
+        // caller's contract; masked-off lanes do not fault.
+        pulp::cast(unsafe { self.avx512f._mm512_maskz_loadu_ps(k, p) })
+    }
+
+    const MASKED_STORE: bool = true;
+
+    #[inline(always)]
+    unsafe fn store_prefix(self, p: *mut f32, v: Self::f32s, n: usize) {
+        let k = ((1u32 << n.min(16)) - 1) as u16;
+        // SAFETY: the masked store writes only the lanes below n, writable by the
+        // caller's contract.
+        unsafe { self.avx512f._mm512_mask_storeu_ps(p, k, pulp::cast(v)) }
     }
 }
 

@@ -365,9 +365,9 @@ fn dwconv3x3_every_level() {
         // Widths around the vector lengths (8, 16), and planes large enough to be
         // cut into several bands of rows (stride 1 and 2).
         sizes.extend([(2, 8), (3, 16), (4, 17), (5, 15), (6, 33), (1, 40), (2, 7)]);
-        // Rows just inside and just past two AVX-512 vectors (the register-row
-        // path of small planes).
-        sizes.extend([(5, 31), (3, 32), (6, 30)]);
+        // Rows just inside and just past two and four AVX-512 vectors (the
+        // register-row path of small planes: index tables, split stride-2 rows).
+        sizes.extend([(5, 31), (3, 32), (6, 30), (3, 63), (4, 64), (2, 65)]);
         sizes.extend([(150, 97), (97, 150), (333, 41)]);
         for &(h, w) in &sizes {
             for stride in [1, 2] {
@@ -537,7 +537,7 @@ fn pool_every_level() {
         for &(h, w) in SIZES
             .iter()
             .chain(&[(3, 16), (5, 17), (4, 33), (150, 97), (333, 41)])
-            .chain(&[(5, 31), (3, 32), (6, 30)])
+            .chain(&[(5, 31), (3, 32), (6, 30), (3, 63), (4, 64), (2, 65)])
         {
             for kind in KINDS {
                 for (k, stride, pt, pl, pb, pr) in [

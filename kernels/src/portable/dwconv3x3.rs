@@ -41,7 +41,7 @@ pub fn dwconv3x3(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    let level = small_plane::best_level(g).unwrap_or_else(|| Level::for_rows(g.out_w));
+    let level = small_plane::best_level(g, p.stride).unwrap_or_else(|| Level::for_rows(g.out_w));
     dwconv3x3_at(level, p, g, input, output, channels)
 }
 
@@ -58,14 +58,58 @@ pub fn dwconv3x3_at(
     if channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
         return Ok(());
     }
-    level.run(Op {
+    let mut op = Op {
         p,
         g,
         input,
         output,
         channels,
-    });
+    };
+    if small_plane::fits(g, p.stride, level.lanes()) {
+        // A kernel of its own (16 monomorphised loops), so the copy paths'
+        // function compiles as it did without it.
+        match level.run(Small(op)) {
+            Some(rest) => op = rest,
+            None => return Ok(()),
+        }
+    }
+    level.run(op);
     Ok(())
+}
+
+/// The small-plane path of an [`Op`] ([`small_plane`]); gives the op back if its
+/// rows do not fit the level after all.
+struct Small<'a, 'b>(Op<'a, 'b>);
+
+impl<'a, 'b> Kernel for Small<'a, 'b> {
+    type Output = Option<Op<'a, 'b>>;
+
+    #[inline(always)]
+    fn run<S: SimdExt>(self, simd: S) -> Self::Output {
+        let op = self.0;
+        // Stride 2 splits rows of more than one vector: the tables would need the
+        // column sums of both vectors (18 FMAs per output vector, not 9).
+        let Some(t) = RowTaps::<S>::new(op.g, op.p.stride, S::F32_LANES) else {
+            return Some(op);
+        };
+        macro_rules! go {
+            ($m:literal) => {
+                match (t.nv, op.p.relu) {
+                    (1, false) => op.run_small::<S, $m, 1, false>(simd, &t),
+                    (1, true) => op.run_small::<S, $m, 1, true>(simd, &t),
+                    (_, false) => op.run_small::<S, $m, 2, false>(simd, &t),
+                    (_, true) => op.run_small::<S, $m, 2, true>(simd, &t),
+                }
+            };
+        }
+        match t.mode() {
+            0 => go!(0),
+            1 => go!(1),
+            2 => go!(2),
+            _ => go!(3),
+        }
+        None
+    }
 }
 
 struct Op<'a, 'b> {
@@ -302,14 +346,6 @@ impl Kernel for Op<'_, '_> {
 
     #[inline(always)]
     fn run<S: SimdExt>(self, simd: S) {
-        if let Some(t) = RowTaps::<S>::new(self.g, self.p.stride) {
-            return match (t.nv, self.p.relu) {
-                (1, false) => self.run_small::<S, 1, false>(simd, &t),
-                (1, true) => self.run_small::<S, 1, true>(simd, &t),
-                (_, false) => self.run_small::<S, 2, false>(simd, &t),
-                (_, true) => self.run_small::<S, 2, true>(simd, &t),
-            };
-        }
         if direct_s1(self.p, self.g) {
             return self.run_s1(simd);
         }
@@ -359,11 +395,15 @@ impl Kernel for Op<'_, '_> {
 }
 
 impl Op<'_, '_> {
-    /// The small-plane path ([`small_plane`]): per output row, each window row is
-    /// loaded once and its three taps permuted out of it for each of the `NV`
-    /// output vectors; 9 FMAs per output vector.
+    /// The small-plane path ([`small_plane`]): per output row and tap column, the
+    /// window rows' weighted sum (3 FMAs per row vector), permuted into each of the
+    /// `NV` output vectors.
     #[inline(always)]
-    fn run_small<S: SimdExt, const NV: usize, const RELU: bool>(self, simd: S, t: &RowTaps<S>) {
+    fn run_small<S: SimdExt, const M: usize, const NV: usize, const RELU: bool>(
+        self,
+        simd: S,
+        t: &RowTaps<S>,
+    ) {
         let Op {
             p,
             g,
@@ -377,37 +417,23 @@ impl Op<'_, '_> {
             let plane = &input[c * g.in_stride..][..in_hw];
             let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
             let (w, bias) = channel_taps(simd, p, c);
-            let mut win = t.window(simd, plane);
+            let mut win = t.window::<M>(simd, plane);
             for y in 0..g.out_h {
                 let mut acc = [bias; NV];
-                let r = win.rows;
-                if t.vertical {
-                    // Sums of each tap column over the window rows first, then one
-                    // permute per tap column and output vector.
+                for dx in 0..3 {
+                    // The tap column's sum over the window rows, then its permute
+                    // per output vector.
                     let zero = simd.splat_f32s(0.0);
-                    let mut cols = [(zero, zero); 3];
-                    for (dy, &(lo, hi)) in r.iter().enumerate() {
-                        for (dx, (cl, ch)) in cols.iter_mut().enumerate() {
-                            *cl = simd.mul_add_e_f32s(w[3 * dy + dx], lo, *cl);
-                            if t.hi {
-                                *ch = simd.mul_add_e_f32s(w[3 * dy + dx], hi, *ch);
-                            }
+                    let mut col = (zero, zero);
+                    for (dy, row) in win.rows.iter().enumerate() {
+                        let (a, b) = t.stream::<M>(row, dx);
+                        col.0 = simd.mul_add_e_f32s(w[3 * dy + dx], a, col.0);
+                        if t.two {
+                            col.1 = simd.mul_add_e_f32s(w[3 * dy + dx], b, col.1);
                         }
                     }
                     for (v, a) in acc.iter_mut().enumerate() {
-                        let t0 = t.tap(simd, cols[0], v, 0);
-                        let t1 = t.tap(simd, cols[1], v, 1);
-                        let t2 = t.tap(simd, cols[2], v, 2);
-                        *a = simd.add_f32s(simd.add_f32s(t0, t2), simd.add_f32s(t1, *a));
-                    }
-                } else {
-                    for (dy, &rr) in r.iter().enumerate() {
-                        for (v, a) in acc.iter_mut().enumerate() {
-                            for dx in 0..3 {
-                                *a =
-                                    simd.mul_add_e_f32s(w[3 * dy + dx], t.tap(simd, rr, v, dx), *a);
-                            }
-                        }
+                        *a = simd.add_f32s(*a, t.tap::<M>(simd, col, v, dx));
                     }
                 }
                 win.advance(simd);

@@ -48,7 +48,7 @@ pub fn pool(
 ) -> Result<(), KernelError> {
     let rows = p.kind != PoolKind::Max && p.stride_h == 2 && p.stride_w == 2;
     let level = rows
-        .then(|| small_plane::best_level(g))
+        .then(|| small_plane::best_level(g, 2))
         .flatten()
         .unwrap_or_else(|| Level::for_rows(g.out_w));
     pool_at(level, p, g, input, output, channels)
@@ -72,14 +72,69 @@ pub fn pool_at(
     if channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
         return Ok(());
     }
-    level.run(Op {
+    let mut op = Op {
         p,
         g,
         input,
         output,
         channels,
-    });
+    };
+    let avg_s2 = p.kind != PoolKind::Max && p.stride_h == 2;
+    if avg_s2 && small_plane::fits(g, 2, level.lanes()) {
+        // A kernel of its own, like the depthwise conv's small-plane path, so the
+        // copy paths' function compiles as it did without it.
+        match level.run(AvgRows(op)) {
+            Some(rest) => op = rest,
+            None => return Ok(()),
+        }
+    }
+    level.run(op);
     Ok(())
+}
+
+/// Stride-2 average pooling of an [`Op`] through the small-plane path
+/// ([`avg_s2_rows`]); gives the op back if its rows do not fit the level after all.
+struct AvgRows<'a>(Op<'a>);
+
+impl<'a> Kernel for AvgRows<'a> {
+    type Output = Option<Op<'a>>;
+
+    #[inline(always)]
+    fn run<S: SimdExt>(self, simd: S) -> Self::Output {
+        let Op {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        } = self.0;
+        // Index tables wherever they fit: the pool's tap columns share one row sum.
+        let Some(t) = RowTaps::<S>::new(g, 2, 2 * S::F32_LANES) else {
+            return Some(Op {
+                p,
+                g,
+                input,
+                output,
+                channels,
+            });
+        };
+        let io = (input, output);
+        macro_rules! go {
+            ($m:literal) => {
+                match t.nv {
+                    1 => avg_s2_rows::<S, $m, 1>(simd, p, g, io, channels, &t),
+                    _ => avg_s2_rows::<S, $m, 2>(simd, p, g, io, channels, &t),
+                }
+            };
+        }
+        match t.mode() {
+            0 => go!(0),
+            1 => go!(1),
+            2 => go!(2),
+            _ => go!(3),
+        }
+        None
+    }
 }
 
 struct Op<'a> {
@@ -295,8 +350,9 @@ unsafe fn s2_interior<S: SimdExt, const MAX: bool>(
 
 /// Stride-2 average pooling of planes whose rows fit in registers
 /// ([`small_plane`]): per output row the window's three rows are summed, then the
-/// three tap columns permuted out of the sum and added.
-fn avg_s2_rows<S: SimdExt, const NV: usize>(
+/// three tap columns taken out of the sum and added.
+#[inline(always)]
+fn avg_s2_rows<S: SimdExt, const M: usize, const NV: usize>(
     simd: S,
     p: &Pool,
     g: &PlaneGeom,
@@ -315,20 +371,18 @@ fn avg_s2_rows<S: SimdExt, const NV: usize>(
     for c in channels.clone() {
         let plane = &input[c * g.in_stride..][..in_hw];
         let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
-        let mut win = t.window(simd, plane);
+        let mut win = t.window::<M>(simd, plane);
         for (y, &ry) in inv_row.iter().enumerate() {
             let [a, b, d] = win.rows;
-            let lo = simd.add_f32s(simd.add_f32s(a.0, b.0), d.0);
-            let hi = if t.hi {
-                simd.add_f32s(simd.add_f32s(a.1, b.1), d.1)
-            } else {
-                a.1
-            };
+            let mut sum = a;
+            for (k, s) in sum.iter_mut().enumerate() {
+                *s = simd.add_f32s(simd.add_f32s(*s, b[k]), d[k]);
+            }
             let ry = simd.splat_f32s(ry);
             for (v, &cv) in cv.iter().enumerate() {
-                let s0 = t.tap(simd, (lo, hi), v, 0);
-                let s1 = t.tap(simd, (lo, hi), v, 1);
-                let s2 = t.tap(simd, (lo, hi), v, 2);
+                let s0 = t.tap::<M>(simd, t.stream::<M>(&sum, 0), v, 0);
+                let s1 = t.tap::<M>(simd, t.stream::<M>(&sum, 1), v, 1);
+                let s2 = t.tap::<M>(simd, t.stream::<M>(&sum, 2), v, 2);
                 let s = simd.add_f32s(simd.add_f32s(s0, s2), s1);
                 let o = simd.mul_f32s(simd.mul_f32s(s, cv), ry);
                 small_plane::store(simd, out_plane, y * out_w + v * l, out_w - v * l, o);
@@ -452,13 +506,6 @@ impl Op<'_> {
         let vecs = out_w.div_ceil(l);
         let n = vecs * l;
         if !max {
-            if let Some(t) = RowTaps::<S>::new(g, 2) {
-                let io = (input, output);
-                return match t.nv {
-                    1 => avg_s2_rows::<S, 1>(simd, p, g, io, channels, &t),
-                    _ => avg_s2_rows::<S, 2>(simd, p, g, io, channels, &t),
-                };
-            }
             if let Some(pp) = PaddedPlane::new(g, vecs, l) {
                 return avg_s2_small(simd, p, g, (input, output), channels, pp);
             }

@@ -406,12 +406,10 @@ pub(crate) fn has_nonfinite<S: SimdExt>(simd: S, row: &[f32]) -> bool {
     for &v in chunks.remainder() {
         tail += v * 0.0;
     }
-    let [a, b] = [0, 4].map(|i| {
-        simd.add_f32s(
-            simd.add_f32s(acc[i], acc[i + 1]),
-            simd.add_f32s(acc[i + 2], acc[i + 3]),
-        )
-    });
+    // (No `array::map` with a closure: LLVM does not always inline it, and out of
+    // line it runs without the level's target features.)
+    let a = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+    let b = simd.add_f32s(simd.add_f32s(acc[4], acc[5]), simd.add_f32s(acc[6], acc[7]));
     let sum = simd.add_f32s(a, b);
     (simd.reduce_sum_f32s(sum) + tail).is_nan()
 }

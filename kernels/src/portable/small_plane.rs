@@ -1,11 +1,21 @@
 //! Small planes read row by row into registers, for the 3x3 depthwise conv and the
-//! average pool (stride 1 or 2): an input row of fewer than two vectors is loaded
-//! once with masked loads (the lanes past the row are zero), and the tap `dx` of
-//! every output lane is picked from it with one two-source lane permute
-//! ([`SimdExt::permute2`]) by a per-geometry index table. A padding column indexes
-//! the last lane of the second vector, which is past the row and so zero; a padding
-//! row is skipped. Nothing is copied, and no column mask or per-vector edge test
-//! is needed.
+//! stride-2 average pool: each input row of a plane is loaded once, with masked
+//! loads (the lanes past the row are zero), and the tap `dx` of every output lane
+//! is permuted out of it ([`SimdExt::permute2`]). Nothing is copied, and no column
+//! mask or per-vector edge test is needed: a padding column reads a zero lane, a
+//! padding row is a zero row.
+//!
+//! - Index tables: a row of fewer than two vectors; a table per output vector and
+//!   tap column picks lane `stride x + dx - pad_left` (the zero lane past the row
+//!   for a padding column).
+//! - Split rows (stride 2): a row of up to four vectors, split once into its even
+//!   and odd columns (two vectors each); tap `dx` of output `x` is lane
+//!   `x + shift` of one of the two, with `shift` -1, 0 or 1 set by
+//!   `dx - pad_left`, so two of the three taps need no permute when `pad_left`
+//!   is 1.
+//!
+//! The kernels sum the window rows per tap column first (one FMA or add per row
+//! and vector) and permute the column sums, not every row.
 //!
 //! This replaces, where a row fits, the copy of each plane into a zero-padded
 //! buffer, whose loads stall on the copy's stores.
@@ -13,21 +23,26 @@
 use super::simd::{Level, SimdExt};
 use crate::PlaneGeom;
 
-/// Whether rows of geometry `g` take the path at `lanes` floats per vector: an
-/// input row shorter than two vectors (so lane `2 lanes - 1` is past it) and an
-/// output row of at most two vectors with AVX-512, one with fewer lanes. (With
-/// AVX2 a two-source permute costs four instructions: probe, us, old path / this
-/// one, 120 x 14x14 stride 1 (two output vectors) 9.8 / 13.6, 240 x 7x7 8.7 / 8.3,
-/// 240 x 14x14 stride 2 13.6 / 12.2.)
-pub(crate) fn fits(g: &PlaneGeom, lanes: usize) -> bool {
+/// Whether rows of geometry `g` take the path with `stride` at `lanes` floats per
+/// vector: an input row shorter than two vectors (stride 1: lane `2 lanes - 1` is
+/// then past it) or of at most four (stride 2, `pad_left <= 2`), and an output row
+/// of at most two vectors with AVX-512, one with fewer lanes. (With AVX2 a
+/// two-source permute costs four instructions: probe, us, copy path / this one,
+/// 120 x 14x14 stride 1 (two output vectors) 9.8 / 13.6, 240 x 7x7 8.7 / 8.3.)
+pub(crate) fn fits(g: &PlaneGeom, stride: usize, lanes: usize) -> bool {
     let out_vecs = if lanes >= 16 { 2 } else { 1 };
-    g.in_w < 2 * lanes && g.out_w <= out_vecs * lanes
+    let row_fits = match stride {
+        1 => g.in_w < 2 * lanes,
+        2 => g.in_w < 2 * lanes || (g.in_w <= 4 * lanes && g.pad_left <= 2),
+        _ => false,
+    };
+    row_fits && g.out_w <= out_vecs * lanes
 }
 
 /// The best level of this CPU if rows of geometry `g` [`fit`](fits) it.
-pub(crate) fn best_level(g: &PlaneGeom) -> Option<Level> {
+pub(crate) fn best_level(g: &PlaneGeom, stride: usize) -> Option<Level> {
     let best = Level::best();
-    fits(g, best.lanes()).then_some(best)
+    fits(g, stride, best.lanes()).then_some(best)
 }
 
 /// Stores output vector `v` at index `o` of `plane`, of which `keep` floats belong
@@ -55,92 +70,150 @@ pub(crate) fn store<S: SimdExt>(simd: S, plane: &mut [f32], o: usize, keep: usiz
     }
 }
 
-/// The index tables and row geometry of one plane shape at level `S`.
+/// One input row in registers: stride 1 `[x0, x1, 0, 0]` (columns `0..2 LANES`),
+/// stride 2 `[even0, even1, odd0, odd1]` (even columns `0, 2, ..`, then odd).
+pub(crate) type Row<S> = [<S as pulp::Simd>::f32s; 4];
+
+/// Stride 2 with `pad_left = m - 1` (the path's mode `m`, see [`RowTaps::mode`]):
+/// the column parity tap `dx` reads (0 even, 1 odd) and its lane shift (-1, 0, 1).
+const fn split(m: usize, dx: usize) -> (usize, isize) {
+    let k = dx as isize - (m as isize - 1);
+    (k.rem_euclid(2) as usize, k.div_euclid(2))
+}
+
+/// The index tables and row geometry of one plane shape at level `S`. The kernels
+/// run generic over the path's mode `M` ([`RowTaps::mode`]), so every choice
+/// between columns and shifts is made at compile time.
 pub(crate) struct RowTaps<S: SimdExt> {
-    /// Per output vector and tap column, the lane of a row's two vectors that each
-    /// output lane reads.
+    /// Stride 1: per output vector and tap column, the lane of the row's two
+    /// vectors that each output lane reads.
     idx: [[S::u32s; 3]; 2],
+    /// Lane tables of a shift by -1 (over the previous and the current vector)
+    /// and by +1 (over the current and the next).
+    back: S::u32s,
+    fwd: S::u32s,
     /// Output vectors per row (1 or 2).
     pub nv: usize,
-    /// Whether an input row reaches its second vector.
-    pub hi: bool,
-    /// Whether to sum the window rows per tap column first (stride 1, or rows of
-    /// one vector) rather than permute every tap of every row.
-    pub vertical: bool,
+    /// Whether the second vector a tap column reads can be nonzero.
+    pub two: bool,
+    /// Whether stride-2 rows are split into even and odd columns.
+    split: bool,
     stride: usize,
+    pad_left: usize,
     pad_top: usize,
     in_h: usize,
     in_w: usize,
 }
 
+/// A table of `LANES` u32s from the first entries of `t`.
+#[inline(always)]
+fn table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
+    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
+    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
+}
+
 impl<S: SimdExt> RowTaps<S> {
-    /// The tables for geometry `g` with `stride` (1 or 2), if it [`fits`].
+    /// The tables for geometry `g` with `stride`, if it [`fits`]. Stride 2 splits
+    /// its rows into even and odd columns when they are longer than `split_above`
+    /// floats (or too long for the index tables), else it reads them through index
+    /// tables like stride 1: a split costs a permute per row vector, an index
+    /// table one per tap column and output vector.
     #[inline(always)]
-    pub fn new(g: &PlaneGeom, stride: usize) -> Option<Self> {
+    pub fn new(g: &PlaneGeom, stride: usize, split_above: usize) -> Option<Self> {
         let l = S::F32_LANES;
-        if !fits(g, l) {
+        if !fits(g, stride, l) {
+            return None;
+        }
+        let split = stride == 2 && (g.in_w > split_above || g.in_w >= 2 * l);
+        if split && g.pad_left > 2 {
             return None;
         }
         let zero_lane = (2 * l - 1) as u32;
         let mut lanes = [[[zero_lane; 16]; 3]; 2];
-        for (v, per_dx) in lanes.iter_mut().enumerate() {
-            for (dx, t) in per_dx.iter_mut().enumerate() {
-                for (j, lane) in t.iter_mut().enumerate().take(l) {
-                    let col = (stride * (v * l + j) + dx).wrapping_sub(g.pad_left);
-                    if col < g.in_w {
-                        *lane = col as u32;
+        if !split {
+            for (v, per_dx) in lanes.iter_mut().enumerate() {
+                for (dx, t) in per_dx.iter_mut().enumerate() {
+                    for (j, lane) in t.iter_mut().enumerate().take(l) {
+                        let col = (stride * (v * l + j) + dx).wrapping_sub(g.pad_left);
+                        if col < g.in_w {
+                            *lane = col as u32;
+                        }
                     }
                 }
             }
         }
-        // SAFETY: each table holds 16 >= LANES u32s; `u32s` is plain data.
-        let idx = lanes
-            .map(|per_dx| per_dx.map(|t| unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }));
+        let t = |v: usize, dx: usize| table::<S>(&lanes[v][dx]);
+        let idx = [[t(0, 0), t(0, 1), t(0, 2)], [t(1, 0), t(1, 1), t(1, 2)]];
+        let back: [u32; 16] = core::array::from_fn(|j| (l - 1 + j) as u32);
+        let fwd: [u32; 16] = core::array::from_fn(|j| (j + 1) as u32);
         Some(RowTaps {
             idx,
+            back: table::<S>(&back),
+            fwd: table::<S>(&fwd),
             nv: g.out_w.div_ceil(l),
-            hi: g.in_w > l,
-            vertical: stride == 1 || g.in_w <= l,
+            two: if split { g.in_w > 2 * l } else { g.in_w > l },
+            split,
             stride,
+            pad_left: g.pad_left,
             pad_top: g.pad_top,
             in_h: g.in_h,
             in_w: g.in_w,
         })
     }
 
-    /// Input row `iy` of `plane` (`in_h` rows of `in_w`) as two vectors, zero past
-    /// the row; zero for a padding row (`iy` outside the plane, wrapped).
+    /// The mode: 0 for rows read through index tables, `1 + pad_left` for split
+    /// stride-2 rows.
+    pub fn mode(&self) -> usize {
+        if self.split {
+            1 + self.pad_left
+        } else {
+            0
+        }
+    }
+
+    /// Vector `i` of input row `row` (`in_w` floats), zero past the row.
     #[inline(always)]
-    fn row(&self, simd: S, plane: &[f32], iy: usize) -> (S::f32s, S::f32s) {
+    fn part(&self, simd: S, row: &[f32], i: usize) -> S::f32s {
+        let l = S::F32_LANES;
+        let n = row.len().saturating_sub(i * l).min(l);
+        if n == 0 {
+            return simd.splat_f32s(0.0);
+        }
+        // SAFETY: floats i l .. i l + n are inside `row`.
+        unsafe { simd.load_prefix(row.as_ptr().add(i * l), n) }
+    }
+
+    /// Input row `iy` of `plane` (`in_h` rows of `in_w`) as a [`Row`]; zero for a
+    /// padding row (`iy` outside the plane, wrapped).
+    #[inline(always)]
+    fn row<const M: usize>(&self, simd: S, plane: &[f32], iy: usize) -> Row<S> {
         let zero = simd.splat_f32s(0.0);
         if iy >= self.in_h {
-            return (zero, zero);
+            return [zero; 4];
         }
-        let l = S::F32_LANES;
         let row = &plane[iy * self.in_w..][..self.in_w];
-        let lo_n = self.in_w.min(l);
-        // SAFETY: the loads read the row's first `lo_n` and (when the row is
-        // longer than a vector) the next `in_w - lo_n` floats, all inside `row`.
-        unsafe {
-            let lo = simd.load_prefix(row.as_ptr(), lo_n);
-            let hi = if self.hi {
-                simd.load_prefix(row.as_ptr().add(lo_n), self.in_w - lo_n)
-            } else {
-                zero
-            };
-            (lo, hi)
+        let (r0, r1) = (self.part(simd, row, 0), self.part(simd, row, 1));
+        if M == 0 {
+            return [r0, r1, zero, zero];
         }
+        let (e0, o0) = simd.split_even_odd(r0, r1);
+        let (e1, o1) = if self.two {
+            simd.split_even_odd(self.part(simd, row, 2), self.part(simd, row, 3))
+        } else {
+            (zero, zero)
+        };
+        [e0, e1, o0, o1]
     }
 
     /// The window rows of output row 0 of `plane`; [`Window::advance`] moves to
     /// the next output row.
     #[inline(always)]
-    pub fn window<'a>(&'a self, simd: S, plane: &'a [f32]) -> Window<'a, S> {
+    pub fn window<'a, const M: usize>(&'a self, simd: S, plane: &'a [f32]) -> Window<'a, S, M> {
         let top = self.pad_top.wrapping_neg();
         let rows = [
-            self.row(simd, plane, top),
-            self.row(simd, plane, top.wrapping_add(1)),
-            self.row(simd, plane, top.wrapping_add(2)),
+            self.row::<M>(simd, plane, top),
+            self.row::<M>(simd, plane, top.wrapping_add(1)),
+            self.row::<M>(simd, plane, top.wrapping_add(2)),
         ];
         Window {
             t: self,
@@ -150,26 +223,52 @@ impl<S: SimdExt> RowTaps<S> {
         }
     }
 
-    /// Tap column `dx` of output vector `v` from a row of [`Self::row`].
+    /// The two vectors of `row` that tap column `dx` reads.
     #[inline(always)]
-    pub fn tap(&self, simd: S, (lo, hi): (S::f32s, S::f32s), v: usize, dx: usize) -> S::f32s {
-        simd.permute2(lo, hi, self.idx[v][dx])
+    pub fn stream<const M: usize>(&self, row: &Row<S>, dx: usize) -> (S::f32s, S::f32s) {
+        if M == 0 || split(M, dx).0 == 0 {
+            (row[0], row[1])
+        } else {
+            (row[2], row[3])
+        }
+    }
+
+    /// Tap column `dx` of output vector `v` from its [`Self::stream`] of a row (or
+    /// of a sum of rows).
+    #[inline(always)]
+    pub fn tap<const M: usize>(
+        &self,
+        simd: S,
+        (a, b): (S::f32s, S::f32s),
+        v: usize,
+        dx: usize,
+    ) -> S::f32s {
+        if M == 0 {
+            return simd.permute2(a, b, self.idx[v][dx]);
+        }
+        let zero = simd.splat_f32s(0.0);
+        let cur = if v == 0 { a } else { b };
+        match split(M, dx).1 {
+            0 => cur,
+            -1 => simd.permute2(if v == 0 { zero } else { a }, cur, self.back),
+            _ => simd.permute2(cur, if v == 0 { b } else { zero }, self.fwd),
+        }
     }
 }
 
-/// The three window rows of one output row of a plane, as row pairs of vectors
-/// ([`RowTaps::window`]); every input row is loaded once per plane.
-pub(crate) struct Window<'a, S: SimdExt> {
+/// The three window rows of one output row of a plane ([`RowTaps::window`]);
+/// every input row is loaded once per plane.
+pub(crate) struct Window<'a, S: SimdExt, const M: usize> {
     t: &'a RowTaps<S>,
     plane: &'a [f32],
     /// The input row after the window's last (wrapping: rows above the plane are
     /// padding).
     next: usize,
     /// Window rows 0, 1, 2.
-    pub rows: [(S::f32s, S::f32s); 3],
+    pub rows: [Row<S>; 3],
 }
 
-impl<S: SimdExt> Window<'_, S> {
+impl<S: SimdExt, const M: usize> Window<'_, S, M> {
     /// Slides the window down by the stride (1 or 2 new rows).
     #[inline(always)]
     pub fn advance(&mut self, simd: S) {
@@ -178,12 +277,12 @@ impl<S: SimdExt> Window<'_, S> {
             self.rows = [
                 self.rows[1],
                 self.rows[2],
-                t.row(simd, self.plane, self.next),
+                t.row::<M>(simd, self.plane, self.next),
             ];
             self.next = self.next.wrapping_add(1);
         } else {
-            let a = t.row(simd, self.plane, self.next);
-            let b = t.row(simd, self.plane, self.next.wrapping_add(1));
+            let a = t.row::<M>(simd, self.plane, self.next);
+            let b = t.row::<M>(simd, self.plane, self.next.wrapping_add(1));
             self.rows = [self.rows[2], a, b];
             self.next = self.next.wrapping_add(2);
         }

@@ -374,9 +374,14 @@ fn avg_s2_rows<S: SimdExt, const M: usize, const NV: usize>(
         let mut win = t.window::<M>(simd, plane);
         for (y, &ry) in inv_row.iter().enumerate() {
             let [a, b, d] = win.rows;
+            // The row vectors that can be nonzero: the first (and second) of
+            // each column stream.
             let mut sum = a;
             for (k, s) in sum.iter_mut().enumerate() {
-                *s = simd.add_f32s(simd.add_f32s(*s, b[k]), d[k]);
+                let stream_vec = if M == 0 { k } else { k % 2 };
+                if stream_vec == 0 || (stream_vec == 1 && t.two) {
+                    *s = simd.add_f32s(simd.add_f32s(*s, b[k]), d[k]);
+                }
             }
             let ry = simd.splat_f32s(ry);
             for (v, &cv) in cv.iter().enumerate() {

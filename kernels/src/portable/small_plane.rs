@@ -53,16 +53,16 @@ pub(crate) fn best_level(g: &PlaneGeom, stride: usize) -> Option<Level> {
 /// 240 x 7x7: 6.2 against 6.8 us.)
 #[inline(always)]
 pub(crate) fn store<S: SimdExt>(simd: S, plane: &mut [f32], o: usize, keep: usize, v: S::f32s) {
-    let l = S::F32_LANES;
-    let keep = keep.min(l).min(plane.len().saturating_sub(o));
-    if keep == 0 {
+    let (l, len) = (S::F32_LANES, plane.len());
+    if o >= len {
         return;
     }
-    let p = plane[o..].as_mut_ptr();
-    // SAFETY: o < plane.len() (keep > 0); a whole vector only when o + l <=
-    // plane.len(), else `keep` floats from o, inside the plane.
+    let keep = keep.min(l).min(len - o);
+    // SAFETY: o < len; a whole vector only when o + l <= len, else `keep <= len -
+    // o` floats from o.
     unsafe {
-        if S::MASKED_STORE || o + l > plane.len() {
+        let p = plane.as_mut_ptr().add(o);
+        if S::MASKED_STORE || o + l > len {
             simd.store_prefix(p, v, keep);
         } else {
             super::simd::store::<S>(p, v);
@@ -96,6 +96,8 @@ pub(crate) struct RowTaps<S: SimdExt> {
     pub nv: usize,
     /// Whether the second vector a tap column reads can be nonzero.
     pub two: bool,
+    /// Floats of an input row in each of its (up to) four vectors.
+    part_n: [usize; 4],
     /// Whether stride-2 rows are split into even and odd columns.
     split: bool,
     stride: usize,
@@ -152,6 +154,7 @@ impl<S: SimdExt> RowTaps<S> {
             fwd: table::<S>(&fwd),
             nv: g.out_w.div_ceil(l),
             two: if split { g.in_w > 2 * l } else { g.in_w > l },
+            part_n: [0, 1, 2, 3].map(|i| g.in_w.saturating_sub(i * l).min(l)),
             split,
             stride,
             pad_left: g.pad_left,
@@ -173,32 +176,40 @@ impl<S: SimdExt> RowTaps<S> {
 
     /// Vector `i` of input row `row` (`in_w` floats), zero past the row.
     #[inline(always)]
-    fn part(&self, simd: S, row: &[f32], i: usize) -> S::f32s {
-        let l = S::F32_LANES;
-        let n = row.len().saturating_sub(i * l).min(l);
+    ///
+    /// # Safety
+    /// `row .. row + in_w` must be readable.
+    unsafe fn part(&self, simd: S, row: *const f32, i: usize) -> S::f32s {
+        let n = self.part_n[i];
         if n == 0 {
             return simd.splat_f32s(0.0);
         }
-        // SAFETY: floats i l .. i l + n are inside `row`.
-        unsafe { simd.load_prefix(row.as_ptr().add(i * l), n) }
+        // SAFETY: floats i l .. i l + n are inside the row (caller's contract).
+        unsafe { simd.load_prefix(row.add(i * S::F32_LANES), n) }
     }
 
-    /// Input row `iy` of `plane` (`in_h` rows of `in_w`) as a [`Row`]; zero for a
-    /// padding row (`iy` outside the plane, wrapped).
+    /// Input row `iy` of a plane of `in_h` rows of `in_w` floats at `plane` as a
+    /// [`Row`]; zero for a padding row (`iy` outside the plane, wrapped).
+    ///
+    /// # Safety
+    /// `plane .. plane + in_h in_w` must be readable.
     #[inline(always)]
-    fn row<const M: usize>(&self, simd: S, plane: &[f32], iy: usize) -> Row<S> {
+    unsafe fn row<const M: usize>(&self, simd: S, plane: *const f32, iy: usize) -> Row<S> {
         let zero = simd.splat_f32s(0.0);
         if iy >= self.in_h {
             return [zero; 4];
         }
-        let row = &plane[iy * self.in_w..][..self.in_w];
-        let (r0, r1) = (self.part(simd, row, 0), self.part(simd, row, 1));
+        // SAFETY: row iy < in_h of the plane (caller's contract).
+        let row = unsafe { plane.add(iy * self.in_w) };
+        // SAFETY: as above, for every part.
+        let (r0, r1) = unsafe { (self.part(simd, row, 0), self.part(simd, row, 1)) };
         if M == 0 {
             return [r0, r1, zero, zero];
         }
         let (e0, o0) = simd.split_even_odd(r0, r1);
         let (e1, o1) = if self.two {
-            simd.split_even_odd(self.part(simd, row, 2), self.part(simd, row, 3))
+            // SAFETY: as above.
+            unsafe { simd.split_even_odd(self.part(simd, row, 2), self.part(simd, row, 3)) }
         } else {
             (zero, zero)
         };
@@ -210,11 +221,16 @@ impl<S: SimdExt> RowTaps<S> {
     #[inline(always)]
     pub fn window<'a, const M: usize>(&'a self, simd: S, plane: &'a [f32]) -> Window<'a, S, M> {
         let top = self.pad_top.wrapping_neg();
-        let rows = [
-            self.row::<M>(simd, plane, top),
-            self.row::<M>(simd, plane, top.wrapping_add(1)),
-            self.row::<M>(simd, plane, top.wrapping_add(2)),
-        ];
+        let plane = &plane[..self.in_h * self.in_w];
+        let p = plane.as_ptr();
+        // SAFETY: `plane` holds in_h in_w floats.
+        let rows = unsafe {
+            [
+                self.row::<M>(simd, p, top),
+                self.row::<M>(simd, p, top.wrapping_add(1)),
+                self.row::<M>(simd, p, top.wrapping_add(2)),
+            ]
+        };
         Window {
             t: self,
             plane,
@@ -260,6 +276,7 @@ impl<S: SimdExt> RowTaps<S> {
 /// every input row is loaded once per plane.
 pub(crate) struct Window<'a, S: SimdExt, const M: usize> {
     t: &'a RowTaps<S>,
+    /// The plane, exactly `in_h in_w` floats.
     plane: &'a [f32],
     /// The input row after the window's last (wrapping: rows above the plane are
     /// padding).
@@ -272,19 +289,18 @@ impl<S: SimdExt, const M: usize> Window<'_, S, M> {
     /// Slides the window down by the stride (1 or 2 new rows).
     #[inline(always)]
     pub fn advance(&mut self, simd: S) {
-        let t = self.t;
-        if t.stride == 1 {
-            self.rows = [
-                self.rows[1],
-                self.rows[2],
-                t.row::<M>(simd, self.plane, self.next),
-            ];
-            self.next = self.next.wrapping_add(1);
-        } else {
-            let a = t.row::<M>(simd, self.plane, self.next);
-            let b = t.row::<M>(simd, self.plane, self.next.wrapping_add(1));
-            self.rows = [self.rows[2], a, b];
-            self.next = self.next.wrapping_add(2);
+        let (t, p) = (self.t, self.plane.as_ptr());
+        // SAFETY: `plane` holds in_h in_w floats (sliced so by `window`).
+        unsafe {
+            if t.stride == 1 {
+                self.rows = [self.rows[1], self.rows[2], t.row::<M>(simd, p, self.next)];
+                self.next = self.next.wrapping_add(1);
+            } else {
+                let a = t.row::<M>(simd, p, self.next);
+                let b = t.row::<M>(simd, p, self.next.wrapping_add(1));
+                self.rows = [self.rows[2], a, b];
+                self.next = self.next.wrapping_add(2);
+            }
         }
     }
 }

@@ -136,7 +136,14 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     let units = p
                         .stages
                         .iter()
-                        .filter(|s| matches!(s, Stage::Unit(_)))
+                        .filter(|s| matches!(s, Stage::Unit(_) | Stage::Down(_)))
+                        .count();
+                    // Outside a pipeline, each stride-2 unit runs with its
+                    // shortcut pool.
+                    let downs = p
+                        .stages
+                        .iter()
+                        .filter(|s| matches!(s, Stage::Down(_)))
                         .count();
                     let stems = p
                         .stages
@@ -145,6 +152,8 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                         .count();
                     if opts.band_bytes == 0 {
                         assert_eq!((units, stems), (16, 1), "{what}: one-row bands stream all");
+                        let want = if p.pipeline.is_some() { 0 } else { 3 };
+                        assert_eq!(downs, want, "{what}: shortcut pools in their units");
                     }
                     assert!(opts.stream || units + stems == 0);
                     assert_eq!(

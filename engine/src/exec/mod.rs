@@ -235,6 +235,9 @@ pub fn execute<T: TensorSource + Sync + ?Sized>(
             Stage::Unit(u) => {
                 stream::run_unit(plan, u, &program.steps, tensors, arena, input, threads)?
             }
+            Stage::Down(d) => {
+                stream::run_down(plan, d, &program.steps, tensors, arena, input, threads)?
+            }
             Stage::Stem(s) => {
                 stream::run_stem(plan, s, &program.steps, tensors, arena, input, threads)?
             }

@@ -31,7 +31,9 @@
 //! threads, splitting each kernel call by output channels, needs no segments.)
 
 use super::handoff::{aborted, is_abort, Handoff, SLOTS};
-use super::plan::{input_rows, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand};
+use super::plan::{
+    input_rows, shortcut_pool, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand,
+};
 use super::stream::{move_to_front, shift, Loc, Stem, Unit, Window};
 use super::{split, ExecPlan};
 use crate::arena::Layout;
@@ -440,37 +442,26 @@ pub(super) fn plan(
                     i += 1;
                     continue;
                 }
-                // A stride-2 unit: its shortcut pool is the stage just after.
-                let mut pads_top = 0;
-                let mut is_pool = |st: &Stage| match *st {
-                    Stage::Step(j) => match steps[j] {
-                        Step::Pool {
-                            spec,
-                            input,
-                            output,
-                        } => {
-                            pads_top = spec.pads.top;
-                            matches!(spec.kind, PoolKind::Avg { .. })
-                                && (spec.kh, spec.kw, spec.stride, spec.ceil_mode)
-                                    == (3, 3, (2, 2), false)
-                                && input == t
-                                && output.buffer == o.buffer
-                                && output.offset == 0
-                                && output.channels == o.offset
-                                && whole(View {
-                                    channels: o.offset + o.channels,
-                                    ..output
-                                })
-                                && matches!(steps[u.steps[1]], Step::Depthwise { stride: 2, pads, .. } if pads == spec.pads)
-                        }
-                        _ => false,
-                    },
-                    _ => false,
+                // A stride-2 unit: its shortcut pool (an average pool into the
+                // channels before the unit's, of one whole tensor) is the stage
+                // just after.
+                let shortcut = match stages.get(i + 1) {
+                    Some(&Stage::Step(j)) => shortcut_pool(steps, &u, j).filter(|spec| {
+                        let Step::Pool { output, .. } = steps[j] else {
+                            return false;
+                        };
+                        matches!(spec.kind, PoolKind::Avg { .. })
+                            && output.buffer == o.buffer
+                            && output.offset == 0
+                            && output.channels == o.offset
+                            && whole(View {
+                                channels: o.offset + o.channels,
+                                ..output
+                            })
+                    }),
+                    _ => None,
                 };
-                if !stages.get(i + 1).is_some_and(&mut is_pool) {
-                    return None;
-                }
-                let pool_stage = i + 1;
+                let (pool_stage, pads_top) = (i + 1, shortcut?.pads.top);
                 let Stage::Step(pool) = stages[pool_stage] else {
                     return None;
                 };

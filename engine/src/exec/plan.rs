@@ -3,7 +3,7 @@
 
 use super::SessionError;
 use crate::arena::{self, Lifetime};
-use crate::graph::{window_out, Pads};
+use crate::graph::{window_out, Pads, PoolSpec};
 use crate::program::{Program, Step, View};
 use kernels::PoolKind;
 use std::ops::Range;
@@ -150,6 +150,18 @@ pub struct UnitBand {
     pub band_out: usize,
 }
 
+/// A stride-2 unit band with its shortcut pool: per band, the pool's output rows
+/// are computed from the same input rows the unit's first conv just read, while
+/// they are in cache (otherwise the pool reads the whole input once more, from
+/// memory when it is large).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownBand {
+    /// The unit.
+    pub unit: UnitBand,
+    /// The unit's three steps, then the pool's.
+    pub steps: [usize; 4],
+}
+
 /// A convolution -> max pool chain run band by band: the conv output lives only in a
 /// band buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +183,8 @@ pub enum Stage {
     Step(usize),
     /// A streamed unit.
     Unit(UnitBand),
+    /// A streamed stride-2 unit and its shortcut pool.
+    Down(DownBand),
     /// A streamed stem.
     Stem(StemBand),
 }
@@ -181,6 +195,7 @@ impl Stage {
         match self {
             Stage::Step(i) => core::slice::from_ref(i),
             Stage::Unit(u) => &u.steps,
+            Stage::Down(d) => &d.steps,
             Stage::Stem(s) => &s.steps,
         }
     }
@@ -475,8 +490,15 @@ impl ExecPlan {
             sizes: &mut sizes,
             lifetimes: &mut lifetimes,
         };
-        let (mut stages, mut scratch) =
-            schedule(program, &shapes, &uses, stream, budget, &mut areas);
+        // (The pipeline pairs each stride-2 unit with its pool itself.)
+        let (mut stages, mut scratch) = schedule(
+            program,
+            &shapes,
+            &uses,
+            (stream, !try_pipeline),
+            budget,
+            &mut areas,
+        );
         let mut pipeline = None;
         if let Some((hw0, sizes0, lifetimes0)) = snapshot {
             pipeline = super::pipeline::plan(program, &shapes, &stages, opts, &mut areas);
@@ -486,7 +508,7 @@ impl ExecPlan {
                     program,
                     &shapes,
                     &uses,
-                    stream_chains,
+                    (stream_chains, true),
                     opts.band_bytes,
                     &mut areas,
                 );
@@ -506,9 +528,8 @@ impl ExecPlan {
         // touches must stay alive (and apart) from its first step to its last.
         for stage in &stages {
             let chain: &[usize] = match stage {
-                Stage::Unit(u) => &u.steps,
-                Stage::Stem(s) => &s.steps,
                 Stage::Step(_) => continue,
+                _ => stage.steps(),
             };
             let (first, last) = (chain[0], chain[chain.len() - 1]);
             for &s in chain {
@@ -604,12 +625,13 @@ impl ExecPlan {
 }
 
 /// The schedule: each step alone, or streamed chains with band buffers sized by
-/// `budget`; also the scratch area of each step.
+/// `budget` (and, with `fuse_pools`, each streamed stride-2 unit with its shortcut
+/// pool); also the scratch area of each step.
 fn schedule(
     program: &Program,
     shapes: &[StepShape],
     uses: &Uses,
-    stream: bool,
+    (stream, fuse_pools): (bool, bool),
     budget: usize,
     areas: &mut Areas,
 ) -> (Vec<Stage>, Vec<Option<usize>>) {
@@ -622,17 +644,19 @@ fn schedule(
         }
         let stage = if stream {
             unit_band(program, shapes, uses, i, budget, areas)
-                .map(Stage::Unit)
+                .map(|unit| match shortcut_pool(&program.steps, &unit, i + 3) {
+                    Some(_) if fuse_pools => Stage::Down(DownBand {
+                        unit,
+                        steps: [i, i + 1, i + 2, i + 3],
+                    }),
+                    _ => Stage::Unit(unit),
+                })
                 .or_else(|| stem_band(program, shapes, uses, i, budget, areas).map(Stage::Stem))
         } else {
             None
         };
         let stage = stage.unwrap_or(Stage::Step(i));
-        i += match stage {
-            Stage::Unit(_) => 3,
-            Stage::Stem(_) => 2,
-            Stage::Step(_) => 1,
-        };
+        i += stage.steps().len();
         stages.push(stage);
     }
     (stages, scratch)
@@ -727,6 +751,43 @@ fn unit_band(
         band_in: areas.add(c * in_rows * w1, i, i + 2),
         band_out: areas.add(c * rows * w2, i, i + 2),
     })
+}
+
+/// The pool of step `j` if it is the shortcut of stride-2 unit `u`, computable band
+/// by band with it: a 3x3 stride-2 pool (no `ceil_mode`) of the unit's input with
+/// the depthwise conv's padding, so its output rows read the same input rows as
+/// the unit's, writing neither that input nor the unit's output channels.
+pub(super) fn shortcut_pool(steps: &[Step], u: &UnitBand, j: usize) -> Option<PoolSpec> {
+    let (Step::Pointwise { input: x, .. }, Step::Pointwise { output: o, .. }) =
+        (&steps[u.steps[0]], &steps[u.steps[2]])
+    else {
+        return None;
+    };
+    let Step::Depthwise {
+        stride: 2, pads, ..
+    } = steps[u.steps[1]]
+    else {
+        return None;
+    };
+    let Some(Step::Pool {
+        spec,
+        input,
+        output,
+    }) = steps.get(j)
+    else {
+        return None;
+    };
+    let apart = |a: &View, b: &View| {
+        a.buffer != b.buffer
+            || a.offset + a.channels <= b.offset
+            || b.offset + b.channels <= a.offset
+    };
+    ((spec.kh, spec.kw, spec.stride, spec.ceil_mode) == (3, 3, (2, 2), false)
+        && spec.pads == pads
+        && input == x
+        && apart(output, x)
+        && apart(output, o))
+    .then_some(*spec)
 }
 
 /// Steps `i..i+2` as a streamed conv -> max pool chain, if the conv output is

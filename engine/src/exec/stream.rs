@@ -10,7 +10,7 @@
 //! serves whole tensors (the chain's input and output are full buffers) and the
 //! row windows of the whole-network pipeline (see `pipeline.rs`).
 
-use super::plan::{input_rows, StemBand, UnitBand};
+use super::plan::{input_rows, DownBand, StemBand, UnitBand};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};
 use super::{split, ExecPlan};
 use crate::graph::{Pads, PoolSpec};
@@ -341,6 +341,61 @@ pub fn run_unit<T: TensorSource + ?Sized>(
     while r0 < h2 {
         let rows = r0..(r0 + u.rows).min(h2);
         unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
+        r0 = rows.end;
+    }
+    Ok(())
+}
+
+/// Runs a stride-2 unit band by band between whole tensors, each band followed by
+/// the same output rows of its shortcut pool, which read the input rows the band
+/// just read.
+pub fn run_down<T: TensorSource + ?Sized>(
+    p: &ExecPlan,
+    d: &DownBand,
+    steps: &[Step],
+    t: &T,
+    arena: &mut [f32],
+    ext: &[f32],
+    threads: usize,
+) -> Result<(), Error> {
+    let (
+        Step::Pointwise { input: x, .. },
+        Step::Pointwise { output: out, .. },
+        Step::Pool {
+            spec,
+            output: pooled,
+            ..
+        },
+    ) = (&steps[d.steps[0]], &steps[d.steps[2]], &steps[d.steps[3]])
+    else {
+        return Err(Error::Argument("down band over the wrong steps".into()));
+    };
+    let unit = Unit::new(p, &d.unit, steps, t)?;
+    let pool = pool_of(spec);
+    let (x, out, pooled) = (Loc::view(p, *x), Loc::view(p, *out), Loc::view(p, *pooled));
+    let channels = pooled.len / pooled.stride.max(1);
+    let mut win = Window::default();
+    let h2 = unit.hw2.0;
+    let mut r0 = 0;
+    while r0 < h2 {
+        let rows = r0..(r0 + d.unit.rows).min(h2);
+        unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
+        let need = unit.needs(&rows);
+        let g = PlaneGeom {
+            in_h: need.len(),
+            in_w: x.width,
+            in_stride: x.stride,
+            out_h: rows.len(),
+            out_w: pooled.width,
+            out_stride: pooled.stride,
+            pad_top: need.start + spec.pads.top - rows.start * spec.stride.0,
+            pad_left: spec.pads.left,
+        };
+        let (dst, src) = write_read(arena, ext, pooled.range(), &x)?;
+        let (dst, src) = (&mut dst[pooled.at(rows.start)..], &src[x.at(need.start)..]);
+        par_channels(dst, channels, pooled.stride, threads, |r, o| {
+            dispatch::pool(&pool, &g, src, o, r)
+        })?;
         r0 = rows.end;
     }
     Ok(())

@@ -69,6 +69,7 @@ pub fn run(argv: &[String]) -> CliResult {
     for stage in &plan.stages {
         let (steps, rows): (&[usize], usize) = match stage {
             Stage::Unit(u) => (&u.steps, u.rows),
+            Stage::Down(d) => (&d.steps, d.unit.rows),
             Stage::Stem(s) => (&s.steps, s.rows),
             Stage::Step(_) => continue,
         };

@@ -13,8 +13,9 @@ mod stream;
 
 pub use pipeline::{Element, HandoffSpec, Pipeline, Segment, WindowSpec, MAX_SEGMENTS};
 pub use plan::{
-    input_rows, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand, DEFAULT_BAND_BYTES,
-    DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES, THREADED_PIPELINE_FACTOR,
+    input_rows, DownBand, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand,
+    DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES, FUSE_SHORTCUT_POOLS,
+    THREADED_PIPELINE_FACTOR,
 };
 
 use crate::graph::Layout as InputLayout;

@@ -65,6 +65,22 @@ pub const THREADED_PIPELINE_FACTOR: usize = 4;
 #[cfg(not(target_arch = "x86_64"))]
 pub const THREADED_PIPELINE_FACTOR: usize = 1;
 
+/// Whether a streamed stride-2 unit outside the row pipeline runs its shortcut
+/// pool band by band with it ([`DownBand`]). On x86-64: yes; on an AMD EPYC Zen
+/// 4, 2x g = 3 at 720x1280 took 0.977-0.979 of the time (its 27.6 MB stage-3
+/// input was read from memory twice), the other sizes 0.99-1.01.
+#[cfg(target_arch = "x86_64")]
+pub const FUSE_SHORTCUT_POOLS: bool = true;
+
+/// Whether a streamed stride-2 unit outside the row pipeline runs its shortcut
+/// pool band by band with it ([`DownBand`]). On ARM (and anything but x86-64): no.
+/// The large sizes run as a row pipeline, which pairs them anyway; at 224x224 the
+/// pairing cost instructions (aarch64 count, 2x g = 3: 158.72M -> 159.13M per
+/// inference; the per-band pool calls are short), and what it saves in memory
+/// traffic is not measured on a phone.
+#[cfg(not(target_arch = "x86_64"))]
+pub const FUSE_SHORTCUT_POOLS: bool = false;
+
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -495,7 +511,7 @@ impl ExecPlan {
             program,
             &shapes,
             &uses,
-            (stream, !try_pipeline),
+            (stream, !try_pipeline && FUSE_SHORTCUT_POOLS),
             budget,
             &mut areas,
         );
@@ -508,7 +524,7 @@ impl ExecPlan {
                     program,
                     &shapes,
                     &uses,
-                    (stream_chains, true),
+                    (stream_chains, FUSE_SHORTCUT_POOLS),
                     opts.band_bytes,
                     &mut areas,
                 );

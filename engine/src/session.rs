@@ -31,7 +31,7 @@ pub struct SessionOptions {
     /// many bytes, or when the plan without it would exceed `max_arena_bytes`
     /// (`usize::MAX`: never). Default: 2 MiB on ARM; on x86-64 1 GiB, in practice
     /// only over the arena limit (the pipeline measured slower there, see
-    /// [`DEFAULT_PIPELINE_MIN_BYTES`](crate::exec::DEFAULT_PIPELINE_MIN_BYTES)).
+    /// [`DEFAULT_PIPELINE_MIN_BYTES`]).
     /// With several threads and no `pipeline_segments`, from
     /// [`THREADED_PIPELINE_FACTOR`](crate::exec::THREADED_PIPELINE_FACTOR) times
     /// this (x86-64: 4: whole tensors scale better over threads, at the cost of a

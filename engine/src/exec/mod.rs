@@ -234,10 +234,12 @@ pub fn execute<T: TensorSource + Sync + ?Sized>(
                 step::run_step(plan, *i, &program.steps[*i], tensors, arena, input, threads)?
             }
             Stage::Unit(u) => {
-                stream::run_unit(plan, u, &program.steps, tensors, arena, input, threads)?
+                let io = (&mut *arena, input);
+                stream::run_unit(plan, u, None, &program.steps, tensors, io, threads)?
             }
             Stage::Down(d) => {
-                stream::run_down(plan, d, &program.steps, tensors, arena, input, threads)?
+                let (io, pool) = ((&mut *arena, input), Some(d.steps[3]));
+                stream::run_unit(plan, &d.unit, pool, &program.steps, tensors, io, threads)?
             }
             Stage::Stem(s) => {
                 stream::run_stem(plan, s, &program.steps, tensors, arena, input, threads)?

@@ -10,7 +10,7 @@
 //! serves whole tensors (the chain's input and output are full buffers) and the
 //! row windows of the whole-network pipeline (see `pipeline.rs`).
 
-use super::plan::{input_rows, DownBand, StemBand, UnitBand};
+use super::plan::{input_rows, StemBand, UnitBand};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};
 use super::{split, ExecPlan};
 use crate::graph::{Pads, PoolSpec};
@@ -317,15 +317,24 @@ impl<'t> Unit<'t> {
     }
 }
 
+/// Output rows `0..h` in bands of `rows` rows (the last may be shorter).
+fn bands(h: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..h)
+        .step_by(rows.max(1))
+        .map(move |r0| r0..(r0 + rows.max(1)).min(h))
+}
+
 /// Runs a pointwise -> depthwise -> pointwise unit band by band between whole
-/// tensors.
+/// tensors; with `shortcut` (a stride-2 unit's pool step, see
+/// [`DownBand`]) each band is followed by the same output
+/// rows of the pool, which read the input rows the band just read.
 pub fn run_unit<T: TensorSource + ?Sized>(
     p: &ExecPlan,
     u: &UnitBand,
+    shortcut: Option<usize>,
     steps: &[Step],
     t: &T,
-    arena: &mut [f32],
-    ext: &[f32],
+    (arena, ext): (&mut [f32], &[f32]),
     threads: usize,
 ) -> Result<(), Error> {
     let (Step::Pointwise { input: x, .. }, Step::Pointwise { output: out, .. }) =
@@ -334,71 +343,65 @@ pub fn run_unit<T: TensorSource + ?Sized>(
         return Err(Error::Argument("unit band over the wrong steps".into()));
     };
     let unit = Unit::new(p, u, steps, t)?;
+    let shortcut = match shortcut.map(|j| &steps[j]) {
+        Some(Step::Pool { spec, output, .. }) => Some(Shortcut {
+            pool: pool_of(spec),
+            spec: *spec,
+            out: Loc::view(p, *output),
+            channels: output.channels as usize,
+        }),
+        Some(_) => return Err(Error::Argument("shortcut over the wrong step".into())),
+        None => None,
+    };
     let (x, out) = (Loc::view(p, *x), Loc::view(p, *out));
     let mut win = Window::default();
-    let h2 = unit.hw2.0;
-    let mut r0 = 0;
-    while r0 < h2 {
-        let rows = r0..(r0 + u.rows).min(h2);
+    for rows in bands(unit.hw2.0, u.rows) {
         unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
-        r0 = rows.end;
+        if let Some(sc) = &shortcut {
+            sc.band(&unit.needs(&rows), rows, &x, arena, ext, threads)?;
+        }
     }
     Ok(())
 }
 
-/// Runs a stride-2 unit band by band between whole tensors, each band followed by
-/// the same output rows of its shortcut pool, which read the input rows the band
-/// just read.
-pub fn run_down<T: TensorSource + ?Sized>(
-    p: &ExecPlan,
-    d: &DownBand,
-    steps: &[Step],
-    t: &T,
-    arena: &mut [f32],
-    ext: &[f32],
-    threads: usize,
-) -> Result<(), Error> {
-    let (
-        Step::Pointwise { input: x, .. },
-        Step::Pointwise { output: out, .. },
-        Step::Pool {
-            spec,
-            output: pooled,
-            ..
-        },
-    ) = (&steps[d.steps[0]], &steps[d.steps[2]], &steps[d.steps[3]])
-    else {
-        return Err(Error::Argument("down band over the wrong steps".into()));
-    };
-    let unit = Unit::new(p, &d.unit, steps, t)?;
-    let pool = pool_of(spec);
-    let (x, out, pooled) = (Loc::view(p, *x), Loc::view(p, *out), Loc::view(p, *pooled));
-    let channels = pooled.len / pooled.stride.max(1);
-    let mut win = Window::default();
-    let h2 = unit.hw2.0;
-    let mut r0 = 0;
-    while r0 < h2 {
-        let rows = r0..(r0 + d.unit.rows).min(h2);
-        unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
-        let need = unit.needs(&rows);
+/// A stride-2 unit's shortcut pool, run band by band after it.
+struct Shortcut {
+    pool: kernels::Pool,
+    spec: PoolSpec,
+    /// The pool's output.
+    out: Loc,
+    channels: usize,
+}
+
+impl Shortcut {
+    /// Pool output rows `rows` from input rows `need` of `x`.
+    fn band(
+        &self,
+        need: &Range<usize>,
+        rows: Range<usize>,
+        x: &Loc,
+        arena: &mut [f32],
+        ext: &[f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let (spec, out) = (&self.spec, &self.out);
         let g = PlaneGeom {
             in_h: need.len(),
             in_w: x.width,
             in_stride: x.stride,
             out_h: rows.len(),
-            out_w: pooled.width,
-            out_stride: pooled.stride,
+            out_w: out.width,
+            out_stride: out.stride,
             pad_top: need.start + spec.pads.top - rows.start * spec.stride.0,
             pad_left: spec.pads.left,
         };
-        let (dst, src) = write_read(arena, ext, pooled.range(), &x)?;
-        let (dst, src) = (&mut dst[pooled.at(rows.start)..], &src[x.at(need.start)..]);
-        par_channels(dst, channels, pooled.stride, threads, |r, o| {
-            dispatch::pool(&pool, &g, src, o, r)
-        })?;
-        r0 = rows.end;
+        let (dst, src) = write_read(arena, ext, out.range(), x)?;
+        let (dst, src) = (&mut dst[out.at(rows.start)..], &src[x.at(need.start)..]);
+        let pool = &self.pool;
+        par_channels(dst, self.channels, out.stride, threads, |r, o| {
+            dispatch::pool(pool, &g, src, o, r)
+        })
     }
-    Ok(())
 }
 
 /// A convolution -> max pool stem, ready to run band by band.
@@ -525,11 +528,8 @@ pub fn run_stem<T: TensorSource + ?Sized>(
     let stem = Stem::new(p, s, steps, t)?;
     let (x, out) = (Loc::view(p, *input), Loc::view(p, *output));
     let mut win = Window::default();
-    let mut r0 = 0;
-    while r0 < stem.hw_out.0 {
-        let rows = r0..(r0 + s.rows).min(stem.hw_out.0);
-        stem.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
-        r0 = rows.end;
+    for rows in bands(stem.hw_out.0, s.rows) {
+        stem.band(&mut win, rows, &x, &out, arena, ext, threads)?;
     }
     Ok(())
 }

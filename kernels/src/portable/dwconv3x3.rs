@@ -23,7 +23,7 @@
 //! which a row-by-row variant with two output rows per pass did not beat (it was
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
-use super::rows::{copy_row, store_in_plane, Flat, PaddedPlane};
+use super::rows::{copy_row, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
 use crate::scratch::{self, Scratch};
@@ -31,7 +31,7 @@ use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
 /// Convolves planes `channels` with the best level of this CPU when the plane's
-/// rows fit in registers ([`small_plane`]), else the best level for the output
+/// rows fit in registers (the small-plane path), else the best level for the output
 /// width ([`Level::for_rows`]); input plane `c` at
 /// `c * in_stride`, output plane `c` at `(c - channels.start) * out_stride`.
 pub fn dwconv3x3(
@@ -102,12 +102,7 @@ impl<'a, 'b> Kernel for Small<'a, 'b> {
                 }
             };
         }
-        match t.mode() {
-            0 => go!(0),
-            1 => go!(1),
-            2 => go!(2),
-            _ => go!(3),
-        }
+        small_plane::by_mode!(t.mode(), go);
         None
     }
 }
@@ -361,10 +356,7 @@ impl Kernel for Op<'_, '_> {
         } = self;
         let mut fl = Flat::new(p.stride, g, S::F32_LANES, 0.0, false);
         let taps = fl.taps();
-        let (in_hw, out_hw) = (g.in_h * g.in_w, g.out_h * g.out_w);
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for (c, plane, out_plane) in planes(g, input, output, channels.clone()) {
             let mut w = [simd.splat_f32s(0.0); 9];
             for (wv, &x) in w.iter_mut().zip(&p.weights[c * 9..c * 9 + 9]) {
                 *wv = simd.splat_f32s(x);
@@ -404,18 +396,9 @@ impl Op<'_, '_> {
         simd: S,
         t: &RowTaps<S>,
     ) {
-        let Op {
-            p,
-            g,
-            input,
-            output,
-            channels,
-        } = self;
-        let l = S::F32_LANES;
-        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        let (p, g, l) = (self.p, self.g, S::F32_LANES);
+        let out_w = g.out_w;
+        for (c, plane, out_plane) in planes(g, self.input, self.output, self.channels) {
             let (w, bias) = channel_taps(simd, p, c);
             let mut win = t.window::<M>(simd, plane);
             for y in 0..g.out_h {
@@ -484,9 +467,7 @@ impl Op<'_, '_> {
         // positions plus the rows their taps reach.
         let mut head = scratch::take(qa.min(end) + 2 * wd + 2, 0.0f32);
         let mut tail = scratch::take(end - qb.max(qa) + 2 * wd + 2, 0.0f32);
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for (c, plane, out_plane) in planes(g, input, output, channels.clone()) {
             let mut w = [simd.splat_f32s(0.0); 9];
             for (wv, &x) in w.iter_mut().zip(&p.weights[c * 9..c * 9 + 9]) {
                 *wv = simd.splat_f32s(x);
@@ -728,7 +709,7 @@ impl Op<'_, '_> {
             channels,
         } = self;
         let l = S::F32_LANES;
-        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+        let out_w = g.out_w;
         let vecs = out_w.div_ceil(l);
         if let Some(pp) = PaddedPlane::new(g, vecs, l) {
             return s2_small(simd, p, (input, output), channels, pp);
@@ -736,9 +717,7 @@ impl Op<'_, '_> {
         let mut src = RowSources::new(g, vecs, l, 0.0);
         let masks = s2_masks(simd, g, vecs);
         let n = vecs * l;
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for (c, plane, out_plane) in planes(g, input, output, channels.clone()) {
             let (w, bias) = channel_taps(simd, p, c);
             for y in 0..g.out_h {
                 let mut srcs = [Src::Slot(3); 3];

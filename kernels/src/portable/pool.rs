@@ -29,7 +29,7 @@
 //! Other windows and strides fall back to the scalar twin.
 
 use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
-use super::rows::{has_nonfinite, store_in_plane, Flat, PaddedPlane};
+use super::rows::{has_nonfinite, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
 use crate::scratch::{self, Scratch};
@@ -38,7 +38,8 @@ use std::ops::Range;
 
 /// Pools planes `channels` (layout as for the depthwise conv) with the best level of
 /// this CPU for the output width ([`Level::for_rows`]), or the best level outright
-/// for a stride-2 average pool whose rows fit in registers ([`small_plane`]).
+/// for a stride-2 average pool whose rows fit in registers (the small-plane
+/// path).
 pub fn pool(
     p: &Pool,
     g: &PlaneGeom,
@@ -127,12 +128,7 @@ impl<'a> Kernel for AvgRows<'a> {
                 }
             };
         }
-        match t.mode() {
-            0 => go!(0),
-            1 => go!(1),
-            2 => go!(2),
-            _ => go!(3),
-        }
+        small_plane::by_mode!(t.mode(), go);
         None
     }
 }
@@ -367,10 +363,8 @@ fn avg_s2_rows<S: SimdExt, const M: usize, const NV: usize>(
         // SAFETY: the column table holds NV l floats.
         *c = unsafe { load::<S>(inv_col.as_ptr().add(v * l)) };
     }
-    let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
-    for c in channels.clone() {
-        let plane = &input[c * g.in_stride..][..in_hw];
-        let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+    let out_w = g.out_w;
+    for (_, plane, out_plane) in planes(g, input, output, channels.clone()) {
         let mut win = t.window::<M>(simd, plane);
         for (y, &ry) in inv_row.iter().enumerate() {
             let [a, b, d] = win.rows;
@@ -507,7 +501,7 @@ impl Op<'_> {
         } = self;
         let l = S::F32_LANES;
         let max = p.kind == PoolKind::Max;
-        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
+        let out_w = g.out_w;
         let vecs = out_w.div_ceil(l);
         let n = vecs * l;
         if !max {
@@ -533,9 +527,7 @@ impl Op<'_> {
             .find(|&x0| s2_edge(g, x0, l))
             .unwrap_or(whole);
         let inner = lo..hi;
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for (_, plane, out_plane) in planes(g, input, output, channels.clone()) {
             let mut nonfinite = NonFiniteRows::new(plane, g.in_w);
             for y in 0..g.out_h {
                 let mut srcs = [Src::Slot(3); 3];
@@ -679,10 +671,7 @@ impl Kernel for Op<'_> {
         } else {
             Some((&inv_col[..], &inv_rows[..]))
         };
-        let (in_hw, out_hw) = (g.in_h * g.in_w, g.out_h * g.out_w);
-        for c in channels.clone() {
-            let plane = &input[c * g.in_stride..][..in_hw];
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        for (_, plane, out_plane) in planes(g, input, output, channels.clone()) {
             let mut y0 = 0;
             while y0 < g.out_h {
                 let rows = fl.band().min(g.out_h - y0);

@@ -478,10 +478,9 @@ impl PaddedPlane {
     ) {
         let l = S::F32_LANES;
         let g = self.g;
-        let (in_hw, out_hw, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w);
-        for c in channels.clone() {
-            self.fill(simd, &input[c * g.in_stride..][..in_hw]);
-            let out_plane = &mut output[(c - channels.start) * g.out_stride..][..out_hw];
+        let out_w = g.out_w;
+        for (c, plane, out_plane) in planes(&g, input, output, channels) {
+            self.fill(simd, plane);
             let t = setup(c);
             for y in 0..g.out_h {
                 // (x0 + l <= n holds when the plane was made for these lanes; the
@@ -495,6 +494,25 @@ impl PaddedPlane {
             }
         }
     }
+}
+
+/// Planes `channels` of `input` with their output planes, laid out as the
+/// depthwise conv and the pools take them (input plane `c` at `c * in_stride`,
+/// output plane `c` at `(c - channels.start) * out_stride`, `check` passed):
+/// `(c, in_h * in_w input floats, out_h * out_w output floats)`.
+pub(crate) fn planes<'a>(
+    g: &PlaneGeom,
+    input: &'a [f32],
+    output: &'a mut [f32],
+    channels: Range<usize>,
+) -> impl Iterator<Item = (usize, &'a [f32], &'a mut [f32])> {
+    let (in_hw, out_hw, in_stride) = (g.in_h * g.in_w, g.out_h * g.out_w, g.in_stride);
+    // (With one output plane the stride may be smaller than the plane.)
+    let step = g.out_stride.max(out_hw).max(1);
+    output
+        .chunks_mut(step)
+        .zip(channels)
+        .map(move |(o, c)| (c, &input[c * in_stride..][..in_hw], &mut o[..out_hw]))
 }
 
 /// Stores output vector `v` at index `o` of `plane`, whose row holds `keep` more

@@ -23,6 +23,20 @@
 use super::simd::{Level, SimdExt};
 use crate::PlaneGeom;
 
+/// Expands `$go!(m)` for the path's mode `$mode` ([`RowTaps::mode`]) as a
+/// literal, so a kernel generic over the mode is compiled for each of 0..=3.
+macro_rules! by_mode {
+    ($mode:expr, $go:ident) => {
+        match $mode {
+            0 => $go!(0),
+            1 => $go!(1),
+            2 => $go!(2),
+            _ => $go!(3),
+        }
+    };
+}
+pub(crate) use by_mode;
+
 /// Whether rows of geometry `g` take the path with `stride` at `lanes` floats per
 /// vector: an input row shorter than two vectors (stride 1: lane `2 lanes - 1` is
 /// then past it) or of at most four (stride 2, `pad_left <= 2`), and an output row

@@ -29,7 +29,7 @@
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
-use super::simd::{Kernel, Level, SimdExt};
+use super::simd::{prefetch_l2, Kernel, Level, SimdExt};
 use crate::scratch;
 use crate::{pack_pointwise_into, packed_len, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
 use std::ops::Range;
@@ -113,19 +113,9 @@ const LINE_FLOATS: usize = 16;
 /// and none on targets without one).
 #[inline(always)]
 fn prefetch_lines(row: &[f32], lines: Range<usize>) {
-    #[cfg(target_arch = "x86_64")]
     for line in lines {
-        if let Some(v) = row.get(line * LINE_FLOATS) {
-            // SAFETY: a prefetch never faults; the address is inside `row` anyway.
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-                    (v as *const f32).cast(),
-                )
-            };
-        }
+        prefetch_l2(row, line * LINE_FLOATS);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (row, lines);
 }
 
 struct Op<'a, 'b> {

@@ -225,6 +225,23 @@ pub(crate) fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s)
     simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
 }
 
+/// Prefetches the cache line of `data[at]` into L2 (nothing when `at` is past
+/// `data`, or on targets without a prefetch hint).
+#[inline(always)]
+pub(crate) fn prefetch_l2(data: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = data.get(at) {
+        // SAFETY: a prefetch never faults; the address is inside `data` anyway.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                (v as *const f32).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at);
+}
+
 /// Unaligned vector load.
 ///
 /// # Safety

@@ -34,12 +34,12 @@ use super::handoff::{aborted, is_abort, Handoff, SLOTS};
 use super::plan::{
     input_rows, shortcut_pool, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand,
 };
-use super::stream::{move_to_front, shift, Loc, Stem, Unit, Window};
+use super::stream::{move_to_front, shift, Loc, Shortcut, Stem, Unit, Window};
 use super::{split, ExecPlan};
 use crate::arena::Layout;
 use crate::program::{Program, Step, TensorSource, View};
 use crate::Error;
-use kernels::{dispatch, PlaneGeom, Planes, PoolKind};
+use kernels::{dispatch, Planes, PoolKind};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -1079,22 +1079,7 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
         let Step::Pool { spec, .. } = cx.steps[pool] else {
             return Err(Error::Argument("shortcut over the wrong step".into()));
         };
-        let params = super::step::pool_of(&spec);
-        let g = PlaneGeom {
-            in_h: need.len(),
-            in_w: x.width,
-            in_stride: x.stride,
-            out_h: rows.len(),
-            out_w: o.width,
-            out_stride: o.stride,
-            pad_top: need.start + spec.pads.top - rows.start * spec.stride.0,
-            pad_left: spec.pads.left,
-        };
-        let [dst, src] = split(cx.arena, [o.range(), x.range()])?;
-        let (dst, src) = (&mut dst[o.at(rows.start)..], &src[x.at(need.start)..]);
-        super::step::par_channels(dst, shortcut, o.stride, cx.threads, |r, d| {
-            dispatch::pool(&params, &g, src, d, r)
-        })
+        Shortcut::new(&spec, o, shortcut).band(&need, rows, &x, cx.arena, cx.ext, cx.threads)
     }
 
     fn run_in_place(

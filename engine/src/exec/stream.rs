@@ -344,12 +344,11 @@ pub fn run_unit<T: TensorSource + ?Sized>(
     };
     let unit = Unit::new(p, u, steps, t)?;
     let shortcut = match shortcut.map(|j| &steps[j]) {
-        Some(Step::Pool { spec, output, .. }) => Some(Shortcut {
-            pool: pool_of(spec),
-            spec: *spec,
-            out: Loc::view(p, *output),
-            channels: output.channels as usize,
-        }),
+        Some(Step::Pool { spec, output, .. }) => Some(Shortcut::new(
+            spec,
+            Loc::view(p, *output),
+            output.channels as usize,
+        )),
         Some(_) => return Err(Error::Argument("shortcut over the wrong step".into())),
         None => None,
     };
@@ -364,8 +363,9 @@ pub fn run_unit<T: TensorSource + ?Sized>(
     Ok(())
 }
 
-/// A stride-2 unit's shortcut pool, run band by band after it.
-struct Shortcut {
+/// A stride-2 unit's shortcut pool, run band by band after it (here and in the
+/// row pipeline).
+pub struct Shortcut {
     pool: kernels::Pool,
     spec: PoolSpec,
     /// The pool's output.
@@ -374,8 +374,18 @@ struct Shortcut {
 }
 
 impl Shortcut {
+    /// The pool `spec` writing its first `channels` output planes at `out`.
+    pub fn new(spec: &PoolSpec, out: Loc, channels: usize) -> Shortcut {
+        Shortcut {
+            pool: pool_of(spec),
+            spec: *spec,
+            out,
+            channels,
+        }
+    }
+
     /// Pool output rows `rows` from input rows `need` of `x`.
-    fn band(
+    pub fn band(
         &self,
         need: &Range<usize>,
         rows: Range<usize>,

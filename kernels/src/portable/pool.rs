@@ -26,9 +26,13 @@
 //! row sum ([`super::small_plane`]), with no copy: probe (AVX-512 dispatch), 240 x
 //! 28x28 39.9 -> 15.8 us, 480 x 14x14 26.3 -> 12.7 us.
 //!
+//! Stride-2 max pooling with left padding 1 (the stem's pool) has a kernel of its
+//! own, [`super::maxpool3x3s2p1`], at the best level for any width.
+//!
 //! Other windows and strides fall back to the scalar twin.
 
 use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
+use super::maxpool3x3s2p1::{self, MaxPool};
 use super::rows::{has_nonfinite, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
@@ -39,7 +43,7 @@ use std::ops::Range;
 /// Pools planes `channels` (layout as for the depthwise conv) with the best level of
 /// this CPU for the output width ([`Level::for_rows`]), or the best level outright
 /// for a stride-2 average pool whose rows fit in registers (the small-plane
-/// path).
+/// path) and for a stride-2 max pool with left padding 1.
 pub fn pool(
     p: &Pool,
     g: &PlaneGeom,
@@ -47,8 +51,11 @@ pub fn pool(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    let rows = p.kind != PoolKind::Max && p.stride_h == 2 && p.stride_w == 2;
-    let level = rows
+    let s2 = p.stride_h == 2 && p.stride_w == 2;
+    if s2 && p.kind == PoolKind::Max && maxpool3x3s2p1::fits(g) {
+        return pool_at(Level::best(), p, g, input, output, channels);
+    }
+    let level = (s2 && p.kind != PoolKind::Max)
         .then(|| small_plane::best_level(g, 2))
         .flatten()
         .unwrap_or_else(|| Level::for_rows(g.out_w));
@@ -71,6 +78,15 @@ pub fn pool_at(
     }
     p.check(g, input, output, &channels)?;
     if channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
+        return Ok(());
+    }
+    if p.kind == PoolKind::Max && p.stride_h == 2 && maxpool3x3s2p1::fits(g) {
+        level.run(MaxPool {
+            g,
+            input,
+            output,
+            channels,
+        });
         return Ok(());
     }
     let mut op = Op {
@@ -203,7 +219,13 @@ unsafe fn flat<S: SimdExt, const MAX: bool>(
 }
 
 /// Max pool output row `y`, exactly as the scalar twin (NaN propagates).
-fn exact_max_row(plane: &[f32], g: &PlaneGeom, stride: usize, y: usize, out: &mut [f32]) {
+pub(super) fn exact_max_row(
+    plane: &[f32],
+    g: &PlaneGeom,
+    stride: usize,
+    y: usize,
+    out: &mut [f32],
+) {
     for (x, o) in out.iter_mut().enumerate() {
         let mut max = f32::NEG_INFINITY;
         for ky in 0..3 {

@@ -10,6 +10,11 @@
 //! then copied out. Each input row is read from memory once and each output row
 //! written once; the scratch stays in L1 (bands of about 24 KB).
 //!
+//! Stride 1 with one padding column each side (every ShuffleNet stride-1 unit)
+//! runs output row by output row where that pays ([`super::dwconv3x3s1p1_rows`]:
+//! three aligned loads per output vector instead of nine unaligned ones, the side
+//! taps permuted out of per-row sums; 1.5-2x the flat path at AVX-512).
+//!
 //! Planes whose input rows are shorter than two vectors skip the copies: their
 //! rows are loaded into registers and the taps permuted out of them
 //! ([`super::small_plane`]). Probe (AVX-512 dispatch, Zen 4, best of N, us, copy
@@ -23,6 +28,7 @@
 //! which a row-by-row variant with two output rows per pass did not beat (it was
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
+use super::dwconv3x3s1p1_rows::{self, Rows};
 use super::rows::{copy_row, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
@@ -31,9 +37,10 @@ use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
 /// Convolves planes `channels` with the best level of this CPU when the plane's
-/// rows fit in registers (the small-plane path), else the best level for the output
-/// width ([`Level::for_rows`]); input plane `c` at
-/// `c * in_stride`, output plane `c` at `(c - channels.start) * out_stride`.
+/// rows fit in registers (the small-plane path) or the row-by-row stride-1 path
+/// applies (stride 1, one padding column each side), else the best level for the
+/// output width ([`Level::for_rows`]); input plane `c` at `c * in_stride`, output
+/// plane `c` at `(c - channels.start) * out_stride`.
 pub fn dwconv3x3(
     p: &Depthwise3x3,
     g: &PlaneGeom,
@@ -41,7 +48,13 @@ pub fn dwconv3x3(
     output: &mut [f32],
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
-    let level = small_plane::best_level(g, p.stride).unwrap_or_else(|| Level::for_rows(g.out_w));
+    let level = small_plane::best_level(g, p.stride).unwrap_or_else(|| {
+        if dwconv3x3s1p1_rows::fits(p, g) {
+            Level::best()
+        } else {
+            Level::for_rows(g.out_w)
+        }
+    });
     dwconv3x3_at(level, p, g, input, output, channels)
 }
 
@@ -72,6 +85,23 @@ pub fn dwconv3x3_at(
             Some(rest) => op = rest,
             None => return Ok(()),
         }
+    }
+    if dwconv3x3s1p1_rows::fits(op.p, op.g) && dwconv3x3s1p1_rows::pays(level, op.g) {
+        let Op {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        } = op;
+        level.run(Rows {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        });
+        return Ok(());
     }
     level.run(op);
     Ok(())
@@ -658,7 +688,11 @@ unsafe fn s2_vec<S: SimdExt, const MASKED: bool, const RELU: bool>(
 
 /// The weights (one vector per tap) and the bias of channel `c`, broadcast.
 #[inline(always)]
-fn channel_taps<S: SimdExt>(simd: S, p: &Depthwise3x3, c: usize) -> ([S::f32s; 9], S::f32s) {
+pub(super) fn channel_taps<S: SimdExt>(
+    simd: S,
+    p: &Depthwise3x3,
+    c: usize,
+) -> ([S::f32s; 9], S::f32s) {
     let mut w = [simd.splat_f32s(0.0); 9];
     for (wv, &x) in w.iter_mut().zip(&p.weights[c * 9..c * 9 + 9]) {
         *wv = simd.splat_f32s(x);

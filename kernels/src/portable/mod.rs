@@ -8,6 +8,7 @@
 
 mod conv2d;
 mod dwconv3x3;
+mod dwconv3x3s1p1_rows;
 mod gap_fc;
 mod maxpool3x3s2p1;
 mod pointwise_gemm;

@@ -13,7 +13,9 @@
 //! Stride 1 with one padding column each side (every ShuffleNet stride-1 unit)
 //! runs output row by output row where that pays ([`super::dwconv3x3s1p1_rows`]:
 //! three aligned loads per output vector instead of nine unaligned ones, the side
-//! taps permuted out of per-row sums; 1.5-2x the flat path at AVX-512).
+//! taps permuted out of per-row sums; 1.5-2x the flat path at AVX-512), and so
+//! does stride 2 with left padding 1 ([`super::dwconv3x3s2p1_rows`]: two loads and
+//! one even/odd split per row and output vector, at every level).
 //!
 //! Planes whose input rows are shorter than two vectors skip the copies: their
 //! rows are loaded into registers and the taps permuted out of them
@@ -29,6 +31,7 @@
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
 
 use super::dwconv3x3s1p1_rows::{self, Rows};
+use super::dwconv3x3s2p1_rows;
 use super::rows::{copy_row, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
@@ -49,7 +52,7 @@ pub fn dwconv3x3(
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
     let level = small_plane::best_level(g, p.stride).unwrap_or_else(|| {
-        if dwconv3x3s1p1_rows::fits(p, g) {
+        if dwconv3x3s1p1_rows::fits(p, g) || dwconv3x3s2p1_rows::fits(p, g) {
             Level::best()
         } else {
             Level::for_rows(g.out_w)
@@ -95,6 +98,23 @@ pub fn dwconv3x3_at(
             channels,
         } = op;
         level.run(Rows {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        });
+        return Ok(());
+    }
+    if dwconv3x3s2p1_rows::fits(op.p, op.g) {
+        let Op {
+            p,
+            g,
+            input,
+            output,
+            channels,
+        } = op;
+        level.run(dwconv3x3s2p1_rows::Rows {
             p,
             g,
             input,

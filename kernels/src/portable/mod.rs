@@ -9,6 +9,7 @@
 mod conv2d;
 mod dwconv3x3;
 mod dwconv3x3s1p1_rows;
+mod dwconv3x3s2p1_rows;
 mod gap_fc;
 mod maxpool3x3s2p1;
 mod pointwise_gemm;

@@ -26,13 +26,14 @@
 //! row sum ([`super::small_plane`]), with no copy: probe (AVX-512 dispatch), 240 x
 //! 28x28 39.9 -> 15.8 us, 480 x 14x14 26.3 -> 12.7 us.
 //!
-//! Stride-2 max pooling with left padding 1 (the stem's pool) has a kernel of its
-//! own, [`super::maxpool3x3s2p1`], at the best level for any width.
+//! Stride-2 pooling with left padding 1 (the stem's max pool, the units' shortcut
+//! average pool) has a kernel of its own, [`super::pool3x3s2p1`], at the best
+//! level for any width (average pools of small planes keep the small-plane path).
 //!
 //! Other windows and strides fall back to the scalar twin.
 
 use super::dwconv3x3::{s2_edge, s2_masks, RowSources, Src};
-use super::maxpool3x3s2p1::{self, MaxPool};
+use super::pool3x3s2p1::{self, S2Pool};
 use super::rows::{has_nonfinite, planes, store_in_plane, Flat, PaddedPlane};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt};
 use super::small_plane::{self, RowTaps};
@@ -43,7 +44,7 @@ use std::ops::Range;
 /// Pools planes `channels` (layout as for the depthwise conv) with the best level of
 /// this CPU for the output width ([`Level::for_rows`]), or the best level outright
 /// for a stride-2 average pool whose rows fit in registers (the small-plane
-/// path) and for a stride-2 max pool with left padding 1.
+/// path) and for a stride-2 pool with left padding 1 (row by row, any width).
 pub fn pool(
     p: &Pool,
     g: &PlaneGeom,
@@ -52,13 +53,16 @@ pub fn pool(
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
     let s2 = p.stride_h == 2 && p.stride_w == 2;
-    if s2 && p.kind == PoolKind::Max && maxpool3x3s2p1::fits(g) {
-        return pool_at(Level::best(), p, g, input, output, channels);
-    }
     let level = (s2 && p.kind != PoolKind::Max)
         .then(|| small_plane::best_level(g, 2))
         .flatten()
-        .unwrap_or_else(|| Level::for_rows(g.out_w));
+        .unwrap_or_else(|| {
+            if s2 && pool3x3s2p1::fits(g) {
+                Level::best()
+            } else {
+                Level::for_rows(g.out_w)
+            }
+        });
     pool_at(level, p, g, input, output, channels)
 }
 
@@ -80,8 +84,10 @@ pub fn pool_at(
     if channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
         return Ok(());
     }
-    if p.kind == PoolKind::Max && p.stride_h == 2 && maxpool3x3s2p1::fits(g) {
-        level.run(MaxPool {
+    let small = p.kind != PoolKind::Max && small_plane::fits(g, 2, level.lanes());
+    if p.stride_h == 2 && pool3x3s2p1::fits(g) && !small {
+        level.run(S2Pool {
+            p,
             g,
             input,
             output,
@@ -622,7 +628,7 @@ impl Op<'_> {
 
 /// Average pooling with stride 2: the reciprocal window counts per output column
 /// (`n` entries, zero past `out_w`) and per output row (all zero for max pooling).
-fn s2_scales(p: &Pool, g: &PlaneGeom, n: usize) -> (Scratch<f32>, Scratch<f32>) {
+pub(super) fn s2_scales(p: &Pool, g: &PlaneGeom, n: usize) -> (Scratch<f32>, Scratch<f32>) {
     let (mut inv_col, mut inv_row) = (scratch::take(n, 0.0f32), scratch::take(g.out_h, 0.0f32));
     if let PoolKind::Avg { count_include_pad } = p.kind {
         for (x, v) in inv_col.iter_mut().enumerate().take(g.out_w) {

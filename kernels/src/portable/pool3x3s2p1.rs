@@ -1,10 +1,12 @@
-//! Max pooling 3x3, stride 2, left padding 1 (the pool after ShuffleNet's stem),
-//! input rows read in place.
+//! Max and average pooling 3x3, stride 2, left padding 1 (the pool after
+//! ShuffleNet's stem, and the shortcut pool of its stride-2 units), input rows
+//! read in place.
 //!
 //! The window of output column `x` is input columns `2x - 1, 2x, 2x + 1`. Per
 //! output vector (`LANES` columns from `x0`) each input row of the window is read
 //! as two vectors from column `2 x0`, the rows are reduced first (max), and the
-//! result is split once into its even columns `E` (`2x`) and odd columns `O`
+//! result (max or sum) is split once into its even columns `E` (`2x`) and odd
+//! columns `O`
 //! (`2x + 1`). The third tap, column `2x - 1`, is `O` moved up one lane with the
 //! previous vector's last odd column in lane 0 (`-inf` at the row's start: the
 //! left padding). So a vector costs two loads per row, one split and one
@@ -12,7 +14,16 @@
 //! last vector of a row loads only the columns the row has and fills the rest with
 //! `-inf` (the right padding).
 //!
-//! NaN and infinities: a vector `max` does not propagate NaN from both operands,
+//! Average pooling then scales by the reciprocal window counts per column and
+//! per row, as the general path does; its padding is zero. Probe, Zen 4, best of
+//! N, us, general path / this one: AVX-512 24 x 180x320 189 / 120, 240 x 90x160
+//! 667 / 365, 480 x 45x80 299 / 177; AVX2 179 / 128, 634 / 449, 305 / 143, 24 x
+//! 56x56 14.5 / 7.0 (small planes keep the small-plane path at AVX-512). In the
+//! network (paired rounds, identical control) 0.5x g = 3 at 720x1280 0.983
+//! (control 1.011), 480x640 0.995 (0.994: there the shortcut pools run in short
+//! bands paired with their units), 224x224 unchanged.
+//!
+//! NaN and infinities (max pooling): a vector `max` does not propagate NaN from both operands,
 //! so every loaded vector is also multiplied by zero and summed per input row
 //! (NaN exactly when the row holds a NaN or an infinity), and an output row
 //! reading such a row is recomputed exactly by the scalar loop. Each input row
@@ -30,13 +41,13 @@
 //! probe shape (22 MB input, memory-bound) is unchanged within noise
 //! (1130-1141 -> 1159-1169 us).
 
-use super::pool::exact_max_row;
+use super::pool::{exact_max_row, s2_scales};
 use super::rows::{planes, store_in_plane};
 use super::simd::{blend, load, Kernel, SimdExt};
-use crate::PlaneGeom;
+use crate::{PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
-/// Whether [`max_pool`] computes planes of this geometry: left padding 1, and no
+/// Whether [`S2Pool`] computes planes of this geometry: left padding 1, and no
 /// output column whose window lies wholly right of the row (3x3 windows and
 /// stride 2 both ways are the caller's to check).
 pub(crate) fn fits(g: &PlaneGeom) -> bool {
@@ -153,27 +164,166 @@ unsafe fn max_row<S: SimdExt, const N: usize, const SKIP: usize>(
     flags
 }
 
-/// Max pooling 3x3, stride 2, of planes `channels` whose geometry [`fits`]
-/// (arguments checked by the caller), as a [`Kernel`] for [`super::Level::run`].
-pub(crate) struct MaxPool<'a> {
+/// Max or average pooling 3x3, stride 2, of planes `channels` whose geometry
+/// [`fits`] (arguments checked by the caller), as a [`Kernel`] for
+/// [`super::Level::run`].
+pub(crate) struct S2Pool<'a> {
+    pub p: &'a Pool,
     pub g: &'a PlaneGeom,
     pub input: &'a [f32],
     pub output: &'a mut [f32],
     pub channels: Range<usize>,
 }
 
-impl Kernel for MaxPool<'_> {
+impl Kernel for S2Pool<'_> {
     type Output = ();
 
     #[inline(always)]
     fn run<S: SimdExt>(self, simd: S) {
-        let MaxPool {
+        let S2Pool {
+            p,
             g,
             input,
             output,
             channels,
         } = self;
-        max_pool(simd, g, input, output, channels);
+        if p.kind == PoolKind::Max {
+            max_pool(simd, g, input, output, channels);
+        } else {
+            avg_pool(simd, p, g, input, output, channels);
+        }
+    }
+}
+
+/// The vectors of a row with whole loads, and the columns of the last vector's
+/// two loads inside the row when it has one more ([`fits`] leaves at most one).
+fn row_split(g: &PlaneGeom, l: usize) -> (usize, Option<(usize, usize)>) {
+    let vecs = g.out_w.div_ceil(l);
+    // Only the last vector can load past the row: the one before ends at column
+    // 2 l (vecs - 1) <= 2 (out_w - 1) <= in_w ([`fits`]).
+    let rem = g.in_w.saturating_sub(2 * l * (vecs - 1));
+    if rem >= 2 * l {
+        (vecs, None)
+    } else {
+        (vecs - 1, Some((rem.min(l), rem.saturating_sub(l))))
+    }
+}
+
+/// The permute of the left taps: `(prev, cur)` to lanes `prev[l - 1], cur[0 ..
+/// l - 1]`.
+fn shift_table<S: SimdExt>() -> S::u32s {
+    let l = S::F32_LANES;
+    let mut shift = [0u32; 16];
+    for (i, v) in shift.iter_mut().enumerate().take(l) {
+        *v = (l + i - 1) as u32;
+    }
+    table::<S>(&shift)
+}
+
+/// One output row of average pooling from the `N` input rows of its window
+/// inside the plane (as [`max_row`], summed; zero past the row), scaled by the
+/// column table `inv_col` (from `o`'s column 0) and the row's `fy`.
+///
+/// # Safety
+/// As [`max_row`]; `inv_col .. + LANES (whole + 1)` is readable.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn avg_row<S: SimdExt, const N: usize>(
+    simd: S,
+    rows: &[*const f32; 3],
+    (whole, tail): (usize, Option<(usize, usize)>),
+    shift: S::u32s,
+    (inv_col, fy): (*const f32, S::f32s),
+    out_plane: &mut [f32],
+    (o, out_w): (usize, usize),
+) {
+    let l = S::F32_LANES;
+    let mut carry = simd.splat_f32s(0.0);
+    // (Macros, not closures: see `max_row`.)
+    macro_rules! sum {
+        ($p:ident => $load:expr) => {{
+            let (mut a, mut b) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
+            for (r, &$p) in rows[..N].iter().enumerate() {
+                let (x, y) = $load;
+                (a, b) = if r == 0 {
+                    (x, y)
+                } else {
+                    (simd.add_f32s(a, x), simd.add_f32s(b, y))
+                };
+            }
+            (a, b)
+        }};
+    }
+    macro_rules! emit {
+        ($x0:expr, $a:expr, $b:expr) => {{
+            let (e, od) = simd.split_even_odd($a, $b);
+            let left = simd.permute2(carry, od, shift);
+            let v = simd.add_f32s(simd.add_f32s(e, od), left);
+            // SAFETY: x0 < LANES (whole + 1), the table's extent (contract).
+            let cv = unsafe { load::<S>(inv_col.add($x0)) };
+            let v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
+            store_in_plane::<S>(out_plane, o + $x0, out_w - $x0, v);
+            od
+        }};
+    }
+    for j in 0..whole {
+        let c = 2 * l * j;
+        // SAFETY: columns c .. c + 2 l <= 2 l whole of each row (the contract).
+        let (a, b) = sum!(p => unsafe { (load::<S>(p.add(c)), load::<S>(p.add(c + l))) });
+        carry = emit!(j * l, a, b);
+    }
+    if let Some((na, nb)) = tail {
+        let c = 2 * l * whole;
+        // SAFETY: the row holds na columns from c and nb from c + l (the
+        // contract).
+        let (a, b) = sum!(p => unsafe {
+            (simd.load_prefix(p.add(c), na), simd.load_prefix(p.add(c + l), nb))
+        });
+        emit!(whole * l, a, b);
+    }
+}
+
+/// Average pooling of planes `channels` (see the module notes).
+#[inline(always)]
+fn avg_pool<S: SimdExt>(
+    simd: S,
+    p: &Pool,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) {
+    let l = S::F32_LANES;
+    let split = row_split(g, l);
+    let (inv_col, inv_row) = s2_scales(p, g, g.out_w.div_ceil(l) * l);
+    let shift = shift_table::<S>();
+    let out_w = g.out_w;
+    for (_, plane, out_plane) in planes(g, input, output, channels) {
+        for (y, &ry) in inv_row.iter().enumerate() {
+            let mut rows = [core::ptr::null::<f32>(); 3];
+            let mut n = 0;
+            for dy in 0..3 {
+                let iy = (2 * y + dy) as isize - g.pad_top as isize;
+                if iy >= 0 && (iy as usize) < g.in_h {
+                    let iy = iy as usize;
+                    rows[n] = plane[iy * g.in_w..(iy + 1) * g.in_w].as_ptr();
+                    n += 1;
+                }
+            }
+            let o = y * out_w;
+            let scale = (inv_col.as_ptr(), simd.splat_f32s(ry));
+            // SAFETY: each pointer starts a whole input row of in_w floats, the
+            // split's loads lie within in_w by construction, and the column table
+            // holds vecs l floats.
+            unsafe {
+                match n {
+                    3 => avg_row::<S, 3>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
+                    2 => avg_row::<S, 2>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
+                    1 => avg_row::<S, 1>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
+                    _ => out_plane[o..o + out_w].fill(0.0),
+                }
+            }
+        }
     }
 }
 
@@ -185,33 +335,19 @@ fn max_pool<S: SimdExt>(
     output: &mut [f32],
     channels: Range<usize>,
 ) {
-    let l = S::F32_LANES;
     let (in_w, out_w) = (g.in_w, g.out_w);
-    let vecs = out_w.div_ceil(l);
-    // Only the last vector can load past the row: the one before ends at column
-    // 2 l (vecs - 1) <= 2 (out_w - 1) <= in_w ([`fits`]).
-    let rem = in_w.saturating_sub(2 * l * (vecs - 1));
-    let (whole, tail) = if rem >= 2 * l {
-        (vecs, None)
-    } else {
-        let (na, nb) = (rem.min(l), rem.saturating_sub(l));
-        let t = Tail {
+    let (whole, tail) = row_split(g, S::F32_LANES);
+    // (No closure with vectors in it: see `max_row`.)
+    let tail = match tail {
+        Some((na, nb)) => Some(Tail {
             na,
             nb,
             ma: prefix_mask(simd, na),
             mb: prefix_mask(simd, nb),
-        };
-        (vecs - 1, Some(t))
+        }),
+        None => None,
     };
-    let mut shift = [0u32; 16];
-    for (i, v) in shift.iter_mut().enumerate().take(l) {
-        *v = if i == 0 {
-            l as u32 - 1
-        } else {
-            (l + i - 1) as u32
-        };
-    }
-    let shift = table::<S>(&shift);
+    let shift = shift_table::<S>();
     for (_, plane, out_plane) in planes(g, input, output, channels) {
         // Whether the previous output row's last input row holds a NaN or an
         // infinity. For y > 0, window row 0 (input row 2y - pad_top, with

@@ -22,7 +22,7 @@
 
 use super::dwconv3x3::channel_taps;
 use super::rows::{planes, store_in_plane};
-use super::simd::{load, Kernel, Level, SimdExt};
+use super::simd::{load, u32_table, up_one_lane, Kernel, Level, SimdExt};
 use crate::scratch;
 use crate::{Depthwise3x3, PlaneGeom};
 use std::ops::Range;
@@ -43,23 +43,15 @@ pub(crate) fn pays(level: Level, g: &PlaneGeom) -> bool {
     level.lanes() >= 16 || g.in_w >= 32
 }
 
-/// A vector of `LANES` u32s from the first entries of `t`.
-#[inline(always)]
-fn table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
-    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
-    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
-}
-
 /// The permutes of the left and right tap sums: `(prev, cur)` to lanes
 /// `prev[l - 1], cur[0 .. l - 1]`, and `(cur, next)` to `cur[1 ..], next[0]`.
 fn shift_tables<S: SimdExt>() -> (S::u32s, S::u32s) {
     let l = S::F32_LANES;
-    let (mut left, mut right) = ([0u32; 16], [0u32; 16]);
-    for i in 0..l {
-        left[i] = (l + i - 1) as u32;
-        right[i] = (i + 1) as u32;
+    let mut right = [0u32; 16];
+    for (i, v) in right.iter_mut().enumerate().take(l) {
+        *v = (i + 1) as u32;
     }
-    (table::<S>(&left), table::<S>(&right))
+    (up_one_lane::<S>(), u32_table::<S>(&right))
 }
 
 /// One output row: input rows `rows` (the three window rows, each at least `wd`

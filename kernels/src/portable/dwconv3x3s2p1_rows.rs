@@ -24,7 +24,7 @@
 
 use super::dwconv3x3::channel_taps;
 use super::rows::{planes, store_in_plane};
-use super::simd::{load, Kernel, SimdExt};
+use super::simd::{load, up_one_lane, Kernel, SimdExt};
 use crate::scratch;
 use crate::{Depthwise3x3, PlaneGeom};
 use std::ops::Range;
@@ -33,13 +33,6 @@ use std::ops::Range;
 /// output column whose window lies wholly right of the row.
 pub(crate) fn fits(p: &Depthwise3x3, g: &PlaneGeom) -> bool {
     p.stride == 2 && g.pad_left == 1 && g.in_w > 0 && g.out_w > 0 && 2 * (g.out_w - 1) <= g.in_w
-}
-
-/// A vector of `LANES` u32s from the first entries of `t`.
-#[inline(always)]
-fn table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
-    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
-    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
 }
 
 /// One output row from the window rows `rows` (each at least `in_w` floats):
@@ -151,11 +144,7 @@ impl Rows<'_> {
         } else {
             (vecs - 1, Some((rem.min(l), rem.saturating_sub(l))))
         };
-        let mut to_left = [0u32; 16];
-        for (i, v) in to_left.iter_mut().enumerate().take(l) {
-            *v = (l + i - 1) as u32;
-        }
-        let to_left = table::<S>(&to_left);
+        let to_left = up_one_lane::<S>();
         let zeros = scratch::take(in_w, 0.0f32);
         for (c, plane, out_plane) in planes(g, input, output, channels) {
             let (w, bias) = channel_taps(simd, p, c);

@@ -43,7 +43,7 @@
 
 use super::pool::{exact_max_row, s2_scales};
 use super::rows::{planes, store_in_plane};
-use super::simd::{blend, load, Kernel, SimdExt};
+use super::simd::{blend, load, u32_table, up_one_lane, Kernel, SimdExt};
 use crate::{PlaneGeom, Pool, PoolKind};
 use std::ops::Range;
 
@@ -54,13 +54,6 @@ pub(crate) fn fits(g: &PlaneGeom) -> bool {
     g.pad_left == 1 && g.in_w > 0 && g.out_w > 0 && 2 * (g.out_w - 1) <= g.in_w
 }
 
-/// A vector of `LANES` u32s from the first entries of `t`.
-#[inline(always)]
-fn table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
-    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
-    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
-}
-
 /// The lane mask of the first `n` lanes (all-ones bits), as floats for [`blend`].
 #[inline(always)]
 fn prefix_mask<S: SimdExt>(simd: S, n: usize) -> S::f32s {
@@ -68,7 +61,7 @@ fn prefix_mask<S: SimdExt>(simd: S, n: usize) -> S::f32s {
     for v in t.iter_mut().take(n) {
         *v = u32::MAX;
     }
-    simd.transmute_f32s_u32s(table::<S>(&t))
+    simd.transmute_f32s_u32s(u32_table::<S>(&t))
 }
 
 /// The vector's loads past whole ones: the last vector of a row holds `na` and
@@ -209,17 +202,6 @@ fn row_split(g: &PlaneGeom, l: usize) -> (usize, Option<(usize, usize)>) {
     }
 }
 
-/// The permute of the left taps: `(prev, cur)` to lanes `prev[l - 1], cur[0 ..
-/// l - 1]`.
-fn shift_table<S: SimdExt>() -> S::u32s {
-    let l = S::F32_LANES;
-    let mut shift = [0u32; 16];
-    for (i, v) in shift.iter_mut().enumerate().take(l) {
-        *v = (l + i - 1) as u32;
-    }
-    table::<S>(&shift)
-}
-
 /// One output row of average pooling from the `N` input rows of its window
 /// inside the plane (as [`max_row`], summed; zero past the row), scaled by the
 /// column table `inv_col` (from `o`'s column 0) and the row's `fy`.
@@ -296,7 +278,7 @@ fn avg_pool<S: SimdExt>(
     let l = S::F32_LANES;
     let split = row_split(g, l);
     let (inv_col, inv_row) = s2_scales(p, g, g.out_w.div_ceil(l) * l);
-    let shift = shift_table::<S>();
+    let shift = up_one_lane::<S>();
     let out_w = g.out_w;
     for (_, plane, out_plane) in planes(g, input, output, channels) {
         for (y, &ry) in inv_row.iter().enumerate() {
@@ -347,7 +329,7 @@ fn max_pool<S: SimdExt>(
         }),
         None => None,
     };
-    let shift = shift_table::<S>();
+    let shift = up_one_lane::<S>();
     for (_, plane, out_plane) in planes(g, input, output, channels) {
         // Whether the previous output row's last input row holds a NaN or an
         // infinity. For y > 0, window row 0 (input row 2y - pad_top, with

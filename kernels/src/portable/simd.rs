@@ -214,6 +214,26 @@ impl SimdExt for pulp::x86::V4 {
     }
 }
 
+/// A vector of `LANES` u32s from the first entries of `t` (a permute's indices).
+#[inline(always)]
+pub(crate) fn u32_table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
+    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
+    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
+}
+
+/// The [`SimdExt::permute2`] indices that move `(prev, cur)` up one lane:
+/// `prev[LANES - 1], cur[0], .., cur[LANES - 2]` (a row's left neighbours, the
+/// previous vector's last lane carried in).
+#[inline(always)]
+pub(crate) fn up_one_lane<S: SimdExt>() -> S::u32s {
+    let l = S::F32_LANES;
+    let mut t = [0u32; 16];
+    for (i, v) in t.iter_mut().enumerate().take(l) {
+        *v = (l + i - 1) as u32;
+    }
+    u32_table::<S>(&t)
+}
+
 /// `new` where the mask `m` is all-ones, `old` where it is zero (bitwise).
 #[inline(always)]
 pub(crate) fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s) -> S::f32s {

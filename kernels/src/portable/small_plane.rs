@@ -20,7 +20,7 @@
 //! This replaces, where a row fits, the copy of each plane into a zero-padded
 //! buffer, whose loads stall on the copy's stores.
 
-use super::simd::{Level, SimdExt};
+use super::simd::{u32_table, Level, SimdExt};
 use crate::PlaneGeom;
 
 /// Expands `$go!(m)` for the path's mode `$mode` ([`RowTaps::mode`]) as a
@@ -121,13 +121,6 @@ pub(crate) struct RowTaps<S: SimdExt> {
     in_w: usize,
 }
 
-/// A table of `LANES` u32s from the first entries of `t`.
-#[inline(always)]
-fn table<S: SimdExt>(t: &[u32; 16]) -> S::u32s {
-    // SAFETY: `t` holds 16 >= LANES u32s; `u32s` is plain data.
-    unsafe { t.as_ptr().cast::<S::u32s>().read_unaligned() }
-}
-
 impl<S: SimdExt> RowTaps<S> {
     /// The tables for geometry `g` with `stride`, if it [`fits`]. Stride 2 splits
     /// its rows into even and odd columns when they are longer than `split_above`
@@ -158,14 +151,14 @@ impl<S: SimdExt> RowTaps<S> {
                 }
             }
         }
-        let t = |v: usize, dx: usize| table::<S>(&lanes[v][dx]);
+        let t = |v: usize, dx: usize| u32_table::<S>(&lanes[v][dx]);
         let idx = [[t(0, 0), t(0, 1), t(0, 2)], [t(1, 0), t(1, 1), t(1, 2)]];
         let back: [u32; 16] = core::array::from_fn(|j| (l - 1 + j) as u32);
         let fwd: [u32; 16] = core::array::from_fn(|j| (j + 1) as u32);
         Some(RowTaps {
             idx,
-            back: table::<S>(&back),
-            fwd: table::<S>(&fwd),
+            back: u32_table::<S>(&back),
+            fwd: u32_table::<S>(&fwd),
             nv: g.out_w.div_ceil(l),
             two: if split { g.in_w > 2 * l } else { g.in_w > l },
             part_n: [0, 1, 2, 3].map(|i| g.in_w.saturating_sub(i * l).min(l)),

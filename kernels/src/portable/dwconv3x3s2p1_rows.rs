@@ -23,6 +23,7 @@
 //! (0.998).
 
 use super::dwconv3x3::channel_taps;
+use super::pool3x3s2p1::{self, row_split};
 use super::rows::{planes, store_in_plane};
 use super::simd::{load, up_one_lane, Kernel, SimdExt};
 use crate::scratch;
@@ -32,7 +33,7 @@ use std::ops::Range;
 /// Whether [`Rows`] computes this convolution: stride 2, left padding 1, and no
 /// output column whose window lies wholly right of the row.
 pub(crate) fn fits(p: &Depthwise3x3, g: &PlaneGeom) -> bool {
-    p.stride == 2 && g.pad_left == 1 && g.in_w > 0 && g.out_w > 0 && 2 * (g.out_w - 1) <= g.in_w
+    p.stride == 2 && pool3x3s2p1::fits(g)
 }
 
 /// One output row from the window rows `rows` (each at least `in_w` floats):
@@ -135,15 +136,7 @@ impl Rows<'_> {
         } = self;
         let l = S::F32_LANES;
         let (in_w, out_w) = (g.in_w, g.out_w);
-        let vecs = out_w.div_ceil(l);
-        // Only the last vector can load past the row: the one before ends at
-        // column 2 l (vecs - 1) <= 2 (out_w - 1) <= in_w ([`fits`]).
-        let rem = in_w - 2 * l * (vecs - 1);
-        let (whole, tail) = if rem >= 2 * l {
-            (vecs, None)
-        } else {
-            (vecs - 1, Some((rem.min(l), rem.saturating_sub(l))))
-        };
+        let (whole, tail) = row_split(g, l);
         let to_left = up_one_lane::<S>();
         let zeros = scratch::take(in_w, 0.0f32);
         for (c, plane, out_plane) in planes(g, input, output, channels) {

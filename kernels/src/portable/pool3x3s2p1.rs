@@ -4,42 +4,39 @@
 //!
 //! The window of output column `x` is input columns `2x - 1, 2x, 2x + 1`. Per
 //! output vector (`LANES` columns from `x0`) each input row of the window is read
-//! as two vectors from column `2 x0`, the rows are reduced first (max), and the
-//! result (max or sum) is split once into its even columns `E` (`2x`) and odd
-//! columns `O`
-//! (`2x + 1`). The third tap, column `2x - 1`, is `O` moved up one lane with the
-//! previous vector's last odd column in lane 0 (`-inf` at the row's start: the
-//! left padding). So a vector costs two loads per row, one split and one
+//! as two vectors from column `2 x0`, the rows are reduced first (max or sum),
+//! and the result is split once into its even columns `E` (`2x`) and odd columns
+//! `O` (`2x + 1`). The third tap, column `2x - 1`, is `O` moved up one lane with
+//! the previous vector's last odd column in lane 0 (the padding value at the
+//! row's start). So a vector costs two loads per row, one split and one
 //! two-source permute, and no load starts before a row (no padded copies); the
-//! last vector of a row loads only the columns the row has and fills the rest with
-//! `-inf` (the right padding).
+//! last vector of a row loads only the columns the row has and fills the rest
+//! with the padding value (`-inf` for max, zero for average). Average pooling
+//! then scales by the reciprocal window counts per column and per row, as the
+//! general path does.
 //!
-//! Average pooling then scales by the reciprocal window counts per column and
-//! per row, as the general path does; its padding is zero. Probe, Zen 4, best of
-//! N, us, general path / this one: AVX-512 24 x 180x320 189 / 120, 240 x 90x160
-//! 667 / 365, 480 x 45x80 299 / 177; AVX2 179 / 128, 634 / 449, 305 / 143, 24 x
-//! 56x56 14.5 / 7.0 (small planes keep the small-plane path at AVX-512). In the
-//! network (paired rounds, identical control) 0.5x g = 3 at 720x1280 0.983
-//! (control 1.011), 480x640 0.995 (0.994: there the shortcut pools run in short
-//! bands paired with their units), 224x224 unchanged.
+//! NaN and infinities (max pooling): a vector `max` does not propagate NaN from
+//! both operands, so every loaded vector is also multiplied by zero and summed
+//! per input row (NaN exactly when the row holds a NaN or an infinity), and an
+//! output row reading such a row is recomputed exactly by the scalar loop. Each
+//! input row is checked once, by the first output row that reads it. The
+//! general path checks blocks of rows in a pass of their own, which cost more
+//! than the pooling itself.
 //!
-//! NaN and infinities (max pooling): a vector `max` does not propagate NaN from both operands,
-//! so every loaded vector is also multiplied by zero and summed per input row
-//! (NaN exactly when the row holds a NaN or an infinity), and an output row
-//! reading such a row is recomputed exactly by the scalar loop. Each input row
-//! is checked once, by the first output row that reads it. The general path
-//! checks blocks of rows in a pass of their own, which cost more than the
-//! pooling itself.
-//!
-//! Measured (Zen 4, AVX-512; before = the general stride-2 path at the level
-//! [`super::Level::for_rows`] picks, AVX2 for 56-wide outputs): probe, max 24 x
-//! 112x112, best of N, 56.7-57.4 -> 33.0-33.3 us (without the NaN check at all
-//! 25.8; the general path's separate check pass took 34 of its 57 us); in the
-//! network, 0.5x g = 3 at 224x224, the max pool stage 28.7-28.9 -> 16.6-17.7
-//! us, the whole network 0.982 of the time in paired rounds (control 0.997),
-//! 480x640 0.992 (control 1.009), 2x 224x224 0.993 (control 0.991). The 720x1280
-//! probe shape (22 MB input, memory-bound) is unchanged within noise
-//! (1130-1141 -> 1159-1169 us).
+//! Measured (Zen 4, best of N in the probe; before = the general stride-2 path
+//! at the level [`super::Level::for_rows`] picks):
+//! - max 24 x 112x112 56.7-57.4 -> 33.0-33.3 us (25.8 without any NaN check:
+//!   the general path's check pass took 34 of its 57 us); in the network, 0.5x
+//!   g = 3 at 224x224, the max pool stage 28.7-28.9 -> 16.6-17.7 us, the whole
+//!   network 0.982 of the time in paired rounds (control 0.997), 480x640 0.992
+//!   (control 1.009), 2x 224x224 0.993 (control 0.991); the 720x1280 probe shape
+//!   (22 MB input, memory-bound) unchanged within noise (1130-1141 -> 1159-1169);
+//! - average, AVX-512: 24 x 180x320 189 -> 120 us, 240 x 90x160 667 -> 365, 480 x
+//!   45x80 299 -> 177; AVX2 179 -> 128, 634 -> 449, 305 -> 143, 24 x 56x56 14.5
+//!   -> 7.0 (small planes keep the small-plane path at AVX-512); in the network
+//!   0.5x at 720x1280 0.983 (control 1.011), 480x640 0.995 (0.994: there the
+//!   shortcut pools run in short bands paired with their units), 224x224
+//!   unchanged.
 
 use super::pool::{exact_max_row, s2_scales};
 use super::rows::{planes, store_in_plane};
@@ -190,7 +187,7 @@ impl Kernel for S2Pool<'_> {
 
 /// The vectors of a row with whole loads, and the columns of the last vector's
 /// two loads inside the row when it has one more ([`fits`] leaves at most one).
-fn row_split(g: &PlaneGeom, l: usize) -> (usize, Option<(usize, usize)>) {
+pub(super) fn row_split(g: &PlaneGeom, l: usize) -> (usize, Option<(usize, usize)>) {
     let vecs = g.out_w.div_ceil(l);
     // Only the last vector can load past the row: the one before ends at column
     // 2 l (vecs - 1) <= 2 (out_w - 1) <= in_w ([`fits`]).

@@ -70,49 +70,68 @@ struct Tail<S: SimdExt> {
     ma: S::f32s,
     mb: S::f32s,
 }
+/// How a row is pooled: the max (checking rows for NaN and infinities, see the
+/// module notes) or the sum scaled by the column table `inv_col` (from the row's
+/// column 0) and the row's factor `fy`.
+#[derive(Clone, Copy)]
+enum Mode<S: SimdExt> {
+    Max,
+    Avg { inv_col: *const f32, fy: S::f32s },
+}
+
 /// One output row from the `N` input rows of its window inside the plane, into
 /// `out_plane` from `o` (`out_w` floats): `whole` vectors with whole loads, then
-/// the `tail` vector if any. Gives, for rows `SKIP..N`, whether the row holds a
-/// NaN or an infinity (every loaded vector times zero is summed per row and
-/// half: NaN exactly then); rows below `SKIP` are not checked (`false`).
+/// the `tail` vector if any; the max (`MAX`) or the scaled sum ([`Mode`]). For
+/// max pooling gives, for rows `SKIP..N`, whether the row holds a NaN or an
+/// infinity (every loaded vector times zero is summed per row and half: NaN
+/// exactly then); other rows, and average pooling, give `false`.
 ///
 /// # Safety
 /// Every `rows[r]` (`r < N`) is the start of an input row of at least
-/// `2 LANES whole` floats, and of `2 LANES whole + na + nb` with a tail.
+/// `2 LANES whole` floats, and of `2 LANES whole + na + nb` with a tail; with
+/// [`Mode::Avg`], `inv_col .. + LANES (whole + 1)` is readable.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn max_row<S: SimdExt, const N: usize, const SKIP: usize>(
+unsafe fn pool_row<S: SimdExt, const N: usize, const SKIP: usize, const MAX: bool>(
     simd: S,
     rows: &[*const f32; 3],
     whole: usize,
     tail: Option<Tail<S>>,
     shift: S::u32s,
+    mode: Mode<S>,
     out_plane: &mut [f32],
-    o: usize,
-    out_w: usize,
+    (o, out_w): (usize, usize),
 ) -> [bool; 3] {
     let l = S::F32_LANES;
-    let (ninf, zero) = (simd.splat_f32s(f32::NEG_INFINITY), simd.splat_f32s(0.0));
+    let zero = simd.splat_f32s(0.0);
+    // The padding value.
+    let pad = if MAX {
+        simd.splat_f32s(f32::NEG_INFINITY)
+    } else {
+        zero
+    };
     // Lane `LANES - 1`: column 2 x0 - 1 of the next vector.
-    let mut carry = ninf;
+    let mut carry = pad;
     let mut check = [[zero; 2]; 3];
     // (Macros, not closures: out of line a closure would run without the level's
-    // target features.) `reduce!` takes the rows' two vectors at column `c`
-    // (`$load` gives them from row start `$p`; they are checked), `emit!` stores one output vector and gives
-    // its odd columns.
+    // target features.) `reduce!` takes the rows' two vectors `$load` gives from
+    // row start `$p` (max pooling checks them), `emit!` stores one output vector
+    // and gives its odd columns.
     macro_rules! reduce {
         ($p:ident => $load:expr) => {{
-            let (mut a, mut b) = (ninf, ninf);
+            let (mut a, mut b) = (pad, pad);
             for (r, &$p) in rows[..N].iter().enumerate() {
                 let (x, y) = $load;
-                if r >= SKIP {
+                if MAX && r >= SKIP {
                     check[r][0] = simd.mul_add_e_f32s(x, zero, check[r][0]);
                     check[r][1] = simd.mul_add_e_f32s(y, zero, check[r][1]);
                 }
                 (a, b) = if r == 0 {
                     (x, y)
-                } else {
+                } else if MAX {
                     (simd.max_f32s(a, x), simd.max_f32s(b, y))
+                } else {
+                    (simd.add_f32s(a, x), simd.add_f32s(b, y))
                 };
             }
             (a, b)
@@ -122,7 +141,16 @@ unsafe fn max_row<S: SimdExt, const N: usize, const SKIP: usize>(
         ($x0:expr, $a:expr, $b:expr) => {{
             let (e, od) = simd.split_even_odd($a, $b);
             let left = simd.permute2(carry, od, shift);
-            let v = simd.max_f32s(simd.max_f32s(e, od), left);
+            let v = match mode {
+                Mode::Max => simd.max_f32s(simd.max_f32s(e, od), left),
+                Mode::Avg { inv_col, fy } => {
+                    let v = simd.add_f32s(simd.add_f32s(e, od), left);
+                    // SAFETY: x0 < LANES (whole + 1), the table's extent
+                    // (contract).
+                    let cv = unsafe { load::<S>(inv_col.add($x0)) };
+                    simd.mul_f32s(simd.mul_f32s(v, cv), fy)
+                }
+            };
             store_in_plane::<S>(out_plane, o + $x0, out_w - $x0, v);
             od
         }};
@@ -140,16 +168,23 @@ unsafe fn max_row<S: SimdExt, const N: usize, const SKIP: usize>(
         let (a, b) = reduce!(p => unsafe {
             (simd.load_prefix(p.add(c), t.na), simd.load_prefix(p.add(c + l), t.nb))
         });
-        // The columns past the row are the right padding.
-        emit!(
-            whole * l,
-            blend(simd, ninf, a, t.ma),
-            blend(simd, ninf, b, t.mb)
-        );
+        // The columns past the row are the right padding (already zero for
+        // average pooling).
+        if MAX {
+            emit!(
+                whole * l,
+                blend(simd, pad, a, t.ma),
+                blend(simd, pad, b, t.mb)
+            );
+        } else {
+            emit!(whole * l, a, b);
+        }
     }
     let mut flags = [false; 3];
-    for (f, c) in flags.iter_mut().zip(&check).take(N).skip(SKIP) {
-        *f = simd.reduce_sum_f32s(simd.add_f32s(c[0], c[1])).is_nan();
+    if MAX {
+        for (f, c) in flags.iter_mut().zip(&check).take(N).skip(SKIP) {
+            *f = simd.reduce_sum_f32s(simd.add_f32s(c[0], c[1])).is_nan();
+        }
     }
     flags
 }
@@ -178,9 +213,9 @@ impl Kernel for S2Pool<'_> {
             channels,
         } = self;
         if p.kind == PoolKind::Max {
-            max_pool(simd, g, input, output, channels);
+            pool::<S, true>(simd, p, g, input, output, channels);
         } else {
-            avg_pool(simd, p, g, input, output, channels);
+            pool::<S, false>(simd, p, g, input, output, channels);
         }
     }
 }
@@ -199,72 +234,9 @@ pub(super) fn row_split(g: &PlaneGeom, l: usize) -> (usize, Option<(usize, usize
     }
 }
 
-/// One output row of average pooling from the `N` input rows of its window
-/// inside the plane (as [`max_row`], summed; zero past the row), scaled by the
-/// column table `inv_col` (from `o`'s column 0) and the row's `fy`.
-///
-/// # Safety
-/// As [`max_row`]; `inv_col .. + LANES (whole + 1)` is readable.
-#[allow(clippy::too_many_arguments)]
+/// Max or average pooling of planes `channels` (see the module notes).
 #[inline(always)]
-unsafe fn avg_row<S: SimdExt, const N: usize>(
-    simd: S,
-    rows: &[*const f32; 3],
-    (whole, tail): (usize, Option<(usize, usize)>),
-    shift: S::u32s,
-    (inv_col, fy): (*const f32, S::f32s),
-    out_plane: &mut [f32],
-    (o, out_w): (usize, usize),
-) {
-    let l = S::F32_LANES;
-    let mut carry = simd.splat_f32s(0.0);
-    // (Macros, not closures: see `max_row`.)
-    macro_rules! sum {
-        ($p:ident => $load:expr) => {{
-            let (mut a, mut b) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
-            for (r, &$p) in rows[..N].iter().enumerate() {
-                let (x, y) = $load;
-                (a, b) = if r == 0 {
-                    (x, y)
-                } else {
-                    (simd.add_f32s(a, x), simd.add_f32s(b, y))
-                };
-            }
-            (a, b)
-        }};
-    }
-    macro_rules! emit {
-        ($x0:expr, $a:expr, $b:expr) => {{
-            let (e, od) = simd.split_even_odd($a, $b);
-            let left = simd.permute2(carry, od, shift);
-            let v = simd.add_f32s(simd.add_f32s(e, od), left);
-            // SAFETY: x0 < LANES (whole + 1), the table's extent (contract).
-            let cv = unsafe { load::<S>(inv_col.add($x0)) };
-            let v = simd.mul_f32s(simd.mul_f32s(v, cv), fy);
-            store_in_plane::<S>(out_plane, o + $x0, out_w - $x0, v);
-            od
-        }};
-    }
-    for j in 0..whole {
-        let c = 2 * l * j;
-        // SAFETY: columns c .. c + 2 l <= 2 l whole of each row (the contract).
-        let (a, b) = sum!(p => unsafe { (load::<S>(p.add(c)), load::<S>(p.add(c + l))) });
-        carry = emit!(j * l, a, b);
-    }
-    if let Some((na, nb)) = tail {
-        let c = 2 * l * whole;
-        // SAFETY: the row holds na columns from c and nb from c + l (the
-        // contract).
-        let (a, b) = sum!(p => unsafe {
-            (simd.load_prefix(p.add(c), na), simd.load_prefix(p.add(c + l), nb))
-        });
-        emit!(whole * l, a, b);
-    }
-}
-
-/// Average pooling of planes `channels` (see the module notes).
-#[inline(always)]
-fn avg_pool<S: SimdExt>(
+fn pool<S: SimdExt, const MAX: bool>(
     simd: S,
     p: &Pool,
     g: &PlaneGeom,
@@ -272,12 +244,28 @@ fn avg_pool<S: SimdExt>(
     output: &mut [f32],
     channels: Range<usize>,
 ) {
-    let l = S::F32_LANES;
-    let split = row_split(g, l);
-    let (inv_col, inv_row) = s2_scales(p, g, g.out_w.div_ceil(l) * l);
+    let (l, out_w) = (S::F32_LANES, g.out_w);
+    let (whole, tail) = row_split(g, l);
+    // (No closure with vectors in it: see `pool_row`.)
+    let tail = match tail {
+        Some((na, nb)) => Some(Tail {
+            na,
+            nb,
+            ma: prefix_mask(simd, na),
+            mb: prefix_mask(simd, nb),
+        }),
+        None => None,
+    };
     let shift = up_one_lane::<S>();
-    let out_w = g.out_w;
+    // Average pooling: the reciprocal window counts (all zero for max).
+    let (inv_col, inv_row) = s2_scales(p, g, out_w.div_ceil(l) * l);
     for (_, plane, out_plane) in planes(g, input, output, channels) {
+        // Max pooling: whether the previous output row's last input row holds a
+        // NaN or an infinity. For y > 0, window row 0 (input row 2y - pad_top,
+        // with pad_top < 3 as checked) is inside the plane whenever any row is,
+        // and is the previous output row's window row 2, checked there; so it is
+        // not checked again.
+        let mut carried = false;
         for (y, &ry) in inv_row.iter().enumerate() {
             let mut rows = [core::ptr::null::<f32>(); 3];
             let mut n = 0;
@@ -289,71 +277,31 @@ fn avg_pool<S: SimdExt>(
                     n += 1;
                 }
             }
+            let skip = MAX && y > 0;
             let o = y * out_w;
-            let scale = (inv_col.as_ptr(), simd.splat_f32s(ry));
+            let mode = if MAX {
+                Mode::Max
+            } else {
+                Mode::Avg {
+                    inv_col: inv_col.as_ptr(),
+                    fy: simd.splat_f32s(ry),
+                }
+            };
             // SAFETY: each pointer starts a whole input row of in_w floats, the
             // split's loads lie within in_w by construction, and the column table
             // holds vecs l floats.
-            unsafe {
-                match n {
-                    3 => avg_row::<S, 3>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
-                    2 => avg_row::<S, 2>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
-                    1 => avg_row::<S, 1>(simd, &rows, split, shift, scale, out_plane, (o, out_w)),
-                    _ => out_plane[o..o + out_w].fill(0.0),
-                }
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn max_pool<S: SimdExt>(
-    simd: S,
-    g: &PlaneGeom,
-    input: &[f32],
-    output: &mut [f32],
-    channels: Range<usize>,
-) {
-    let (in_w, out_w) = (g.in_w, g.out_w);
-    let (whole, tail) = row_split(g, S::F32_LANES);
-    // (No closure with vectors in it: see `max_row`.)
-    let tail = match tail {
-        Some((na, nb)) => Some(Tail {
-            na,
-            nb,
-            ma: prefix_mask(simd, na),
-            mb: prefix_mask(simd, nb),
-        }),
-        None => None,
-    };
-    let shift = up_one_lane::<S>();
-    for (_, plane, out_plane) in planes(g, input, output, channels) {
-        // Whether the previous output row's last input row holds a NaN or an
-        // infinity. For y > 0, window row 0 (input row 2y - pad_top, with
-        // pad_top < 3 as checked) is inside the plane whenever any row is, and
-        // is the previous output row's window row 2, checked there; so it is not
-        // checked again.
-        let mut carried = false;
-        for y in 0..g.out_h {
-            let mut rows = [core::ptr::null::<f32>(); 3];
-            let mut n = 0;
-            for dy in 0..3 {
-                let iy = (2 * y + dy) as isize - g.pad_top as isize;
-                if iy >= 0 && (iy as usize) < g.in_h {
-                    let iy = iy as usize;
-                    rows[n] = plane[iy * in_w..(iy + 1) * in_w].as_ptr();
-                    n += 1;
-                }
-            }
-            let skip = y > 0;
-            let o = y * out_w;
-            // SAFETY: each pointer starts a whole input row of in_w floats, and
-            // 2 l whole (+ na + nb with a tail) <= in_w by construction.
             let flags = unsafe {
                 macro_rules! row {
                     ($n:literal, $skip:literal) => {
-                        max_row::<S, $n, $skip>(
-                            simd, &rows, whole, tail, shift, out_plane, o, out_w,
+                        pool_row::<S, $n, $skip, MAX>(
+                            simd,
+                            &rows,
+                            whole,
+                            tail,
+                            shift,
+                            mode,
+                            out_plane,
+                            (o, out_w),
                         )
                     };
                 }
@@ -365,16 +313,20 @@ fn max_pool<S: SimdExt>(
                     (1, false) => row!(1, 0),
                     (1, true) => row!(1, 1),
                     _ => {
-                        out_plane[o..o + out_w].fill(f32::NEG_INFINITY);
+                        // A window wholly in the padding.
+                        let v = if MAX { f32::NEG_INFINITY } else { 0.0 };
+                        out_plane[o..o + out_w].fill(v);
                         [false; 3]
                     }
                 }
             };
-            let flagged = (skip && carried) || flags.iter().any(|&f| f);
-            carried = n > 0 && flags[n - 1];
-            if flagged {
-                // Rare: a NaN or an infinity in reach; exact scalar row.
-                exact_max_row(plane, g, 2, y, &mut out_plane[o..o + out_w]);
+            if MAX {
+                let flagged = (skip && carried) || flags.iter().any(|&f| f);
+                carried = n > 0 && flags[n - 1];
+                if flagged {
+                    // Rare: a NaN or an infinity in reach; exact scalar row.
+                    exact_max_row(plane, g, 2, y, &mut out_plane[o..o + out_w]);
+                }
             }
         }
     }

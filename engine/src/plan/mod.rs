@@ -12,9 +12,11 @@
 //!    (whose parameters are permuted instead); only a permutation no consumer can
 //!    absorb stays, as an explicit copy;
 //! 6. [`gap_fc`]: fuse global average pooling with the classifier;
-//! 7. [`emit`]: place values in buffers (zero-copy concat, in-place residuals and
+//! 7. [`dw_bias`]: hand a depthwise conv's bias to the pointwise conv reading it;
+//! 8. [`emit`]: place values in buffers (zero-copy concat, in-place residuals and
 //!    ReLU), pack weights, and produce the validated [`LoweredModel`].
 
+pub mod dw_bias;
 pub mod emit;
 pub mod fold_bn;
 pub mod fused;
@@ -45,5 +47,6 @@ pub fn lower(graph: &Graph) -> Result<LoweredModel, PlanError> {
     residual::run(&mut f);
     shuffle::run(&mut f);
     gap_fc::run(&mut f);
+    dw_bias::run(&mut f);
     emit::run(&f)
 }

@@ -83,6 +83,48 @@ pub(crate) fn fma_taps(
     }
 }
 
+/// `t0 * w[3dy] + t1 * w[3dy + 1] + t2 * w[3dy + 2]`: [`fma_taps`] from zero, its
+/// first product an `fmul` (the start of an output of a zero-bias filter).
+#[inline(always)]
+pub(crate) fn mul_taps(t: &[float32x4_t; 3], w: &[float32x4_t; 3], dy: usize) -> float32x4_t {
+    // SAFETY: NEON is baseline on aarch64; these intrinsics only touch registers.
+    unsafe {
+        match dy {
+            0 => {
+                let a = vmulq_laneq_f32::<0>(t[0], w[0]);
+                let a = vfmaq_laneq_f32::<1>(a, t[1], w[0]);
+                vfmaq_laneq_f32::<2>(a, t[2], w[0])
+            }
+            1 => {
+                let a = vmulq_laneq_f32::<3>(t[0], w[0]);
+                let a = vfmaq_laneq_f32::<0>(a, t[1], w[1]);
+                vfmaq_laneq_f32::<1>(a, t[2], w[1])
+            }
+            _ => {
+                let a = vmulq_laneq_f32::<2>(t[0], w[1]);
+                let a = vfmaq_laneq_f32::<3>(a, t[1], w[1]);
+                vfmaq_laneq_f32::<0>(a, t[2], w[2])
+            }
+        }
+    }
+}
+
+/// An output's first filter row: [`mul_taps`] for a zero-bias filter (`ZB`),
+/// else [`fma_taps`] from the bias.
+#[inline(always)]
+pub(crate) fn start_taps<const ZB: bool>(
+    bias: float32x4_t,
+    t: &[float32x4_t; 3],
+    w: &[float32x4_t; 3],
+    dy: usize,
+) -> float32x4_t {
+    if ZB {
+        mul_taps(t, w, dy)
+    } else {
+        fma_taps(bias, t, w, dy)
+    }
+}
+
 /// Loads a 3x3 filter (9 floats) into three vectors for [`fma_taps`].
 ///
 /// # Safety

@@ -5,7 +5,9 @@
 //! its three shifted windows (taps `dx = 0, 1, 2`) are added into the three output
 //! rows it feeds (three rolling accumulators, unrolled by three so they rotate by
 //! renaming): per input row one `ldp`, two `ext`, nine lane FMAs, one `mov` (the
-//! bias of the new accumulator) and one store. Inside the row (window inside the
+//! bias of the new accumulator) and one store. A zero bias (the planner moves
+//! every ShuffleNet depthwise bias into the next pointwise conv) needs no `mov`:
+//! the new accumulator's first product is an `fmul`. Inside the row (window inside the
 //! input) the taps are `ext` of two loaded vectors; the border columns gather them
 //! with `tbl` from two vectors loaded inside the row (lanes outside the input read
 //! as zero). Rows above and below the plane are padding and are simply not
@@ -17,7 +19,7 @@
 //! every input row of the band is inside the plane, the edge steps and a plane's
 //! partial last band in [`short_sweep`].
 
-use super::common::{fma_taps, load_filter, table2, RowPlan};
+use super::common::{fma_taps, load_filter, start_taps, table2, RowPlan};
 use super::dwconv3x3s1_band::body_pair;
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
@@ -157,6 +159,21 @@ fn fma_n<const N: usize>(
     out
 }
 
+/// The first filter row of a new output row for every step `k`: from the bias,
+/// or (`ZB`, zero bias) from an `fmul`.
+#[inline(always)]
+fn start_n<const N: usize, const ZB: bool>(
+    bias: [float32x4_t; N],
+    x: &[[float32x4_t; 3]; N],
+    w: &[float32x4_t; 3],
+) -> [float32x4_t; N] {
+    let mut out = bias;
+    for k in 0..N {
+        out[k] = start_taps::<ZB>(bias[k], &x[k], w, 0);
+    }
+    out
+}
+
 /// Stores the `N` steps' vectors of one output row at `row + x0[k]`, clamped at
 /// zero when `RELU`.
 ///
@@ -192,7 +209,7 @@ unsafe fn store<const N: usize, const RELU: bool>(
 /// `y < out_h`; `w` and `bias` hold the planes' filters and biases.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
+unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize, const ZB: bool>(
     pl: &Planes,
     in_w: usize,
     rows: usize,
@@ -233,7 +250,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
                         b
                     };
                     b = if y < out_h {
-                        fma_n(bias, &x, &w, 0)
+                        start_n::<N, ZB>(bias, &x, &w)
                     } else {
                         bias
                     };
@@ -250,7 +267,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
             while r < full && r + pt < 2 {
                 let x = t.taps(src.add(r * in_w));
                 a = fma_n(b, &x, &w, 1);
-                b = fma_n(bias, &x, &w, 0);
+                b = start_n::<N, ZB>(bias, &x, &w);
                 r += 1;
             }
             if r < full {
@@ -262,17 +279,17 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
                     a = fma_n(a, &x, &w, 2);
                     st(q, a);
                     b = fma_n(b, &x, &w, 1);
-                    let mut c = fma_n(bias, &x, &w, 0);
+                    let mut c = start_n::<N, ZB>(bias, &x, &w);
                     let x = t.taps(p.add(in_w));
                     b = fma_n(b, &x, &w, 2);
                     st(q.add(out_w), b);
                     c = fma_n(c, &x, &w, 1);
-                    a = fma_n(bias, &x, &w, 0);
+                    a = start_n::<N, ZB>(bias, &x, &w);
                     let x = t.taps(p.add(2 * in_w));
                     c = fma_n(c, &x, &w, 2);
                     st(q.add(2 * out_w), c);
                     a = fma_n(a, &x, &w, 1);
-                    b = fma_n(bias, &x, &w, 0);
+                    b = start_n::<N, ZB>(bias, &x, &w);
                     p = p.add(3 * in_w);
                     q = q.add(3 * out_w);
                     r += 3;
@@ -282,7 +299,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
                     a = fma_n(a, &x, &w, 2);
                     st(q, a);
                     a = fma_n(b, &x, &w, 1);
-                    b = fma_n(bias, &x, &w, 0);
+                    b = start_n::<N, ZB>(bias, &x, &w);
                     p = p.add(in_w);
                     q = q.add(out_w);
                     r += 1;
@@ -317,7 +334,13 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize>(
 /// # Safety
 /// As for [`sweep`] with `PT = 0` and `out_h = B`.
 #[inline(always)]
-unsafe fn short_sweep<const N: usize, S: Steps<N>, const RELU: bool, const B: usize>(
+unsafe fn short_sweep<
+    const N: usize,
+    S: Steps<N>,
+    const RELU: bool,
+    const B: usize,
+    const ZB: bool,
+>(
     pl: &Planes,
     in_w: usize,
     rows: usize,
@@ -342,7 +365,13 @@ unsafe fn short_sweep<const N: usize, S: Steps<N>, const RELU: bool, const B: us
                 let x = t.taps(src.add(r * in_w));
                 for dy in 0..3 {
                     if r >= dy && r - dy < B {
-                        acc[r - dy] = fma_n(acc[r - dy], &x, &w, dy);
+                        // Row r = y is output y's first (dy = 0) and is visited
+                        // before any other row of it.
+                        acc[r - dy] = if dy == 0 {
+                            start_n::<N, ZB>(acc[r], &x, &w)
+                        } else {
+                            fma_n(acc[r - dy], &x, &w, dy)
+                        };
                     }
                 }
             }
@@ -365,6 +394,7 @@ unsafe fn any_sweep<
     const RELU: bool,
     const PT: usize,
     const B: usize,
+    const ZB: bool,
 >(
     pl: &Planes,
     in_w: usize,
@@ -377,9 +407,9 @@ unsafe fn any_sweep<
     // SAFETY: forwarded contract.
     unsafe {
         if B == 0 {
-            sweep::<N, S, RELU, PT>(pl, in_w, rows, x0, out_w, out_h, t);
+            sweep::<N, S, RELU, PT, ZB>(pl, in_w, rows, x0, out_w, out_h, t);
         } else {
-            short_sweep::<N, S, RELU, B>(pl, in_w, rows, x0, out_w, t);
+            short_sweep::<N, S, RELU, B, ZB>(pl, in_w, rows, x0, out_w, t);
         }
     }
 }
@@ -392,7 +422,7 @@ unsafe fn any_sweep<
 /// # Safety
 /// As for [`sweep`], for every step of `plan`.
 #[inline(always)]
-unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
+unsafe fn steps<const RELU: bool, const PT: usize, const B: usize, const ZB: bool>(
     pl: &Planes,
     g: &PlaneGeom,
     rows: usize,
@@ -430,9 +460,9 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
             if B > 0 && rows == B + 2 {
                 // A whole short band (every input row inside the plane): the asm
                 // loop over the planes (same sums, same order).
-                body_pair::<B>(pl, (iw, ow), (t0.col, x0), RELU);
+                body_pair::<B>(pl, (iw, ow), (t0.col, x0), RELU, ZB);
             } else {
-                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
             }
             s += 2;
         }
@@ -441,10 +471,10 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
             let (x0, t0) = body(s);
             if plan.n_edges > 0 {
                 let (x1, t1) = edge(0);
-                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
                 e = 1;
             } else {
-                any_sweep::<1, _, RELU, PT, B>(pl, iw, rows, [x0], ow, oh, (t0,));
+                any_sweep::<1, _, RELU, PT, B, ZB>(pl, iw, rows, [x0], ow, oh, (t0,));
             }
         }
         while e + 2 <= plan.n_edges {
@@ -454,15 +484,41 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize>(
                     offs: t0.offs,
                     idx: [t0.idx, t1.idx],
                 };
-                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, t);
+                any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [x0, x1], ow, oh, t);
             } else {
-                any_sweep::<2, _, RELU, PT, B>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
+                any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
             }
             e += 2;
         }
         if e < plan.n_edges {
             let (x0, t0) = edge(e);
-            any_sweep::<1, _, RELU, PT, B>(pl, iw, rows, [x0], ow, oh, (t0,));
+            any_sweep::<1, _, RELU, PT, B, ZB>(pl, iw, rows, [x0], ow, oh, (t0,));
+        }
+    }
+}
+
+/// [`steps`] for the call's padding above and band height: short bands without
+/// padding above (the row pipeline's) take the unrolled sweep.
+///
+/// # Safety
+/// As for [`steps`].
+#[inline(always)]
+unsafe fn by_geom<const RELU: bool, const ZB: bool>(
+    pl: &Planes,
+    g: &PlaneGeom,
+    rows: usize,
+    plan: &RowPlan,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (g.pad_top, g.out_h) {
+            (0, 1) => steps::<RELU, 0, 1, ZB>(pl, g, rows, plan),
+            (0, 2) => steps::<RELU, 0, 2, ZB>(pl, g, rows, plan),
+            (0, 3) => steps::<RELU, 0, 3, ZB>(pl, g, rows, plan),
+            (0, 4) => steps::<RELU, 0, 4, ZB>(pl, g, rows, plan),
+            (0, _) => steps::<RELU, 0, 0, ZB>(pl, g, rows, plan),
+            (1, _) => steps::<RELU, 1, 0, ZB>(pl, g, rows, plan),
+            _ => steps::<RELU, 2, 0, ZB>(pl, g, rows, plan),
         }
     }
 }
@@ -500,23 +556,17 @@ pub(crate) fn run(
             bias: p.bias.as_ptr().add(channels.start),
             n: channels.len(),
         };
-        // Short bands without padding above (the row pipeline's) take the
-        // unrolled sweep.
-        match (p.relu, g.pad_top, g.out_h) {
-            (false, 0, 1) => steps::<false, 0, 1>(&pl, g, rows, &plan),
-            (false, 0, 2) => steps::<false, 0, 2>(&pl, g, rows, &plan),
-            (false, 0, 3) => steps::<false, 0, 3>(&pl, g, rows, &plan),
-            (false, 0, 4) => steps::<false, 0, 4>(&pl, g, rows, &plan),
-            (false, 0, _) => steps::<false, 0, 0>(&pl, g, rows, &plan),
-            (false, 1, _) => steps::<false, 1, 0>(&pl, g, rows, &plan),
-            (false, _, _) => steps::<false, 2, 0>(&pl, g, rows, &plan),
-            (true, 0, 1) => steps::<true, 0, 1>(&pl, g, rows, &plan),
-            (true, 0, 2) => steps::<true, 0, 2>(&pl, g, rows, &plan),
-            (true, 0, 3) => steps::<true, 0, 3>(&pl, g, rows, &plan),
-            (true, 0, 4) => steps::<true, 0, 4>(&pl, g, rows, &plan),
-            (true, 0, _) => steps::<true, 0, 0>(&pl, g, rows, &plan),
-            (true, 1, _) => steps::<true, 1, 0>(&pl, g, rows, &plan),
-            (true, _, _) => steps::<true, 2, 0>(&pl, g, rows, &plan),
+        // Zero-bias filters (the planner moves a depthwise bias into the next
+        // pointwise conv) start each output with an `fmul`.
+        let zb = p
+            .bias
+            .get(channels)
+            .is_some_and(|b| b.iter().all(|&b| b == 0.0));
+        match (p.relu, zb) {
+            (false, false) => by_geom::<false, false>(&pl, g, rows, &plan),
+            (false, true) => by_geom::<false, true>(&pl, g, rows, &plan),
+            (true, false) => by_geom::<true, false>(&pl, g, rows, &plan),
+            (true, true) => by_geom::<true, true>(&pl, g, rows, &plan),
         }
     }
     true

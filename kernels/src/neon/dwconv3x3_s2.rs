@@ -4,21 +4,21 @@
 //! feed one or two outputs (nine lane FMAs each); border columns gather their taps
 //! with `tbl`, and padding rows are never visited.
 
-use super::common::{fma_taps, load_filter, RowPlan};
+use super::common::{fma_taps, load_filter, start_taps, RowPlan};
 use super::sweep_s2::{self, Op, Ops, Planes};
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
 use std::ops::Range;
 
 /// The convolution of one plane as a window [`Op`] (ReLU after the bias when
-/// `RELU`).
+/// `RELU`; `ZB`: the bias is zero, so an output starts with an `fmul`).
 #[derive(Clone, Copy)]
-struct Conv<const RELU: bool> {
+struct Conv<const RELU: bool, const ZB: bool> {
     w: [float32x4_t; 3],
     bias: float32x4_t,
 }
 
-impl<const RELU: bool> Op for Conv<RELU> {
+impl<const RELU: bool, const ZB: bool> Op for Conv<RELU, ZB> {
     type Row = [float32x4_t; 3];
     #[inline(always)]
     fn reduce(self, t: &[float32x4_t; 3]) -> [float32x4_t; 3] {
@@ -31,6 +31,10 @@ impl<const RELU: bool> Op for Conv<RELU> {
     #[inline(always)]
     fn add(self, acc: float32x4_t, row: &[float32x4_t; 3], dy: usize) -> float32x4_t {
         fma_taps(acc, row, &self.w, dy)
+    }
+    #[inline(always)]
+    fn start(self, row: &[float32x4_t; 3], dy: usize) -> float32x4_t {
+        start_taps::<ZB>(self.bias, row, &self.w, dy)
     }
     #[inline(always)]
     fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
@@ -47,15 +51,15 @@ impl<const RELU: bool> Op for Conv<RELU> {
 
 /// Filters and biases of the call's planes (plane `i` uses `w + 9 i`, `bias[i]`).
 #[derive(Clone, Copy)]
-struct Filters<const RELU: bool> {
+struct Filters<const RELU: bool, const ZB: bool> {
     w: *const f32,
     bias: *const f32,
 }
 
-impl<const RELU: bool, const N: usize> Ops<N> for Filters<RELU> {
-    type O = Conv<RELU>;
+impl<const RELU: bool, const ZB: bool, const N: usize> Ops<N> for Filters<RELU, ZB> {
+    type O = Conv<RELU, ZB>;
     #[inline(always)]
-    unsafe fn op(self, i: usize, _x0: &[usize; N]) -> Conv<RELU> {
+    unsafe fn op(self, i: usize, _x0: &[usize; N]) -> Conv<RELU, ZB> {
         // SAFETY: plane i of the call has its 9 weights and its bias (`check`).
         unsafe {
             Conv {
@@ -105,14 +109,27 @@ pub(crate) fn run(
             p.bias.as_ptr().add(channels.start),
         );
         let (pl, plan, l, z) = (&pl, &plan, g.pad_left, vdupq_n_f32(0.0));
-        let (f, t) = (Filters::<false> { w, bias }, Filters::<true> { w, bias });
-        match (p.relu, g.pad_top) {
-            (false, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
-            (false, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
-            (false, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
-            (true, 0) => sweep_s2::run::<_, false, 0>(pl, plan, l, z, t),
-            (true, 1) => sweep_s2::run::<_, false, 1>(pl, plan, l, z, t),
-            (true, _) => sweep_s2::run::<_, false, 2>(pl, plan, l, z, t),
+        // Zero-bias filters (the planner moves a depthwise bias into the next
+        // pointwise conv) start each output with an `fmul`.
+        let zb = p
+            .bias
+            .get(channels)
+            .is_some_and(|b| b.iter().all(|&b| b == 0.0));
+        macro_rules! go {
+            ($relu:literal, $zb:literal) => {{
+                let f = Filters::<$relu, $zb> { w, bias };
+                match g.pad_top {
+                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
+                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
+                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                }
+            }};
+        }
+        match (p.relu, zb) {
+            (false, false) => go!(false, false),
+            (false, true) => go!(false, true),
+            (true, false) => go!(true, false),
+            (true, true) => go!(true, true),
         }
     }
     true

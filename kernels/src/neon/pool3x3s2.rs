@@ -80,6 +80,12 @@ impl<const N: usize> Op for Avg<N> {
         unsafe { vaddq_f32(acc, *row) }
     }
     #[inline(always)]
+    fn start(self, row: &float32x4_t, _dy: usize) -> float32x4_t {
+        // The window sum starts at its first row (`0 + row` only differs in the
+        // sign of a zero).
+        *row
+    }
+    #[inline(always)]
     fn finish(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t {
         // SAFETY: `rcy` holds a factor for every output row (`Factors`), and the
         // sweep passes y < out_h.

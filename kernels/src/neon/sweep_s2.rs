@@ -206,6 +206,12 @@ pub(crate) trait Op: Copy {
     fn init(self) -> float32x4_t;
     /// Folds the row at window row `dy` into `acc`.
     fn add(self, acc: float32x4_t, row: &Self::Row, dy: usize) -> float32x4_t;
+    /// An output's first row, `add(init(), row, dy)` (an override skips the
+    /// initial value where that is exact).
+    #[inline(always)]
+    fn start(self, row: &Self::Row, dy: usize) -> float32x4_t {
+        self.add(self.init(), row, dy)
+    }
     /// The value stored for output row `y` of column step `k` of the sweep.
     fn finish(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t;
 }
@@ -284,6 +290,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
                     vst1q_f32(row.add(x0[k]), op.finish(v[k], y, k));
                 }
             };
+            let begin = |x: &[<P::O as Op>::Row; N]| x.map(|x| op.start(&x, 0));
             let init = [op.init(); N];
             let mut cur = t.cursor(src);
             let mut row = || red(&t.next(&mut cur, in_w));
@@ -297,7 +304,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
                 r = 1;
             } else if rows > 0 && PT == 0 {
                 // q = 0 starts output 0; q = 1 adds its dy = 1.
-                a = fold(a, &row(), 0);
+                a = begin(&row());
                 r = 1;
                 if rows > 1 {
                     a = fold(a, &row(), 1);
@@ -309,7 +316,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
             while r + 2 <= rows {
                 let x = row();
                 st(q, fold(a, &x, 2), y);
-                a = fold(init, &x, 0);
+                a = begin(&x);
                 a = fold(a, &row(), 1);
                 q = q.add(out_w);
                 y += 1;
@@ -320,7 +327,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
                 st(q, fold(a, &x, 2), y);
                 y += 1;
                 // Its `dy = 0` output is below the plane in a short band.
-                a = if y < out_h { fold(init, &x, 0) } else { init };
+                a = if y < out_h { begin(&x) } else { init };
             }
             // Outputs past the last visited row read only padding below it.
             if y < out_h {

@@ -115,6 +115,50 @@ impl<const N: usize> Ops<N> for Factors {
     }
 }
 
+/// Average pooling where every window has the same divisor (`count_include_pad`
+/// with the windows inside the padded input: ShuffleNet's pools): one `fmul` by
+/// a constant per output vector.
+#[derive(Clone, Copy)]
+struct AvgUniform {
+    f: float32x4_t,
+}
+
+impl Op for AvgUniform {
+    type Row = float32x4_t;
+    #[inline(always)]
+    fn reduce(self, t: &[float32x4_t; 3]) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vaddq_f32(vaddq_f32(t[0], t[1]), t[2]) }
+    }
+    #[inline(always)]
+    fn init(self) -> float32x4_t {
+        // SAFETY: register-only broadcast.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    fn add(self, acc: float32x4_t, row: &float32x4_t, _dy: usize) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vaddq_f32(acc, *row) }
+    }
+    #[inline(always)]
+    fn start(self, row: &float32x4_t, _dy: usize) -> float32x4_t {
+        *row
+    }
+    #[inline(always)]
+    fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
+        // SAFETY: register-only NEON arithmetic.
+        unsafe { vmulq_f32(v, self.f) }
+    }
+}
+
+impl<const N: usize> Ops<N> for AvgUniform {
+    type O = AvgUniform;
+    #[inline(always)]
+    unsafe fn op(self, _i: usize, _x0: &[usize; N]) -> AvgUniform {
+        self
+    }
+}
+
 /// `1 / count` of the positions of window `o` (3 wide, stride 2) that are counted:
 /// positions `2o - pad + d` inside `[lo, hi)`; zero when none is.
 fn factor(o: usize, pad: usize, lo: isize, hi: isize) -> f32 {
@@ -196,6 +240,25 @@ pub fn pool(
             }
             for (x, f) in rcx.iter_mut().enumerate().take(g.out_w) {
                 *f = factor(x, g.pad_left, xlim.0, xlim.1);
+            }
+            let uniform = rcx[0];
+            if rcx[..g.out_w]
+                .iter()
+                .chain(&rcy[..g.out_h])
+                .all(|&f| f == uniform)
+            {
+                // Every window has the divisor uniform^-2.
+                // SAFETY: as above; register-only broadcast.
+                unsafe {
+                    let (z, f) = (vdupq_n_f32(0.0), vdupq_n_f32(uniform * uniform));
+                    let f = AvgUniform { f };
+                    match g.pad_top {
+                        0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
+                        1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
+                        _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                    }
+                }
+                return Ok(());
             }
             let f = Factors {
                 rcx: rcx.as_ptr(),

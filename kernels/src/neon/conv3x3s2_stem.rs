@@ -11,7 +11,8 @@
 //! ReLU (`fmax`, which keeps NaN). Output columns are processed in chunks of
 //! [`CHUNK`] so the row buffers stay on the stack. Channel ranges that are a
 //! multiple of 12 (the 0.5x, 1x and 2x stems) run the 12-channel tile of
-//! [`super::conv3x3s2_stem12`] over the same row buffers instead.
+//! [`super::conv3x3s2_stem12`] instead, which reads the rows in place away from
+//! the padding.
 //!
 //! Every other convolution shape (other channel counts, groups, kernel sizes or
 //! strides) runs the scalar twin.

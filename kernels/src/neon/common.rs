@@ -214,22 +214,32 @@ impl RowPlan {
                     (4 * k).min(in_w - 4)
                 };
             }
+            // Wide rows load consecutive vectors: the table byte of an input
+            // column is then 4 (pos - offs[0]) + b, no search (this runs on every
+            // call, once per edge step).
+            let consecutive = in_w >= span;
             let idx = [0, 1, 2].map(|dx| {
-                let mut bytes = [0xFFu8; 16];
-                for t in 0..4 {
+                let mut lanes = [u32::MAX; 4];
+                for (t, lane) in lanes.iter_mut().enumerate() {
                     let pos = base + dx + (stride * t) as isize;
                     if pos < 0 || pos >= in_w as isize {
                         continue;
                     }
                     let pos = pos as usize;
-                    if let Some(k) = (0..n_vec).find(|&k| (offs[k]..offs[k] + 4).contains(&pos)) {
-                        for b in 0..4 {
-                            bytes[t * 4 + b] = (16 * k + 4 * (pos - offs[k]) + b) as u8;
-                        }
+                    let at = if consecutive {
+                        pos.checked_sub(offs[0]).filter(|&d| d < span)
+                    } else {
+                        (0..n_vec)
+                            .find(|&k| (offs[k]..offs[k] + 4).contains(&pos))
+                            .map(|k| 4 * k + pos - offs[k])
+                    };
+                    if let Some(at) = at {
+                        // Bytes 4 at .. 4 at + 4, little-endian.
+                        *lane = (4 * at as u32) * 0x0101_0101 + 0x0302_0100;
                     }
                 }
                 // SAFETY: reads 16 bytes from a local array of 16 bytes.
-                unsafe { vld1q_u8(bytes.as_ptr()) }
+                unsafe { vreinterpretq_u8_u32(vld1q_u32(lanes.as_ptr())) }
             });
             plan.edges[plan.n_edges] = EdgeStep { x0, offs, idx };
             plan.n_edges += 1;

@@ -54,15 +54,17 @@ impl<const N: usize> Ops<N> for Max {
     }
 }
 
-/// Average pooling of one column sweep as a window [`Op`]: `rcx[k]` holds the
-/// column factors of step `k`, `rcy[y]` the row factor of output row `y`.
-#[derive(Clone, Copy)]
-struct Avg<const N: usize> {
-    rcx: [float32x4_t; N],
-    rcy: *const f32,
+/// How an average pool turns a window sum into its mean.
+trait Divisor: Copy {
+    /// The mean of the window sum `v` of output row `y`, column step `k`.
+    fn scale(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t;
 }
 
-impl<const N: usize> Op for Avg<N> {
+/// Average pooling of one column sweep as a window [`Op`], its divisors `D`.
+#[derive(Clone, Copy)]
+struct Avg<D>(D);
+
+impl<D: Divisor> Op for Avg<D> {
     type Row = float32x4_t;
     #[inline(always)]
     fn reduce(self, t: &[float32x4_t; 3]) -> float32x4_t {
@@ -87,6 +89,21 @@ impl<const N: usize> Op for Avg<N> {
     }
     #[inline(always)]
     fn finish(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t {
+        self.0.scale(v, y, k)
+    }
+}
+
+/// Per-window divisors of one column sweep: `rcx[k]` holds the column factors of
+/// step `k`, `rcy[y]` the row factor of output row `y`.
+#[derive(Clone, Copy)]
+struct PerWindow<const N: usize> {
+    rcx: [float32x4_t; N],
+    rcy: *const f32,
+}
+
+impl<const N: usize> Divisor for PerWindow<N> {
+    #[inline(always)]
+    fn scale(self, v: float32x4_t, y: usize, k: usize) -> float32x4_t {
         // SAFETY: `rcy` holds a factor for every output row (`Factors`), and the
         // sweep passes y < out_h.
         unsafe { vmulq_f32(vmulq_n_f32(v, *self.rcy.add(y)), self.rcx[k]) }
@@ -101,61 +118,40 @@ struct Factors {
 }
 
 impl<const N: usize> Ops<N> for Factors {
-    type O = Avg<N>;
+    type O = Avg<PerWindow<N>>;
     #[inline(always)]
-    unsafe fn op(self, _i: usize, x0: &[usize; N]) -> Avg<N> {
+    unsafe fn op(self, _i: usize, x0: &[usize; N]) -> Avg<PerWindow<N>> {
         // SAFETY: every step covers columns x0 .. x0 + 4 <= out_w, and `rcx` holds
         // out_w factors.
         unsafe {
-            Avg {
+            Avg(PerWindow {
                 rcx: x0.map(|x| vld1q_f32(self.rcx.add(x))),
                 rcy: self.rcy,
-            }
+            })
         }
     }
 }
 
-/// Average pooling where every window has the same divisor (`count_include_pad`
-/// with the windows inside the padded input: ShuffleNet's pools): one `fmul` by
-/// a constant per output vector.
+/// One divisor for every window (`count_include_pad` with the windows inside the
+/// padded input: ShuffleNet's pools): one `fmul` by a constant per output vector.
 #[derive(Clone, Copy)]
-struct AvgUniform {
+struct Uniform {
     f: float32x4_t,
 }
 
-impl Op for AvgUniform {
-    type Row = float32x4_t;
+impl Divisor for Uniform {
     #[inline(always)]
-    fn reduce(self, t: &[float32x4_t; 3]) -> float32x4_t {
-        // SAFETY: register-only NEON arithmetic.
-        unsafe { vaddq_f32(vaddq_f32(t[0], t[1]), t[2]) }
-    }
-    #[inline(always)]
-    fn init(self) -> float32x4_t {
-        // SAFETY: register-only broadcast.
-        unsafe { vdupq_n_f32(0.0) }
-    }
-    #[inline(always)]
-    fn add(self, acc: float32x4_t, row: &float32x4_t, _dy: usize) -> float32x4_t {
-        // SAFETY: register-only NEON arithmetic.
-        unsafe { vaddq_f32(acc, *row) }
-    }
-    #[inline(always)]
-    fn start(self, row: &float32x4_t, _dy: usize) -> float32x4_t {
-        *row
-    }
-    #[inline(always)]
-    fn finish(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
+    fn scale(self, v: float32x4_t, _y: usize, _k: usize) -> float32x4_t {
         // SAFETY: register-only NEON arithmetic.
         unsafe { vmulq_f32(v, self.f) }
     }
 }
 
-impl<const N: usize> Ops<N> for AvgUniform {
-    type O = AvgUniform;
+impl<const N: usize> Ops<N> for Uniform {
+    type O = Avg<Uniform>;
     #[inline(always)]
-    unsafe fn op(self, _i: usize, _x0: &[usize; N]) -> AvgUniform {
-        self
+    unsafe fn op(self, _i: usize, _x0: &[usize; N]) -> Avg<Uniform> {
+        Avg(self)
     }
 }
 
@@ -251,7 +247,7 @@ pub fn pool(
                 // SAFETY: as above; register-only broadcast.
                 unsafe {
                     let (z, f) = (vdupq_n_f32(0.0), vdupq_n_f32(uniform * uniform));
-                    let f = AvgUniform { f };
+                    let f = Uniform { f };
                     match g.pad_top {
                         0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
                         1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),

@@ -13,7 +13,7 @@
 //! of zeros; the last vector of a row loads only the columns the row has.
 //!
 //! The direct stride-1 path it replaces where it pays ([`pays`]; see
-//! [`super::dwconv3x3`]) read the 9 taps as 9 unaligned vector loads (6 of them
+//! [`dwconv3x3`](mod@super::dwconv3x3)) read the 9 taps as 9 unaligned vector loads (6 of them
 //! across a cache line for most vectors), about 21 cycles per AVX-512 output
 //! vector on Zen 4 against 9 FMAs. In the network (paired rounds of whole runs,
 //! an identical binary as control): 0.5x g = 3 at 480x640 0.966 of the time

@@ -12,7 +12,7 @@
 //! the columns the row has (zero past it: the right padding). Rows outside the
 //! plane read a row of zeros.
 //!
-//! The direct stride-2 path ([`super::dwconv3x3`]) loaded each row four times per
+//! The direct stride-2 path ([`dwconv3x3`](mod@super::dwconv3x3)) loaded each row four times per
 //! output vector (at the window start and one column on, most loads across a cache
 //! line) and split it twice. Probe, Zen 4, best of N, us, that path / this one:
 //! AVX-512 60 x 180x320 498 / 383 (its 13.8 MB input comes from memory), 120 x

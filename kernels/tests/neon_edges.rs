@@ -122,14 +122,18 @@ fn random_geom(rng: &mut Rng, s: usize) -> Option<PlaneGeom> {
     })
 }
 
-/// A depthwise bias: random, or (every other call on average) all zero, as the
-/// planner leaves it after moving it into the next pointwise conv (the NEON
-/// kernels then start each output with an `fmul`).
+/// A depthwise bias: random, all zero (as the planner leaves it after moving it
+/// into the next pointwise conv; the NEON kernels then start each output with an
+/// `fmul`), or zero but for its last channel (which must keep the bias path).
 fn bias_or_zero(rng: &mut Rng, channels: usize) -> Vec<f32> {
-    if rng.below(2) == 0 {
-        vec![0.0; channels]
-    } else {
-        rng.vec(channels)
+    match rng.below(3) {
+        0 => vec![0.0; channels],
+        1 => {
+            let mut b = vec![0.0; channels];
+            b[channels - 1] = 0.5;
+            b
+        }
+        _ => rng.vec(channels),
     }
 }
 

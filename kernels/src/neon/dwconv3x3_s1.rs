@@ -526,12 +526,14 @@ unsafe fn by_geom<const RELU: bool, const ZB: bool>(
 /// Convolves planes `channels` (contract of the scalar twin, `check` already
 /// passed). Returns `false`, having written nothing, when the geometry is outside
 /// the fast path (see [`RowPlan::new`]); the caller then runs the scalar twin.
+/// `zb`: every bias of the call is zero (outputs start with an `fmul`).
 pub(crate) fn run(
     p: &Depthwise3x3,
     g: &PlaneGeom,
     input: &[f32],
     output: &mut [f32],
     channels: Range<usize>,
+    zb: bool,
 ) -> bool {
     if g.out_h == 0 || g.out_w == 0 || channels.is_empty() {
         return true;
@@ -556,12 +558,6 @@ pub(crate) fn run(
             bias: p.bias.as_ptr().add(channels.start),
             n: channels.len(),
         };
-        // Zero-bias filters (the planner moves a depthwise bias into the next
-        // pointwise conv) start each output with an `fmul`.
-        let zb = p
-            .bias
-            .get(channels)
-            .is_some_and(|b| b.iter().all(|&b| b == 0.0));
         match (p.relu, zb) {
             (false, false) => by_geom::<false, false>(&pl, g, rows, &plan),
             (false, true) => by_geom::<false, true>(&pl, g, rows, &plan),

@@ -38,10 +38,16 @@ pub fn dwconv3x3(
     channels: Range<usize>,
 ) -> Result<(), KernelError> {
     p.check(g, input, output, &channels)?;
+    // Zero-bias filters (the planner moves a depthwise bias into the next
+    // pointwise conv) start each output with an `fmul` instead of a bias copy.
+    let zero_bias = p
+        .bias
+        .get(channels.clone())
+        .is_some_and(|b| b.iter().all(|&b| b == 0.0));
     let done = if p.stride == 1 {
-        dwconv3x3_s1::run(p, g, input, output, channels.clone())
+        dwconv3x3_s1::run(p, g, input, output, channels.clone(), zero_bias)
     } else {
-        dwconv3x3_s2::run(p, g, input, output, channels.clone())
+        dwconv3x3_s2::run(p, g, input, output, channels.clone(), zero_bias)
     };
     if done {
         Ok(())

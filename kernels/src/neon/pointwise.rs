@@ -47,24 +47,74 @@ struct PanelOut {
     rows: usize,
 }
 
-/// Copies `n <= 12` floats (whole vectors, then the last partial one lane by
-/// lane: no call to `memcpy` for a handful of floats).
+/// Copies `V` whole vectors and then `R < 4` floats (lane by lane: no call to
+/// `memcpy` for a handful of floats); with `ZERO`, zero-fills the rest of a
+/// 12-float row.
 ///
 /// # Safety
-/// `src .. src + n` readable, `dst .. dst + n` writable, not overlapping.
+/// `src .. src + 4 V + R` readable, `dst .. dst + 4 V + R` (with `ZERO`: `dst ..
+/// dst + 12`) writable, not overlapping.
 #[inline(always)]
-unsafe fn copy_small(src: *const f32, dst: *mut f32, n: usize) {
-    // SAFETY: whole vectors below n & !3, then the last n % 4 floats.
+unsafe fn copy_vr<const V: usize, const R: usize, const ZERO: bool>(
+    src: *const f32,
+    dst: *mut f32,
+) {
+    // SAFETY: V whole vectors, then the R floats after them; with ZERO the
+    // vectors after those up to 12 floats.
     unsafe {
-        let mut j = 0;
-        while j + 4 <= n {
-            vst1q_f32(dst.add(j), vld1q_f32(src.add(j)));
-            j += 4;
+        for j in 0..V {
+            vst1q_f32(dst.add(4 * j), vld1q_f32(src.add(4 * j)));
         }
-        if j < n {
-            store_part(dst.add(j), load_part(src.add(j), n - j), n - j);
+        if R > 0 {
+            let v = load_part(src.add(4 * V), R);
+            if ZERO {
+                vst1q_f32(dst.add(4 * V), v);
+            } else {
+                store_part(dst.add(4 * V), v, R);
+            }
+        }
+        if ZERO {
+            for j in (V + usize::from(R > 0))..NR / 4 {
+                vst1q_f32(dst.add(4 * j), vdupq_n_f32(0.0));
+            }
         }
     }
+}
+
+/// Runs `$body` with `$copy` bound to the [`copy_vr`] of `$n` floats (`1..=12`;
+/// nothing for any other `$n`), so a loop of copies of the same length carries
+/// no length logic per copy.
+macro_rules! with_copy {
+    ($n:expr, $zero:literal, |$copy:ident| $body:expr) => {
+        with_copy!(@arms $n, $zero, $copy, $body, 1 0 1, 2 0 2, 3 0 3, 4 1 0, 5 1 1, 6 1 2,
+            7 1 3, 8 2 0, 9 2 1, 10 2 2, 11 2 3, 12 3 0)
+    };
+    (@arms $n:expr, $zero:literal, $copy:ident, $body:expr,
+        $($k:literal $v:literal $r:literal),*) => {
+        match $n {
+            $($k => {
+                let $copy = copy_vr::<$v, $r, $zero>;
+                $body
+            })*
+            _ => {}
+        }
+    };
+}
+
+/// Copies `rows` rows of `n <= 12` floats, `ss` and `ds` floats apart.
+///
+/// # Safety
+/// For `r < rows`: `src + r ss .. + n` readable, `dst + r ds .. + n` writable,
+/// not overlapping.
+#[inline(always)]
+unsafe fn copy_rows(src: *const f32, ss: usize, dst: *mut f32, ds: usize, rows: usize, n: usize) {
+    with_copy!(n, false, |copy| {
+        for r in 0..rows {
+            // SAFETY: row r reads n floats at src + r ss and writes n at dst + r
+            // ds (the caller's contract).
+            unsafe { copy(src.add(r * ss), dst.add(r * ds)) };
+        }
+    });
 }
 
 /// Runs `nt` tiles of `n` pixels each (`n <= 12`; `nt = 1` unless `n = 12`) of a
@@ -107,15 +157,12 @@ unsafe fn panel_strip(
         // read by the tile's INIT_OUT / ADD_OUT loads: give them zeros.
         let mut tmp = MaybeUninit::<[f32; 8 * NR]>::uninit();
         let tmp = tmp.as_mut_ptr().cast::<f32>();
-        for row in p.rows..r {
-            copy_small([0f32; NR].as_ptr(), tmp.add(row * NR), NR);
-        }
+        let zeros = [0f32; NR];
+        copy_rows(zeros.as_ptr(), 0, tmp.add(p.rows * NR), NR, r - p.rows, NR);
         for i in 0..nt {
             let o = out.add(i * n);
             if s.flags & (INIT_OUT | ADD_OUT) != 0 {
-                for row in 0..p.rows {
-                    copy_small(o.add(row * os), tmp.add(row * NR), n);
-                }
+                copy_rows(o, os, tmp, NR, p.rows, n);
             }
             let t = Strip {
                 nt: 1,
@@ -125,9 +172,7 @@ unsafe fn panel_strip(
                 ..s
             };
             strip(r, nv, t);
-            for row in 0..p.rows {
-                copy_small(tmp.add(row * NR), o.add(row * os), n);
-            }
+            copy_rows(tmp, NR, o, os, p.rows, n);
         }
     }
 }
@@ -151,12 +196,12 @@ unsafe fn pack(input: *const f32, offs: &[usize], px: usize, n: usize, dst: *mut
                 d = d.add(NR);
             }
         } else {
-            for &o in offs {
-                let z = vdupq_n_f32(0.0);
-                vst1q_f32_x3(d, float32x4x3_t(z, z, z));
-                copy_small(src.add(o), d, n);
-                d = d.add(NR);
-            }
+            with_copy!(n, true, |copy| {
+                for &o in offs {
+                    copy(src.add(o), d);
+                    d = d.add(NR);
+                }
+            });
         }
     }
 }

@@ -3,9 +3,11 @@
 //! of 12 output channels x 8 output pixels, 24 accumulators. Per padded input row
 //! (see [`fill_rows`]) it loads the 8 pixels' taps with four `ld2` (kx = 0 and 1
 //! from the window start, kx = 2 two columns on) and the 12 channels' weights of
-//! each tap with one three-register `ld1`, and issues 72 lane FMAs: 83
-//! instructions per row against 85 for the 8 x 12 tile, and no second pass over
-//! the inputs for a 4-channel remainder (12 = 8 + 4 took two).
+//! each tap with one three-register `ld1`, and issues 72 lane FMAs: 79
+//! instructions per row (the loads post-index the cursors on to the next row),
+//! and no second pass over the inputs for a 4-channel remainder (12 = 8 + 4 took
+//! two). The nine rows are unrolled; per tile the bias table's last load and the
+//! last row's store step their cursors back to the table and on to the next tile.
 //!
 //! Where a row's windows lie inside the input (every output row but those with
 //! padding above or below), the tiles from column 8 on read the input rows in
@@ -14,7 +16,8 @@
 //! input's very end go through row buffers, the first one filled with
 //! [`LEFT`] floats per row. Copying whole rows into buffers took 9% of the 0.5x
 //! stem's instructions (kernel_icount, 224x224: 1.409M -> 1.290M per call; 2x
-//! 5.182M -> 5.008M).
+//! 5.182M -> 5.008M). The post-indexed cursors and the unrolled rows took it to
+//! 1.244M (2x 4.828M).
 
 use super::common::{fmax_pair, st1_pair};
 use super::conv3x3s2_stem::{fill_rows, via_stack_tile, CHUNK, K, ROW};
@@ -309,6 +312,13 @@ macro_rules! tap12 {
 /// `$m` applied to the register pair of each of the 12 rows.
 macro_rules! pairs {
     ($m:ident) => {
+        concat!(pairs11!($m), $m!(30, 31))
+    };
+}
+
+/// `$m` applied to the register pair of each of the first 11 rows.
+macro_rules! pairs11 {
+    ($m:ident) => {
         concat!(
             $m!(8, 9),
             $m!(10, 11),
@@ -321,7 +331,6 @@ macro_rules! pairs {
             $m!(24, 25),
             $m!(26, 27),
             $m!(28, 29),
-            $m!(30, 31),
         )
     };
 }
@@ -333,28 +342,32 @@ macro_rules! relu_pair {
     };
 }
 
-/// Store of one row at cursor `{oc}`, then one output row on.
+/// Store of one row at cursor `{o}`, then one output row on.
 macro_rules! st_pair {
     ($a:literal, $b:literal) => {
-        st1_pair!("oc", "os", $a, $b)
+        st1_pair!("o", "os", $a, $b)
     };
 }
 
-/// One window row at `{p}` (which advances 32 bytes): its 8 pixels' taps kx = 0
+/// One window row at `{p}` (`{q}` = `{p}` + 8 bytes): its 8 pixels' taps kx = 0
 /// and 1 (two `ld2` from the window start) and kx = 2 (two more from two columns
-/// on), each times its 12 weights.
+/// on), each times its 12 weights. Both cursors move on to the next window row by
+/// post-indexing: 32 bytes, then `{$pitch}`.
 macro_rules! row12 {
-    () => {
+    ($pitch:literal) => {
         concat!(
-            "add {q}, {p}, #8\n",
             "ld2 {{v0.4s, v1.4s}}, [{p}], #32\n",
-            "ld2 {{v2.4s, v3.4s}}, [{p}]\n",
+            "ld2 {{v2.4s, v3.4s}}, [{p}], {",
+            $pitch,
+            "}\n",
             "ld1 {{v4.4s, v5.4s, v6.4s}}, [{wc}], #48\n",
             tap12!(0, 2),
             "ld1 {{v4.4s, v5.4s, v6.4s}}, [{wc}], #48\n",
             tap12!(1, 3),
             "ld2 {{v0.4s, v1.4s}}, [{q}], #32\n",
-            "ld2 {{v2.4s, v3.4s}}, [{q}]\n",
+            "ld2 {{v2.4s, v3.4s}}, [{q}], {",
+            $pitch,
+            "}\n",
             "ld1 {{v4.4s, v5.4s, v6.4s}}, [{wc}], #48\n",
             tap12!(0, 2),
         )
@@ -377,51 +390,52 @@ unsafe fn strip(a: &Tiles) {
     // every vector register it touches.
     unsafe {
         asm!(
+            "movi v7.4s, #0",
+            "mov {p}, {src}",
+            "add {q}, {src}, #8",
             "20:",
             "mov {wc}, {w}",
-            "mov {bc}, {b}",
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #64",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #64",
-            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{bc}], #64",
-            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{bc}]",
-            "mov {p}, {src}",
-            "mov {n}, #3",
-            "21:",
-            row12!(),
-            "add {p}, {p}, {rky}",
-            row12!(),
-            "add {p}, {p}, {rky}",
-            row12!(),
-            "add {p}, {p}, {rci}",
-            "subs {n}, {n}, #1",
-            "b.ne 21b",
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #64",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #64",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], #64",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{b}], #64",
+            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{b}], #64",
+            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{b}], {bb}",
+            row12!("rky"),
+            row12!("rky"),
+            row12!("rci"),
+            row12!("rky"),
+            row12!("rky"),
+            row12!("rci"),
+            row12!("rky"),
+            row12!("rky"),
+            row12!("rci"),
             "tbz {f}, #0, 22f",
-            "movi v7.4s, #0",
             pairs!(relu_pair),
             "22:",
-            "mov {oc}, {o}",
-            pairs!(st_pair),
-            "add {src}, {src}, #64",
-            "add {o}, {o}, #32",
+            pairs11!(st_pair),
+            "st1 {{v30.4s, v31.4s}}, [{o}], {ol}",
+            "add {p}, {p}, {dp}",
+            "add {q}, {q}, {dp}",
             "subs {nt}, {nt}, #1",
             "b.ne 20b",
             nt = inout(reg) a.nt => _,
-            src = inout(reg) a.src => _,
+            src = in(reg) a.src,
             w = in(reg) a.w,
-            b = in(reg) a.bias,
+            b = inout(reg) a.bias => _,
+            bb = in(reg) -320isize,
             o = inout(reg) a.out => _,
             os = in(reg) a.os,
+            ol = in(reg) 32isize.wrapping_sub(11 * a.os as isize),
             rky = in(reg) a.rky,
             rci = in(reg) a.rci,
+            dp = in(reg) 64isize
+                .wrapping_sub(6 * (a.rky as isize).wrapping_add(32))
+                .wrapping_sub(3 * (a.rci as isize).wrapping_add(32)),
             f = in(reg) a.relu as u64,
             wc = out(reg) _,
-            bc = out(reg) _,
-            oc = out(reg) _,
             p = out(reg) _,
             q = out(reg) _,
-            n = out(reg) _,
             out("v0") _, out("v1") _, out("v2") _, out("v3") _,
             out("v4") _, out("v5") _, out("v6") _, out("v7") _,
             out("v8") _, out("v9") _, out("v10") _, out("v11") _,

@@ -273,8 +273,11 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize, 
             if r < full {
                 let mut p = src.add(r * in_w);
                 let mut q = dst.add((r + pt - 2) * out_w);
-                // Steady state: three rows per iteration, accumulators renamed.
-                while r + 3 <= full {
+                // Steady state: three rows per iteration, accumulators renamed
+                // (one trip count: a compare of `r` per trip kept more induction
+                // variables alive).
+                let trips = (full - r) / 3;
+                for _ in 0..trips {
                     let x = t.taps(p);
                     a = fma_n(a, &x, &w, 2);
                     st(q, a);
@@ -292,8 +295,8 @@ unsafe fn sweep<const N: usize, S: Steps<N>, const RELU: bool, const PT: usize, 
                     b = start_n::<N, ZB>(bias, &x, &w);
                     p = p.add(3 * in_w);
                     q = q.add(3 * out_w);
-                    r += 3;
                 }
+                r += 3 * trips;
                 while r < full {
                     let x = t.taps(p);
                     a = fma_n(a, &x, &w, 2);

@@ -156,13 +156,18 @@ pub(crate) struct EdgeStep {
 /// How the output columns of every row of a call are covered by 4-wide column
 /// steps: `body` steps at `x0 = body_x0 + 4 s` read their window with plain loads
 /// inside the row; the remaining steps (row borders, and a last step overlapping
-/// the previous one when `out_w % 4 != 0`) are edge steps.
+/// the previous one when `out_w % 4 != 0`) are edge steps, except that the
+/// overlapping step is a body step too ([`RowPlan::tail`]) when asked for and its
+/// window lies inside the row.
 #[derive(Clone, Copy)]
 pub(crate) struct RowPlan {
     /// First output column of the body steps.
     pub body_x0: usize,
     /// Number of body steps.
     pub body_steps: usize,
+    /// First output column of the overlapping last step, when it is a body step
+    /// (after the regular ones: [`RowPlan::body_x`]).
+    pub tail: Option<usize>,
     /// The edge steps (first `n_edges` valid).
     pub edges: [EdgeStep; MAX_EDGES],
     /// Number of edge steps.
@@ -174,6 +179,8 @@ impl RowPlan {
     /// `in_w` inputs, `pad_left` padding columns on the left (any padding on the
     /// right). A body step's window starts at input column `stride * x0 - pad_left`
     /// and reads `body_span` floats from there; an edge step loads `n_vec` vectors.
+    /// With `body_tail`, the overlapping last step of a row whose width is not a
+    /// multiple of 4 is a body step when its window lies inside the row.
     /// `None` when the row is outside the fast path: `out_w < 4`, `in_w < 4`, or
     /// more than [`MAX_EDGES`] edge steps (an output far wider than its input).
     pub(crate) fn new(
@@ -181,7 +188,7 @@ impl RowPlan {
         in_w: usize,
         pad_left: usize,
         stride: usize,
-        body_span: usize,
+        (body_span, body_tail): (usize, bool),
         n_vec: usize,
     ) -> Option<RowPlan> {
         if out_w < 4 || in_w < 4 {
@@ -193,6 +200,7 @@ impl RowPlan {
         let mut plan = RowPlan {
             body_x0: 0,
             body_steps: 0,
+            tail: None,
             edges: [EdgeStep {
                 x0: 0,
                 offs: [0; 4],
@@ -263,9 +271,30 @@ impl RowPlan {
             plan.body_steps = end - first;
         }
         if !out_w.is_multiple_of(4) {
-            add_edge(&mut plan, out_w - 4)?;
+            let x0 = out_w - 4;
+            let inside = (stride * x0)
+                .checked_sub(pad_left)
+                .is_some_and(|start| start + body_span <= in_w);
+            if body_tail && inside {
+                plan.tail = Some(x0);
+            } else {
+                add_edge(&mut plan, x0)?;
+            }
         }
         Some(plan)
+    }
+
+    /// Body steps, the tail included.
+    pub(crate) fn n_body(&self) -> usize {
+        self.body_steps + usize::from(self.tail.is_some())
+    }
+
+    /// First output column of body step `s < n_body()`.
+    pub(crate) fn body_x(&self, s: usize) -> usize {
+        match self.tail {
+            Some(x0) if s == self.body_steps => x0,
+            _ => self.body_x0 + 4 * s,
+        }
     }
 }
 
@@ -334,7 +363,7 @@ mod tests {
     /// inside the row (the rule step by step), edges elsewhere, in column order.
     #[test]
     fn row_plan_body_is_exactly_the_steps_inside_the_row() {
-        for (stride, span, n_vec) in [(1, 8, 2), (2, 10, 4)] {
+        for (stride, span, n_vec, tail) in [(1, 8, 2, false), (2, 9, 4, true), (2, 10, 4, false)] {
             for in_w in 4..70 {
                 for pad_left in 0..3 {
                     for out_w in 4..(in_w + 2 * pad_left) / stride + 3 {
@@ -346,16 +375,26 @@ mod tests {
                         let body: Vec<usize> = (0..steps).filter(|&i| inside(i)).collect();
                         let mut edges: Vec<usize> =
                             (0..steps).filter(|&i| !inside(i)).map(|i| 4 * i).collect();
-                        if out_w % 4 != 0 {
-                            edges.push(out_w - 4);
+                        // The overlapping step: a body step if asked for and inside.
+                        let x0 = out_w - 4;
+                        let tail_inside =
+                            (stride * x0 >= pad_left) && stride * x0 - pad_left + span <= in_w;
+                        let want_tail = out_w % 4 != 0 && tail && tail_inside;
+                        if out_w % 4 != 0 && !want_tail {
+                            edges.push(x0);
                         }
-                        let plan = RowPlan::new(out_w, in_w, pad_left, stride, span, n_vec);
+                        let plan = RowPlan::new(out_w, in_w, pad_left, stride, (span, tail), n_vec);
                         let case = format!("s{stride} in {in_w} pad {pad_left} out {out_w}");
                         let Some(plan) = plan else {
                             assert!(edges.len() > MAX_EDGES, "{case}");
                             continue;
                         };
                         assert_eq!(plan.body_steps, body.len(), "{case}");
+                        assert_eq!(plan.tail, want_tail.then_some(x0), "{case}");
+                        assert_eq!(plan.n_body(), body.len() + usize::from(want_tail));
+                        if want_tail {
+                            assert_eq!(plan.body_x(body.len()), x0, "{case}");
+                        }
                         if let Some(&b) = body.first() {
                             assert_eq!(plan.body_x0, 4 * b, "{case}");
                         }

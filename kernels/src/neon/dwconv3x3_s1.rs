@@ -542,7 +542,7 @@ pub(crate) fn run(
         return true;
     }
     // Body steps read 8 columns from the window start, inside the row.
-    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 1, 8, 2) else {
+    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 1, (8, false), 2) else {
         return false;
     };
     let rows = g.in_h.min(g.out_h + 2 - g.pad_top);

@@ -85,8 +85,9 @@ pub(crate) fn run(
     if g.out_h == 0 || g.out_w == 0 || channels.is_empty() {
         return true;
     }
-    // Body steps read columns 2 x0 - pad_left .. + 10 (two `ld2`), inside the row.
-    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, 10, 4) else {
+    // Body steps read columns 2 x0 - pad_left .. + 9 (two `ld2`), inside the row;
+    // so may the overlapping last step.
+    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, (9, true), 4) else {
         return false;
     };
     // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at

@@ -182,7 +182,7 @@ pub fn pool(
     }
     let fast = p.kh == 3 && p.kw == 3 && p.stride_h == 2 && p.stride_w == 2;
     let avg_fits = g.out_h <= MAX_AVG_OUT && g.out_w <= MAX_AVG_OUT;
-    let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, 10, 4);
+    let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, (9, true), 4);
     let (Some(plan), true) = (plan, fast) else {
         return crate::scalar::pool::pool(p, g, input, output, channels);
     };

@@ -4,9 +4,10 @@
 //! A plane's output columns are covered by 4-wide column steps ([`RowPlan`]),
 //! swept in pairs: each sweep walks down every plane once, visiting every input
 //! row once. Inside the row a step's three taps (columns `2x - pad_left + dx`)
-//! come from two `ld2` (even and odd columns at the window start, even columns two
-//! later); border steps gather them with `tbl` (or `tbx` with a fill value) from
-//! four vectors loaded inside the row. Output row `y` reads input rows
+//! come from two `ld2` (even and odd columns at the window start, odd columns one
+//! later), and so does a row's overlapping last step when its window fits; border
+//! steps gather them with `tbl` (or `tbx` with a fill value) from four vectors
+//! loaded inside the row. Output row `y` reads input rows
 //! `2y - pad_top + dy`: an input row with even `r + pad_top` completes the pending
 //! output (`dy = 2`) and starts the next (`dy = 0`), an odd one adds `dy = 1`; rows
 //! above and below the plane are padding and are never visited, so the loops have
@@ -36,7 +37,10 @@ pub(crate) trait Taps: Copy {
 }
 
 /// Column step inside the row: the window starts at column `col`, and columns
-/// `col .. col + 10` are inside the row.
+/// `col .. col + 9` are inside the row. Taps `dx = 0, 1` are the even and odd
+/// lanes of an `ld2` at `col`, tap `dx = 2` the odd lanes of one at `col + 1`
+/// (an `ld2` at `col + 2` would read one column more, which keeps the row's last
+/// step out of the body when the input width is even).
 #[derive(Clone, Copy)]
 pub(crate) struct Body {
     col: usize,
@@ -46,12 +50,12 @@ impl Taps for Body {
     type Cur = [*const f32; 2];
     #[inline(always)]
     unsafe fn cursor(self, row: *const f32) -> [*const f32; 2] {
-        // SAFETY: columns col and col + 2 are inside the row.
-        unsafe { [row.add(self.col), row.add(self.col + 2)] }
+        // SAFETY: columns col and col + 1 are inside the row.
+        unsafe { [row.add(self.col), row.add(self.col + 1)] }
     }
     #[inline(always)]
     unsafe fn next(self, cur: &mut [*const f32; 2], in_w: usize) -> [float32x4_t; 3] {
-        // SAFETY: reads columns col .. col + 10 of the cursor's row (body
+        // SAFETY: reads columns col .. col + 9 of the cursor's row (body
         // condition); the cursor moves to the next row with wrapping arithmetic
         // (it is only dereferenced at rows of the plane); the asm is empty.
         unsafe {
@@ -68,7 +72,7 @@ impl Taps for Body {
                 inout(reg) cur[1],
                 options(readonly, nostack, preserves_flags)
             );
-            [a.0, a.1, b.0]
+            [a.0, a.1, b.1]
         }
     }
 }
@@ -350,7 +354,7 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
 /// when `FILL`.
 ///
 /// # Safety
-/// `plan` was made by `RowPlan::new(out_w, in_w, pad_left, 2, 10, 4)` for this
+/// `plan` was made by `RowPlan::new(out_w, in_w, pad_left, 2, (9, true), 4)` for this
 /// geometry; the planes and `ops` are valid as for [`sweep`].
 pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
     pl: &Planes,
@@ -362,7 +366,7 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
     // SAFETY: register-only reinterpretation.
     let fill = unsafe { vreinterpretq_u8_f32(fill) };
     let body = |s: usize| {
-        let x0 = plan.body_x0 + 4 * s;
+        let x0 = plan.body_x(s);
         (
             x0,
             Body {
@@ -384,13 +388,13 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
     // SAFETY: forwarded contract; every step comes from the plan.
     unsafe {
         let mut s = 0;
-        while s + 2 <= plan.body_steps {
+        while s + 2 <= plan.n_body() {
             let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
             sweep::<2, _, P, PT>(pl, [x0, x1], (t0, t1), ops);
             s += 2;
         }
         let mut e = 0;
-        if s < plan.body_steps {
+        if s < plan.n_body() {
             let (x0, t0) = body(s);
             if plan.n_edges > 0 {
                 let (x1, t1) = edge(0);

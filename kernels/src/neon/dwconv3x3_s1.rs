@@ -4,11 +4,12 @@
 //! step sweeps down the plane once. Every input row is loaded once per sweep and
 //! its three shifted windows (taps `dx = 0, 1, 2`) are added into the three output
 //! rows it feeds (three rolling accumulators, unrolled by three so they rotate by
-//! renaming): per input row one `ldp`, two `ext`, nine lane FMAs, one `mov` (the
+//! renaming): per input row three loads (unaligned, at the window start and one
+//! and two columns on), nine lane FMAs, one `mov` (the
 //! bias of the new accumulator) and one store. A zero bias (the planner moves
 //! every ShuffleNet depthwise bias into the next pointwise conv) needs no `mov`:
 //! the new accumulator's first product is an `fmul`. Inside the row (window inside the
-//! input) the taps are `ext` of two loaded vectors; the border columns gather them
+//! input) the taps are plain loads; the border columns gather them
 //! with `tbl` from two vectors loaded inside the row (lanes outside the input read
 //! as zero). Rows above and below the plane are padding and are simply not
 //! visited, so any pad of 0..=2 costs no branches in the loop. A row whose width
@@ -34,7 +35,10 @@ trait Taps: Copy {
     unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3];
 }
 
-/// Column step inside the row: the window starts at column `col`.
+/// Column step inside the row: the window starts at column `col`. Its taps are
+/// three loads at `col`, `col + 1` and `col + 2`: for two neighbouring steps the
+/// six loads pair up into three `ldp`, against an `ldp`, an `ldr` and four `ext`
+/// for aligned loads shifted in registers.
 #[derive(Clone, Copy)]
 struct Body {
     col: usize,
@@ -43,12 +47,11 @@ struct Body {
 impl Taps for Body {
     #[inline(always)]
     unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3] {
-        // SAFETY: reads columns col .. col + 8, inside the row (body condition).
+        // SAFETY: reads columns col .. col + 6, inside the row (body condition:
+        // col .. col + 8).
         unsafe {
             let p = row.add(self.col);
-            let a = vld1q_f32(p);
-            let b = vld1q_f32(p.add(4));
-            [a, vextq_f32::<1>(a, b), vextq_f32::<2>(a, b)]
+            [vld1q_f32(p), vld1q_f32(p.add(1)), vld1q_f32(p.add(2))]
         }
     }
 }

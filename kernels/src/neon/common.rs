@@ -324,6 +324,15 @@ pub(crate) fn table4(
     }
 }
 
+/// Inline-asm text: `$m` (`fmla`, or `fmul` for an accumulator's first product)
+/// of accumulator `v$acc` with taps `v$x` times filter lane `v$w.s[$l]`.
+macro_rules! fm {
+    ($m:literal, $acc:literal, $x:literal, $w:literal, $l:literal) => {
+        concat!($m, " v", $acc, ".4s, v", $x, ".4s, v", $w, ".s[", $l, "]\n")
+    };
+}
+pub(crate) use fm;
+
 /// Inline-asm text: ReLU of the register pair `v$a`, `v$b` against the zero
 /// vector `v$zero`.
 macro_rules! fmax_pair {

@@ -457,8 +457,9 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize, const ZB: boo
     // SAFETY: forwarded contract; every step comes from the plan. `body_pair` runs
     // only for short bands (`run` passes B = 1-4 with no padding above) whose
     // `B + 2` input rows are all inside the plane (`rows` is capped at `in_h`);
-    // the two body steps at x0 and x0 + 4 read columns col .. col + 8 and col + 4
-    // .. col + 12 inside the row, and write output columns x0 .. x0 + 8 < out_w.
+    // the two body steps at x0 and x0 + 4 have columns col .. col + 8 and col + 4
+    // .. col + 12 inside the row (the asm reads col .. col + 10), and write output
+    // columns x0 .. x0 + 8 < out_w.
     unsafe {
         let mut s = 0;
         while s + 2 <= plan.body_steps {

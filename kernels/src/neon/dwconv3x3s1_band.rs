@@ -3,32 +3,27 @@
 //! column steps (8 output columns whose windows lie inside the row), every plane
 //! of the call in one inline-assembly loop.
 //!
-//! Per plane: the filter (`ld1` of taps 0-7, `ldr` of tap 8) and the bias (`ld1r`),
-//! one `mov` per accumulator, then per input row one three-register `ld1`
-//! (post-indexed by the row length) and four `ext` giving both steps' taps, and
-//! six lane FMAs per output row the input row feeds; one `st1` of two vectors per
-//! output row. The intrinsics sweep it replaces on these bands spent 98
-//! instructions per plane at `B = 2` (LLVM kept a pointer per row and step and
-//! reloaded the row count from the stack); this loop takes 72.
+//! Per plane: the filter (`ld1` of taps 0-7, `ldr` of tap 8), with a non-zero bias
+//! the bias (`ld1r`) and one `mov` per accumulator; then per input row three
+//! two-register `ld1` through one cursor post-indexed by registers (columns from
+//! the window start and one and two columns on: taps `dx = 0, 1, 2` of both
+//! steps), and six lane FMAs per output row the input row feeds; one `st1` of
+//! two vectors per output row. The last row's load and store step the cursors on
+//! to the next plane, so a plane costs no pointer arithmetic. At `B = 2` a plane
+//! takes 55 instructions with a zero bias: the intrinsics sweep took 98, the first
+//! version of this loop (one load and four `ext` per row, cursors copied and
+//! stepped per plane) 68.
 //!
 //! Each accumulator starts from the bias (or, with a zero bias, from its first
 //! product: an `fmul`, no `mov`) and adds its input rows in order, three taps
 //! each, as the general sweep does: results are bit-identical to it.
 
-use super::common::{fmax_pair, st1_pair};
+use super::common::{fm, fmax_pair, st1_pair};
 use super::dwconv3x3_s1::Planes;
 use core::arch::asm;
 
-/// `$m` (`fmla`, or `fmul` for an accumulator's first product) of accumulator
-/// `$acc` with taps `v$x` times filter lane `v$w.s[$l]`.
-macro_rules! fm {
-    ($m:literal, $acc:literal, $x:literal, $w:literal, $l:literal) => {
-        concat!($m, " v", $acc, ".4s, v", $x, ".4s, v", $w, ".s[", $l, "]\n")
-    };
-}
-
 /// The six FMAs of one input row into the output row held in `v$a` (step 0,
-/// taps `v4 v7 v16`) and `v$b` (step 1, taps `v5 v17 v18`), at filter row `dy`
+/// taps `v4 v6 v16`) and `v$b` (step 1, taps `v5 v7 v17`), at filter row `dy`
 /// (taps 0-3 in `v0`, 4-7 in `v1`, 8 in lane 0 of `v2`): filter tap `3 dy + dx`
 /// is lane `(3 dy + dx) % 4` of `v((3 dy + dx) / 4)`. Filter row 0 is an output
 /// row's first: its first product per step is `$m0`.
@@ -46,25 +41,27 @@ macro_rules! taps6 {
      $w2:literal $l2:literal) => {
         concat!(
             fm!($m, $a, 4, $w0, $l0),
-            fm!("fmla", $a, 7, $w1, $l1),
+            fm!("fmla", $a, 6, $w1, $l1),
             fm!("fmla", $a, 16, $w2, $l2),
             fm!($m, $b, 5, $w0, $l0),
-            fm!("fmla", $b, 17, $w1, $l1),
-            fm!("fmla", $b, 18, $w2, $l2),
+            fm!("fmla", $b, 7, $w1, $l1),
+            fm!("fmla", $b, 17, $w2, $l2),
         )
     };
 }
 
-/// Loads the next input row (12 floats from the window start) and forms both
-/// steps' taps.
+/// Loads the next input row's taps of both steps: columns from the window start
+/// (`v4`, `v5`), one on (`v6`, `v7`) and two on (`v16`, `v17`). The cursor ends at
+/// the window start of the next row (`{dn}`) or, after the band's last row, of the
+/// next plane (`{dp}`).
 macro_rules! ldrow {
-    () => {
+    ($next:literal) => {
         concat!(
-            "ld1 {{v4.4s, v5.4s, v6.4s}}, [{p}], {inw}\n",
-            "ext v7.16b, v4.16b, v5.16b, #4\n",
-            "ext v16.16b, v4.16b, v5.16b, #8\n",
-            "ext v17.16b, v5.16b, v6.16b, #4\n",
-            "ext v18.16b, v5.16b, v6.16b, #8\n",
+            "ld1 {{v4.4s, v5.4s}}, [{p}], {one}\n",
+            "ld1 {{v6.4s, v7.4s}}, [{p}], {one}\n",
+            "ld1 {{v16.4s, v17.4s}}, [{p}], {",
+            $next,
+            "}\n",
         )
     };
 }
@@ -83,75 +80,120 @@ macro_rules! init {
 #[rustfmt::skip]
 macro_rules! rows {
     (1, $m:literal) => { concat!(
-        ldrow!(), taps6!(20, 21, 0, $m),
-        ldrow!(), taps6!(20, 21, 1, $m),
-        ldrow!(), taps6!(20, 21, 2, $m),
+        ldrow!("dn"), taps6!(20, 21, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 1, $m),
+        ldrow!("dp"), taps6!(20, 21, 2, $m),
     ) };
     (2, $m:literal) => { concat!(
-        ldrow!(), taps6!(20, 21, 0, $m),
-        ldrow!(), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
-        ldrow!(), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m),
-        ldrow!(), taps6!(22, 23, 2, $m),
+        ldrow!("dn"), taps6!(20, 21, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m),
+        ldrow!("dp"), taps6!(22, 23, 2, $m),
     ) };
     (3, $m:literal) => { concat!(
-        ldrow!(), taps6!(20, 21, 0, $m),
-        ldrow!(), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
-        ldrow!(), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m), taps6!(24, 25, 0, $m),
-        ldrow!(), taps6!(22, 23, 2, $m), taps6!(24, 25, 1, $m),
-        ldrow!(), taps6!(24, 25, 2, $m),
+        ldrow!("dn"), taps6!(20, 21, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m), taps6!(24, 25, 0, $m),
+        ldrow!("dn"), taps6!(22, 23, 2, $m), taps6!(24, 25, 1, $m),
+        ldrow!("dp"), taps6!(24, 25, 2, $m),
     ) };
     (4, $m:literal) => { concat!(
-        ldrow!(), taps6!(20, 21, 0, $m),
-        ldrow!(), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
-        ldrow!(), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m), taps6!(24, 25, 0, $m),
-        ldrow!(), taps6!(22, 23, 2, $m), taps6!(24, 25, 1, $m), taps6!(26, 27, 0, $m),
-        ldrow!(), taps6!(24, 25, 2, $m), taps6!(26, 27, 1, $m),
-        ldrow!(), taps6!(26, 27, 2, $m),
+        ldrow!("dn"), taps6!(20, 21, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 1, $m), taps6!(22, 23, 0, $m),
+        ldrow!("dn"), taps6!(20, 21, 2, $m), taps6!(22, 23, 1, $m), taps6!(24, 25, 0, $m),
+        ldrow!("dn"), taps6!(22, 23, 2, $m), taps6!(24, 25, 1, $m), taps6!(26, 27, 0, $m),
+        ldrow!("dn"), taps6!(24, 25, 2, $m), taps6!(26, 27, 1, $m),
+        ldrow!("dp"), taps6!(26, 27, 2, $m),
     ) };
 }
 
-/// The asm loop over the planes with the per-plane body `$body`, the
-/// accumulator pairs `$a $b`.
+/// Stores of the `B` output rows (pairs `v20 v21 ..`), each post-indexed by the
+/// output row (`{outw}`), the last by the step to the next plane (`{op}`).
+macro_rules! stores {
+    (1) => {
+        st1_pair!("d", "op", 20, 21)
+    };
+    (2) => {
+        concat!(st1_pair!("d", "outw", 20, 21), st1_pair!("d", "op", 22, 23))
+    };
+    (3) => {
+        concat!(
+            st1_pair!("d", "outw", 20, 21),
+            st1_pair!("d", "outw", 22, 23),
+            st1_pair!("d", "op", 24, 25),
+        )
+    };
+    (4) => {
+        concat!(
+            st1_pair!("d", "outw", 20, 21),
+            st1_pair!("d", "outw", 22, 23),
+            st1_pair!("d", "outw", 24, 25),
+            st1_pair!("d", "op", 26, 27),
+        )
+    };
+}
+
+/// The asm loop over the planes of band height `$b` with the accumulator pairs
+/// `$a $b`: `$setup` (the bias) and `$init` (the accumulators' copies of it)
+/// per plane before the rows, whose first products are `$m`.
 macro_rules! band {
-    ($pl:expr, ($inw:expr, $outw:expr), $src:expr, $dst:expr, $relu:expr, [$(($a:literal, $b:literal)),*], $body:expr, $init:expr) => {
+    ($c:expr, $h:tt, [$(($a:literal, $b:literal)),*], $m:literal, $setup:expr, $init:expr, $($extra:tt)*) => {
         asm!(
+            "// output row step: {outw}",
             "movi v19.4s, #0",
             "20:",
             "ld1 {{v0.4s, v1.4s}}, [{w}], #32",
             "ldr s2, [{w}], #4",
-            "ld1r {{v3.4s}}, [{bias}], #4",
+            $setup,
             $init,
-            "mov {p}, {src}",
-            $body,
+            rows!($h, $m),
             "tbz {f}, #0, 21f",
             $(fmax_pair!(19, $a, $b),)*
             "21:",
-            "mov {d}, {dst}",
-            $(st1_pair!("d", "outw", $a, $b),)*
-            "add {src}, {src}, {ins}",
-            "add {dst}, {dst}, {outs}",
+            stores!($h),
             "subs {n}, {n}, #1",
             "b.ne 20b",
-            w = inout(reg) $pl.w => _,
-            bias = inout(reg) $pl.bias => _,
-            src = inout(reg) $src => _,
-            dst = inout(reg) $dst => _,
-            n = inout(reg) $pl.n => _,
-            ins = in(reg) 4 * $pl.in_stride,
-            outs = in(reg) 4 * $pl.out_stride,
-            inw = in(reg) 4 * $inw,
-            outw = in(reg) 4 * $outw,
-            f = in(reg) $relu as u64,
-            p = out(reg) _,
-            d = out(reg) _,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            w = inout(reg) $c.w => _,
+            p = inout(reg) $c.src => _,
+            d = inout(reg) $c.dst => _,
+            n = inout(reg) $c.n => _,
+            one = in(reg) 4usize,
+            dn = in(reg) $c.dn,
+            dp = in(reg) $c.dp,
+            outw = in(reg) $c.outw,
+            op = in(reg) $c.op,
+            f = in(reg) u64::from($c.relu),
+            out("v0") _, out("v1") _, out("v2") _,
             out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v16") _, out("v17") _, out("v19") _,
             out("v20") _, out("v21") _, out("v22") _, out("v23") _,
             out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            $($extra)*
             options(nostack),
         )
     };
+}
+
+/// Cursors and byte offsets of one band call.
+struct Cursors {
+    /// Filter of plane 0.
+    w: *const f32,
+    /// Input cursor: plane 0, row 0, the window start.
+    src: *const f32,
+    /// Output cursor: plane 0, row 0, the first column.
+    dst: *mut f32,
+    /// Planes.
+    n: usize,
+    /// Two columns past the window start to the next row's window start.
+    dn: isize,
+    /// As `dn`, from the band's last input row to the next plane's row 0.
+    dp: isize,
+    /// One output row.
+    outw: isize,
+    /// The last output row to the next plane's row 0.
+    op: isize,
+    /// Clamp at zero.
+    relu: bool,
 }
 
 /// Output columns `x0 .. x0 + 8` of the `B` output rows of every plane of `pl`,
@@ -160,7 +202,7 @@ macro_rules! band {
 /// # Safety
 /// `B` is 1-4; `pl.n >= 1`; for every plane `i`, input rows `0 .. B + 2` (`in_w`
 /// floats apart from `pl.src + i in_stride`) are readable at columns `col .. col
-/// + 12`; output rows `0 .. B` (`out_w` apart from `pl.dst + i out_stride`) are
+/// + 10`; output rows `0 .. B` (`out_w` apart from `pl.dst + i out_stride`) are
 /// writable at columns `x0 .. x0 + 8`; `pl.w` holds `9 n` floats and `pl.bias` `n`
 /// (all zero when `zero_bias`).
 pub(super) unsafe fn body_pair<const B: usize>(
@@ -170,29 +212,42 @@ pub(super) unsafe fn body_pair<const B: usize>(
     relu: bool,
     zero_bias: bool,
 ) {
-    let src = pl.src.wrapping_add(col);
-    let dst = pl.dst.wrapping_add(x0);
+    let (iw, ow, b) = (in_w as isize, out_w as isize, B as isize);
+    let dn = 4 * (iw - 2);
+    let c = Cursors {
+        w: pl.w,
+        src: pl.src.wrapping_add(col),
+        dst: pl.dst.wrapping_add(x0),
+        n: pl.n,
+        dn,
+        dp: dn + 4 * (pl.in_stride as isize - (b + 2) * iw),
+        outw: 4 * ow,
+        op: 4 * (pl.out_stride as isize - (b - 1) * ow),
+        relu,
+    };
     // SAFETY: the caller's contract: per plane the program reads rows 0 .. B + 2
-    // at columns col .. col + 12 (one `ld1` of 12 floats per row), the plane's 9
-    // filter floats and its bias, and writes rows 0 .. B at columns x0 .. x0 + 8;
-    // it declares every vector register it touches.
+    // at columns col .. col + 10 (two-register `ld1` at the window start and one
+    // and two columns on), the plane's 9 filter floats and (unless `zero_bias`)
+    // its bias, and writes rows 0 .. B at columns x0 .. x0 + 8; the cursors step
+    // between those addresses (the last steps land on the plane after the last,
+    // never read); it declares every vector register it touches.
     unsafe {
-        // Zero bias: the first products are `fmul`s and the accumulators need no
-        // copy of the bias.
+        // Zero bias: the first products are `fmul`s; the bias is neither loaded
+        // nor copied into the accumulators.
         macro_rules! run {
-            ($b:tt, [$(($x:literal, $y:literal)),*]) => {
+            ($h:tt, [$(($x:literal, $y:literal)),*]) => {
                 if zero_bias {
-                    band!(pl, (in_w, out_w), src, dst, relu, [$(($x, $y)),*], rows!($b, "fmul"), "")
+                    band!(c, $h, [$(($x, $y)),*], "fmul", "", "",)
                 } else {
                     band!(
-                        pl,
-                        (in_w, out_w),
-                        src,
-                        dst,
-                        relu,
+                        c,
+                        $h,
                         [$(($x, $y)),*],
-                        rows!($b, "fmla"),
-                        concat!($(init!($x, $y)),*)
+                        "fmla",
+                        "ld1r {{v3.4s}}, [{bias}], #4",
+                        concat!($(init!($x, $y)),*),
+                        bias = inout(reg) pl.bias => _,
+                        out("v3") _,
                     )
                 }
             };

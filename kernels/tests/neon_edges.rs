@@ -287,6 +287,97 @@ fn dwconv3x3_s1_bands_match_the_whole_plane_bit_for_bit() {
     }
 }
 
+/// Stride-2 bands of 1-4 output rows (the pipeline's call: the `2 B + 1` input
+/// rows under them, no padding above) give the same bits as the same rows of the
+/// whole plane, for the depthwise convolution (zero and random bias, with and
+/// without ReLU), max pooling (with NaNs) and average pooling. Widths with one to
+/// eight pairs of body steps, odd and even, and a tail step.
+#[test]
+fn stride2_bands_match_the_whole_plane_bit_for_bit() {
+    let mut rng = Rng(0x5eed_ba4d_0000_0002);
+    let (h, channels) = (13, 3);
+    for w in [17, 18, 19, 24, 33, 47, 66] {
+        let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let whole = PlaneGeom {
+            in_h: h,
+            in_w: w,
+            in_stride: h * w,
+            out_h: oh,
+            out_w: ow,
+            out_stride: oh * ow,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        let mut input = rng.vec(channels * h * w);
+        input[rng.below(channels * h * w)] = f32::NAN;
+        let weights = rng.vec(channels * 9);
+        let random_bias = rng.vec(channels);
+        let zero_bias = vec![0.0; channels];
+        // 0: max pool, 1: average pool, 2-5: depthwise.
+        for case in 0..6 {
+            let dw = Depthwise3x3 {
+                stride: 2,
+                weights: &weights,
+                bias: if case % 2 == 0 {
+                    &zero_bias
+                } else {
+                    &random_bias
+                },
+                relu: case >= 4,
+            };
+            let pool = |kind| Pool {
+                kind,
+                kh: 3,
+                kw: 3,
+                stride_h: 2,
+                stride_w: 2,
+                pad_bottom: 1,
+                pad_right: 1,
+            };
+            let run = |g: &PlaneGeom, x: &[f32], o: &mut [f32]| match case {
+                0 => dispatch::pool(&pool(PoolKind::Max), g, x, o, 0..channels),
+                1 => dispatch::pool(
+                    &pool(PoolKind::Avg {
+                        count_include_pad: true,
+                    }),
+                    g,
+                    x,
+                    o,
+                    0..channels,
+                ),
+                _ => dispatch::dwconv3x3(&dw, g, x, o, 0..channels),
+            };
+            let mut full = vec![0.0; channels * oh * ow];
+            run(&whole, &input, &mut full).unwrap();
+            for b in 1..=4 {
+                for y0 in 1..oh - b {
+                    // Input rows 2 y0 - 1 .. 2 (y0 + b) of every plane.
+                    let band = PlaneGeom {
+                        in_h: 2 * b + 1,
+                        out_h: b,
+                        out_stride: b * ow,
+                        pad_top: 0,
+                        ..whole
+                    };
+                    let at = (2 * y0 - 1) * w;
+                    let mut out = vec![f32::NAN; channels * b * ow];
+                    run(&band, &input[at..], &mut out).unwrap();
+                    for c in 0..channels {
+                        let want = &full[c * oh * ow + y0 * ow..][..b * ow];
+                        let got = &out[c * b * ow..][..b * ow];
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(got),
+                            bits(want),
+                            "case {case} width {w} band {b} at row {y0} plane {c}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn pool3x3s2_random_geometries_and_nan() {
     let mut rng = Rng(0x1357_9bdf_2468_ace0);

@@ -6,6 +6,7 @@
 
 use super::common::{fma_taps, load_filter, start_taps, RowPlan};
 use super::sweep_s2::{self, Op, Ops, Planes};
+use super::sweep_s2_band::BandOp;
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
 use std::ops::Range;
@@ -115,10 +116,16 @@ pub(crate) fn run(
         macro_rules! go {
             ($relu:literal, $zb:literal) => {{
                 let f = Filters::<$relu, $zb> { w, bias };
+                let b = BandOp::Conv {
+                    w,
+                    bias,
+                    zero_bias: $zb,
+                    relu: $relu,
+                };
                 match g.pad_top {
-                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
-                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
-                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f, Some(b)),
+                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f, Some(b)),
+                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f, Some(b)),
                 }
             }};
         }

@@ -16,6 +16,7 @@ mod pointwise;
 mod pool3x3s2;
 mod pw_tile;
 mod sweep_s2;
+mod sweep_s2_band;
 
 use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;

@@ -12,6 +12,7 @@
 
 use super::common::RowPlan;
 use super::sweep_s2::{self, Op, Ops, Planes};
+use super::sweep_s2_band::BandOp;
 use crate::{KernelError, PlaneGeom, Pool, PoolKind};
 use core::arch::aarch64::*;
 use std::ops::Range;
@@ -208,11 +209,11 @@ pub fn pool(
         PoolKind::Max => {
             // SAFETY: as above; register-only broadcast of the fill value.
             unsafe {
-                let fill = vdupq_n_f32(f32::NEG_INFINITY);
+                let (fill, band) = (vdupq_n_f32(f32::NEG_INFINITY), Some(BandOp::Max));
                 match g.pad_top {
-                    0 => sweep_s2::run::<_, true, 0>(pl, plan, l, fill, Max),
-                    1 => sweep_s2::run::<_, true, 1>(pl, plan, l, fill, Max),
-                    _ => sweep_s2::run::<_, true, 2>(pl, plan, l, fill, Max),
+                    0 => sweep_s2::run::<_, true, 0>(pl, plan, l, fill, Max, band),
+                    1 => sweep_s2::run::<_, true, 1>(pl, plan, l, fill, Max, band),
+                    _ => sweep_s2::run::<_, true, 2>(pl, plan, l, fill, Max, band),
                 }
             }
         }
@@ -247,11 +248,11 @@ pub fn pool(
                 // SAFETY: as above; register-only broadcast.
                 unsafe {
                     let (z, f) = (vdupq_n_f32(0.0), vdupq_n_f32(uniform * uniform));
-                    let f = Uniform { f };
+                    let (u, f) = (Some(BandOp::Avg(uniform * uniform)), Uniform { f });
                     match g.pad_top {
-                        0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
-                        1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
-                        _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                        0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f, u),
+                        1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f, u),
+                        _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f, u),
                     }
                 }
                 return Ok(());
@@ -265,9 +266,9 @@ pub fn pool(
             unsafe {
                 let z = vdupq_n_f32(0.0);
                 match g.pad_top {
-                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f),
-                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f),
-                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f),
+                    0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f, None),
+                    1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f, None),
+                    _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f, None),
                 }
             }
         }

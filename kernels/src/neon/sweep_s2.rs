@@ -15,6 +15,7 @@
 //! setup (offsets, gather indices) is paid once per call.
 
 use super::common::{table4, RowPlan};
+use super::sweep_s2_band::{body_pair, BandOp};
 use core::arch::aarch64::*;
 use core::arch::asm;
 
@@ -351,18 +352,23 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
 /// All column sweeps of a call: body steps in pairs, a leftover body step paired
 /// with the first edge step, then the edge steps in pairs (sharing their loads
 /// when they gather from the same vectors). `fill` is the value of padding lanes
-/// when `FILL`.
+/// when `FILL`. `band` is `ops` as a [`BandOp`] where the asm band loop has it:
+/// the body pairs of a band of 1-4 output rows with every input row inside the
+/// plane (the row pipeline's bands but a plane's first and last) run there.
 ///
 /// # Safety
 /// `plan` was made by `RowPlan::new(out_w, in_w, pad_left, 2, (9, true), 4)` for this
-/// geometry; the planes and `ops` are valid as for [`sweep`].
+/// geometry; the planes and `ops` are valid as for [`sweep`], and `band` computes
+/// what `ops` does with the same filters.
 pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
     pl: &Planes,
     plan: &RowPlan,
     pad_left: usize,
     fill: float32x4_t,
     ops: P,
+    band: Option<BandOp>,
 ) {
+    let band = band.filter(|_| PT == 0 && (1..=4).contains(&pl.out_h) && pl.in_h > 2 * pl.out_h);
     // SAFETY: register-only reinterpretation.
     let fill = unsafe { vreinterpretq_u8_f32(fill) };
     let body = |s: usize| {
@@ -390,7 +396,16 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
         let mut s = 0;
         while s + 2 <= plan.n_body() {
             let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
-            sweep::<2, _, P, PT>(pl, [x0, x1], (t0, t1), ops);
+            // The band's 2 out_h + 1 <= in_h input rows and both body windows are
+            // inside the plane; the outputs are columns x0, x1 .. + 4 <= out_w of
+            // rows below out_h.
+            match (band, pl.out_h) {
+                (Some(op), 1) => body_pair::<1>(pl, [t0.col, t1.col], [x0, x1], op),
+                (Some(op), 2) => body_pair::<2>(pl, [t0.col, t1.col], [x0, x1], op),
+                (Some(op), 3) => body_pair::<3>(pl, [t0.col, t1.col], [x0, x1], op),
+                (Some(op), _) => body_pair::<4>(pl, [t0.col, t1.col], [x0, x1], op),
+                (None, _) => sweep::<2, _, P, PT>(pl, [x0, x1], (t0, t1), ops),
+            }
             s += 2;
         }
         let mut e = 0;

@@ -1,0 +1,436 @@
+//! 3x3 stride-2 windows (depthwise convolution, max and average pooling) on the
+//! row pipeline's short bands: `B` = 1-4 output rows from the `2 B + 1` input rows
+//! under them, for a pair of body column steps, every plane of the call in one
+//! inline-assembly loop.
+//!
+//! Per plane: the filter (`ld1` of taps 0-7, `ldr` of tap 8; convolution only),
+//! then per input row four `ld2` through one cursor post-indexed by registers
+//! (each step's even and odd columns at its window start, and the odd columns one
+//! column on: taps `dx = 0, 1, 2`), and per output row the input row feeds three
+//! lane FMAs per step (convolution) or a reduction of the three taps folded in
+//! (pools); one `st1` per step and output row. The last row's load and store step
+//! the cursors on to the next plane, so a plane costs no pointer arithmetic.
+//!
+//! The general sweep ([`super::sweep_s2`]) pays about 70 instructions of set-up
+//! per plane and column pair around a loop that, on a band of one or two output
+//! rows, runs once or twice (0.5x g=3 at 720x1280: 9M of its 14M instructions).
+//!
+//! Sums are formed in the general sweep's order (an output starts at its first
+//! row, the bias first; rows add in order, taps `dx = 0, 1, 2`): results are
+//! bit-identical to it.
+
+use super::common::{fm, fmax_pair};
+use super::sweep_s2::Planes;
+use core::arch::aarch64::vdupq_n_f32;
+use core::arch::asm;
+
+/// What a band computes per window.
+#[derive(Clone, Copy)]
+pub(crate) enum BandOp {
+    /// Depthwise convolution: plane `i` uses the 9 filter taps at `w + 9 i` and
+    /// the bias `bias[i]` (not read when `zero_bias`), then ReLU when `relu`.
+    Conv {
+        /// Filter of plane 0.
+        w: *const f32,
+        /// Bias of plane 0.
+        bias: *const f32,
+        /// Every bias of the call is zero: outputs start with an `fmul`.
+        zero_bias: bool,
+        /// Clamp at zero after the bias.
+        relu: bool,
+    },
+    /// Max pooling.
+    Max,
+    /// Average pooling with one divisor for every window: the sum times `f32`.
+    Avg(f32),
+}
+
+/// Loads one input row's taps of both steps: step 0 in `v4 v5 v7`, step 1 in
+/// `v16 v17 v19` (`v6`, `v18` are the unused even lanes of the loads one column
+/// on). The cursor ends at the window start of the next row (`{dn}`) or, after
+/// the band's last row, of the next plane (`{dp}`).
+macro_rules! ldrow {
+    ($next:literal) => {
+        concat!(
+            "ld2 {{v4.4s, v5.4s}}, [{p}], {d1}\n",
+            "ld2 {{v16.4s, v17.4s}}, [{p}], {d2}\n",
+            "ld2 {{v6.4s, v7.4s}}, [{p}], {d1}\n",
+            "ld2 {{v18.4s, v19.4s}}, [{p}], {",
+            $next,
+            "}\n",
+        )
+    };
+}
+
+/// The three taps `v$x0 v$x1 v$x2` of one step times filter row `dy` into `v$acc`
+/// (filter tap `3 dy + dx` is lane `(3 dy + dx) % 4` of `v((3 dy + dx) / 4)`);
+/// the first product is `$m`.
+macro_rules! conv3 {
+    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 0) => {
+        concat!(
+            fm!($m, $acc, $x0, 0, 0),
+            fm!("fmla", $acc, $x1, 0, 1),
+            fm!("fmla", $acc, $x2, 0, 2)
+        )
+    };
+    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 1) => {
+        concat!(
+            fm!($m, $acc, $x0, 0, 3),
+            fm!("fmla", $acc, $x1, 1, 0),
+            fm!("fmla", $acc, $x2, 1, 1)
+        )
+    };
+    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 2) => {
+        concat!(
+            fm!($m, $acc, $x0, 1, 2),
+            fm!("fmla", $acc, $x1, 1, 3),
+            fm!("fmla", $acc, $x2, 2, 0)
+        )
+    };
+}
+
+/// `v$d = $i(v$a, v$b)` on four lanes.
+macro_rules! op3 {
+    ($i:literal, $d:literal, $a:literal, $b:literal) => {
+        concat!($i, " v", $d, ".4s, v", $a, ".4s, v", $b, ".4s\n")
+    };
+}
+
+/// The row's taps reduced by `$i` (`fmax`, `fadd`) into `v$a` (step 0) and `v$b`
+/// (step 1), as `(dx0 . dx1) . dx2`.
+macro_rules! red {
+    ($i:literal, $a:literal, $b:literal) => {
+        concat!(
+            op3!($i, $a, 4, 5),
+            op3!($i, $a, $a, 7),
+            op3!($i, $b, 16, 17),
+            op3!($i, $b, $b, 19)
+        )
+    };
+}
+
+/// An output row's first input row into the accumulator pair `v$a`, `v$b`.
+/// `mul`: zero-bias convolution (`fmul` first); `bias`: from the bias in `v3`.
+macro_rules! first {
+    (mul, $a:literal, $b:literal) => {
+        concat!(conv3!("fmul", $a, 4 5 7, 0), conv3!("fmul", $b, 16 17 19, 0))
+    };
+    (bias, $a:literal, $b:literal) => {
+        concat!(
+            "mov v", $a, ".16b, v3.16b\n",
+            conv3!("fmla", $a, 4 5 7, 0),
+            "mov v", $b, ".16b, v3.16b\n",
+            conv3!("fmla", $b, 16 17 19, 0),
+        )
+    };
+    (max, $a:literal, $b:literal) => {
+        red!("fmax", $a, $b)
+    };
+    (avg, $a:literal, $b:literal) => {
+        red!("fadd", $a, $b)
+    };
+}
+
+/// Adds the row at window row `$dy` into the pair `v$a`, `v$b` (pools reduce it
+/// in `v28`, `v29` first).
+macro_rules! add {
+    (max, $a:literal, $b:literal, $dy:tt) => {
+        concat!(red!("fmax", 28, 29), op3!("fmax", $a, $a, 28), op3!("fmax", $b, $b, 29))
+    };
+    (avg, $a:literal, $b:literal, $dy:tt) => {
+        concat!(red!("fadd", 28, 29), op3!("fadd", $a, $a, 28), op3!("fadd", $b, $b, 29))
+    };
+    ($conv:tt, $a:literal, $b:literal, $dy:tt) => {
+        concat!(conv3!("fmla", $a, 4 5 7, $dy), conv3!("fmla", $b, 16 17 19, $dy))
+    };
+}
+
+/// An even input row inside the band: window row 2 of the pair `v$pa`, `v$pb`,
+/// window row 0 of `v$a`, `v$b` (pools reduce the row once, into the new pair).
+macro_rules! even {
+    (max, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
+        concat!(
+            first!(max, $a, $b),
+            op3!("fmax", $pa, $pa, $a),
+            op3!("fmax", $pb, $pb, $b)
+        )
+    };
+    (avg, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
+        concat!(
+            first!(avg, $a, $b),
+            op3!("fadd", $pa, $pa, $a),
+            op3!("fadd", $pb, $pb, $b)
+        )
+    };
+    ($conv:tt, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
+        concat!(add!($conv, $pa, $pb, 2), first!($conv, $a, $b))
+    };
+}
+
+/// The `2 B + 1` input rows of a band of `B` output rows (output row `y` in the
+/// pair `v(20 + 2y)`, `v(21 + 2y)`), in order.
+#[rustfmt::skip]
+macro_rules! rows {
+    ($op:tt, 1) => { concat!(
+        ldrow!("dn"), first!($op, 20, 21),
+        ldrow!("dn"), add!($op, 20, 21, 1),
+        ldrow!("dp"), add!($op, 20, 21, 2),
+    ) };
+    ($op:tt, 2) => { concat!(
+        ldrow!("dn"), first!($op, 20, 21),
+        ldrow!("dn"), add!($op, 20, 21, 1),
+        ldrow!("dn"), even!($op, 20, 21, 22, 23),
+        ldrow!("dn"), add!($op, 22, 23, 1),
+        ldrow!("dp"), add!($op, 22, 23, 2),
+    ) };
+    ($op:tt, 3) => { concat!(
+        ldrow!("dn"), first!($op, 20, 21),
+        ldrow!("dn"), add!($op, 20, 21, 1),
+        ldrow!("dn"), even!($op, 20, 21, 22, 23),
+        ldrow!("dn"), add!($op, 22, 23, 1),
+        ldrow!("dn"), even!($op, 22, 23, 24, 25),
+        ldrow!("dn"), add!($op, 24, 25, 1),
+        ldrow!("dp"), add!($op, 24, 25, 2),
+    ) };
+    ($op:tt, 4) => { concat!(
+        ldrow!("dn"), first!($op, 20, 21),
+        ldrow!("dn"), add!($op, 20, 21, 1),
+        ldrow!("dn"), even!($op, 20, 21, 22, 23),
+        ldrow!("dn"), add!($op, 22, 23, 1),
+        ldrow!("dn"), even!($op, 22, 23, 24, 25),
+        ldrow!("dn"), add!($op, 24, 25, 1),
+        ldrow!("dn"), even!($op, 24, 25, 26, 27),
+        ldrow!("dn"), add!($op, 26, 27, 1),
+        ldrow!("dp"), add!($op, 26, 27, 2),
+    ) };
+}
+
+/// `$m!(a, b)` for the accumulator pair of each of the `B` output rows.
+macro_rules! pairs {
+    (1, $m:ident) => {
+        $m!(20, 21)
+    };
+    (2, $m:ident) => {
+        concat!($m!(20, 21), $m!(22, 23))
+    };
+    (3, $m:ident) => {
+        concat!($m!(20, 21), $m!(22, 23), $m!(24, 25))
+    };
+    (4, $m:ident) => {
+        concat!($m!(20, 21), $m!(22, 23), $m!(24, 25), $m!(26, 27))
+    };
+}
+
+/// Stores one output row's pair (step 0 at the cursor, step 1 `{so}` bytes on),
+/// the cursor moving on to the next output row.
+macro_rules! st_row {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "st1 {{v",
+            $a,
+            ".4s}}, [{o}], {so}\n",
+            "st1 {{v",
+            $b,
+            ".4s}}, [{o}], {so2}\n",
+        )
+    };
+}
+
+/// As [`st_row!`] for the band's last row: the cursor moves on to the next plane.
+macro_rules! st_last {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "st1 {{v",
+            $a,
+            ".4s}}, [{o}], {so}\n",
+            "st1 {{v",
+            $b,
+            ".4s}}, [{o}], {sp}\n",
+        )
+    };
+}
+
+/// Stores of the `B` output rows.
+macro_rules! stores {
+    (1) => {
+        st_last!(20, 21)
+    };
+    (2) => {
+        concat!(st_row!(20, 21), st_last!(22, 23))
+    };
+    (3) => {
+        concat!(st_row!(20, 21), st_row!(22, 23), st_last!(24, 25))
+    };
+    (4) => {
+        concat!(
+            st_row!(20, 21),
+            st_row!(22, 23),
+            st_row!(24, 25),
+            st_last!(26, 27)
+        )
+    };
+}
+
+/// ReLU of one pair against the zero in `v30`.
+macro_rules! relu_pair {
+    ($a:literal, $b:literal) => {
+        fmax_pair!(30, $a, $b)
+    };
+}
+
+/// The average pool's divisor (in `v3`) applied to one pair.
+macro_rules! scale_pair {
+    ($a:literal, $b:literal) => {
+        concat!(op3!("fmul", $a, $a, 3), op3!("fmul", $b, $b, 3))
+    };
+}
+
+/// The plane loop: `$pre` once, then per plane `$setup`, the rows of `$op`,
+/// `$finish` and the stores; `$extra` are the operands beyond the cursors and
+/// offsets.
+macro_rules! band {
+    ($o:expr, $b:tt, $op:tt, $pre:expr, $setup:expr, $finish:expr, $($extra:tt)*) => {
+        asm!(
+            // A band of one row steps on to the next plane only.
+            "// output row step: {so2}",
+            $pre,
+            "20:",
+            $setup,
+            rows!($op, $b),
+            $finish,
+            stores!($b),
+            "subs {n}, {n}, #1",
+            "b.ne 20b",
+            p = inout(reg) $o.src => _,
+            o = inout(reg) $o.dst => _,
+            n = inout(reg) $o.n => _,
+            d1 = in(reg) $o.d1,
+            d2 = in(reg) $o.d2,
+            dn = in(reg) $o.dn,
+            dp = in(reg) $o.dp,
+            so = in(reg) $o.so,
+            so2 = in(reg) $o.so2,
+            sp = in(reg) $o.sp,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _,
+            $($extra)*
+            options(nostack),
+        )
+    };
+}
+
+/// Cursors and byte offsets of one band call.
+struct Offsets {
+    /// Input cursor: plane 0, row 0, step 0's window start.
+    src: *const f32,
+    /// Output cursor: plane 0, row 0, step 0's first column.
+    dst: *mut f32,
+    /// Planes.
+    n: usize,
+    /// Step 0's window to step 1's.
+    d1: isize,
+    /// Step 1's window to one column past step 0's.
+    d2: isize,
+    /// One column past step 1's window to the next row's step 0 window.
+    dn: isize,
+    /// As `dn`, from the band's last row to the next plane's row 0.
+    dp: isize,
+    /// Step 0's output to step 1's.
+    so: isize,
+    /// Step 1's output to the next output row's step 0.
+    so2: isize,
+    /// As `so2`, from the last output row to the next plane's row 0.
+    sp: isize,
+}
+
+/// Output columns `x[k] .. x[k] + 4` (`k` = 0, 1) of the `B` output rows of every
+/// plane of `pl`, whose windows start at input columns `cols[k]` (`cols[1] -
+/// cols[0] = 2 (x[1] - x[0])`).
+///
+/// # Safety
+/// `B` is 1-4; for every plane `i < pl.n`, input rows `0 .. 2 B + 1` (`pl.in_w`
+/// floats apart from `pl.src + i pl.in_stride`) are readable at columns `cols[k]
+/// .. cols[k] + 9`; output rows `0 .. B` (`pl.out_w` apart from `pl.dst + i
+/// pl.out_stride`) are writable at columns `x[k] .. x[k] + 4`. For
+/// [`BandOp::Conv`], `w` holds `9 pl.n` floats and (unless `zero_bias`) `bias`
+/// `pl.n`.
+pub(super) unsafe fn body_pair<const B: usize>(
+    pl: &Planes,
+    cols: [usize; 2],
+    x: [usize; 2],
+    op: BandOp,
+) {
+    if pl.n == 0 {
+        return;
+    }
+    let (c, dx) = (
+        cols[1] as isize - cols[0] as isize,
+        x[1] as isize - x[0] as isize,
+    );
+    let (iw, ow) = (pl.in_w as isize, pl.out_w as isize);
+    let rows = 2 * B as isize + 1;
+    let dn = 4 * (iw - c - 1);
+    let o = Offsets {
+        src: pl.src.wrapping_add(cols[0]),
+        dst: pl.dst.wrapping_add(x[0]),
+        n: pl.n,
+        d1: 4 * c,
+        d2: 4 * (1 - c),
+        dn,
+        dp: dn + 4 * (pl.in_stride as isize - rows * iw),
+        so: 4 * dx,
+        so2: 4 * (ow - dx),
+        sp: 4 * (pl.out_stride as isize - (B as isize - 1) * ow - dx),
+    };
+    // SAFETY: the caller's contract: per plane the program reads rows 0 .. 2 B + 1
+    // at columns cols[k] .. cols[k] + 9 (`ld2` of 8 floats at the window start and
+    // one column on), the plane's 9 filter floats and its bias, and writes rows 0
+    // .. B at columns x[k] .. x[k] + 4; the cursors step between those addresses
+    // (the last steps land on the plane after the last, never read); it declares
+    // every vector register it touches.
+    unsafe {
+        macro_rules! go {
+            ($b:tt) => {
+                match op {
+                    BandOp::Conv {
+                        w, zero_bias: true, relu, ..
+                    } => band!(
+                        o, $b, mul, "movi v30.4s, #0",
+                        concat!("ld1 {{v0.4s, v1.4s}}, [{w}], #32\n", "ldr s2, [{w}], #4\n"),
+                        concat!("tbz {f}, #0, 21f\n", pairs!($b, relu_pair), "21:\n"),
+                        w = inout(reg) w => _, f = in(reg) u64::from(relu),
+                        out("v0") _, out("v1") _, out("v2") _, out("v30") _,
+                    ),
+                    BandOp::Conv {
+                        w, bias, zero_bias: false, relu,
+                    } => band!(
+                        o, $b, bias, "movi v30.4s, #0",
+                        concat!(
+                            "ld1 {{v0.4s, v1.4s}}, [{w}], #32\n",
+                            "ldr s2, [{w}], #4\n",
+                            "ld1r {{v3.4s}}, [{bias}], #4\n",
+                        ),
+                        concat!("tbz {f}, #0, 21f\n", pairs!($b, relu_pair), "21:\n"),
+                        w = inout(reg) w => _, bias = inout(reg) bias => _,
+                        f = in(reg) u64::from(relu),
+                        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v30") _,
+                    ),
+                    BandOp::Max => band!(o, $b, max, "", "", "",),
+                    BandOp::Avg(f) => band!(
+                        o, $b, avg, "", "", pairs!($b, scale_pair),
+                        in("v3") vdupq_n_f32(f),
+                    ),
+                }
+            };
+        }
+        match B {
+            1 => go!(1),
+            2 => go!(2),
+            3 => go!(3),
+            _ => go!(4),
+        }
+    }
+}

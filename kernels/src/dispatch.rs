@@ -10,7 +10,9 @@ use crate::portable as arch;
 pub use crate::scalar::elementwise::{
     add, add_assign, affine, permute, relu_in_place, softmax_in_place,
 };
-pub use arch::{conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, pointwise, pool};
+pub use arch::{
+    conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, move_to_front, pointwise, pool,
+};
 
 /// Name of the best instruction set the kernels run with on this machine ("neon",
 /// "avx512", "avx2+fma" or "scalar"). With AVX-512, depthwise convs and pools on

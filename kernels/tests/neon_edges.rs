@@ -436,6 +436,41 @@ fn pool3x3s2_random_geometries_and_nan() {
     }
 }
 
+/// Moving rows to the front of every plane equals `copy_within` plane by plane for
+/// every overlap (`from` below, at and above `len`), lengths around the copy's
+/// 32- and 16-float blocks and slack strides; ranges past the buffer are errors
+/// and touch nothing.
+#[test]
+fn move_to_front_matches_copy_within() {
+    for planes in [1, 3] {
+        for from in [1, 2, 5, 16, 31, 32, 33, 70] {
+            for len in [0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 48, 65, 100] {
+                let stride = from + len + planes;
+                let orig: Vec<f32> = (0..planes * stride + 2).map(|i| i as f32).collect();
+                let mut want = orig.clone();
+                for p in 0..planes {
+                    let at = p * stride;
+                    want.copy_within(at + from..at + from + len, at);
+                }
+                let mut got = orig.clone();
+                let what = format!("planes {planes} from {from} len {len}");
+                dispatch::move_to_front(&mut got, planes, stride, from, len)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(got, want, "{what}");
+                let mut got = orig.clone();
+                scalar::elementwise::move_to_front(&mut got, planes, stride, from, len).unwrap();
+                assert_eq!(got, want, "scalar {what}");
+            }
+        }
+    }
+    let mut short = vec![0.0; 10];
+    assert!(dispatch::move_to_front(&mut short, 1, 0, 4, 7).is_err());
+    assert!(dispatch::move_to_front(&mut short, 2, 3, 4, 4).is_err());
+    assert!(dispatch::move_to_front(&mut short, usize::MAX, usize::MAX, 1, 1).is_err());
+    assert_eq!(short, vec![0.0; 10]);
+    assert!(dispatch::move_to_front(&mut short, 2, 3, 3, 4).is_ok());
+}
+
 #[test]
 fn stem_conv_wide_rows_and_pads() {
     let mut rng = Rng(0xfeed_face_dead_beef);

@@ -34,7 +34,7 @@ use super::handoff::{aborted, is_abort, Handoff, SLOTS};
 use super::plan::{
     input_rows, shortcut_pool, Areas, ExecOptions, Stage, StemBand, StepShape, UnitBand,
 };
-use super::stream::{move_to_front, shift, Loc, Shortcut, Stem, Unit, Window};
+use super::stream::{shift, Loc, Shortcut, Stem, Unit, Window};
 use super::{split, ExecPlan};
 use crate::arena::Layout;
 use crate::program::{Program, Step, TensorSource, View};
@@ -771,9 +771,7 @@ impl<'a, T: TensorSource + Sync + ?Sized> Driver<'a, T> {
                     (held_hi - keep) * spec.width,
                     spec.cap * spec.width,
                 );
-                for ch in 0..spec.channels {
-                    move_to_front(buf, ch * stride, from, len)?;
-                }
+                dispatch::move_to_front(buf, spec.channels, stride, from, len)?;
                 self.held[w].0 = keep;
             }
         }

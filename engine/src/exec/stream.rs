@@ -154,43 +154,11 @@ impl Window {
         if !keep.is_empty() && keep.start > self.held.start {
             let from = (keep.start - self.held.start) * width;
             let len = keep.len() * width;
-            for c in 0..channels {
-                move_to_front(band, c * stride, from, len)?;
-            }
+            dispatch::move_to_front(band, channels, stride, from, len)?;
         }
         self.held = want;
         Ok(todo_from..self.held.end)
     }
-}
-
-/// Moves `buf[at + from .. at + from + len]` to `buf[at .. at + len]` (`from >
-/// 0`) as copies of at most `from` floats, whose source and destination never
-/// overlap: each is a plain copy ([`dispatch::copy`]: 64-byte NEON loads and
-/// stores on aarch64), which runs several times faster than the overlapping
-/// `memmove` that one `copy_within` would be (musl's `memmove` copies 8 bytes a
-/// step; aarch64 instruction count, 0.5x g = 3 at 720x1280: the pipeline's window
-/// moves took 16.3M instructions per inference that way). Ranges outside `buf` are
-/// an error.
-pub fn move_to_front(buf: &mut [f32], at: usize, from: usize, len: usize) -> Result<(), Error> {
-    if from == 0 {
-        return Ok(());
-    }
-    let outside = || Error::Argument("row move outside its buffer".into());
-    if at + from + len > buf.len() {
-        return Err(outside());
-    }
-    let mut done = 0;
-    while done < len {
-        let n = from.min(len - done);
-        let (dst, src) = buf
-            .split_at_mut_checked(at + done + from)
-            .ok_or_else(outside)?;
-        let dst = dst.get_mut(at + done..at + done + n).ok_or_else(outside)?;
-        let src = src.get(..n).ok_or_else(outside)?;
-        dispatch::copy(src, dst)?;
-        done += n;
-    }
-    Ok(())
 }
 
 /// A pointwise -> depthwise -> pointwise unit, ready to run band by band.
@@ -542,29 +510,4 @@ pub fn run_stem<T: TensorSource + ?Sized>(
         stem.band(&mut win, rows, &x, &out, arena, ext, threads)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::move_to_front;
-
-    #[test]
-    fn move_to_front_matches_copy_within_for_every_overlap() {
-        for from in 1..12 {
-            for len in 0..20 {
-                for at in [0, 3] {
-                    let orig: Vec<f32> = (0..at + from + len + 2).map(|i| i as f32).collect();
-                    let mut want = orig.clone();
-                    want.copy_within(at + from..at + from + len, at);
-                    let mut got = orig.clone();
-                    assert!(move_to_front(&mut got, at, from, len).is_ok());
-                    assert_eq!(got, want, "at {at} from {from} len {len}");
-                }
-            }
-        }
-        // A move reaching past the buffer is an error, not a panic.
-        let mut short = vec![0.0; 10];
-        assert!(move_to_front(&mut short, 0, 4, 7).is_err());
-        assert!(move_to_front(&mut short, 3, 4, 4).is_err());
-    }
 }

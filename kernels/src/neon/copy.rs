@@ -1,11 +1,12 @@
 //! Float copy with 64-byte NEON loads and stores (`ld1`/`st1` of four registers).
 //!
 //! The engine moves rows with it: the rows a band buffer or pipeline window still
-//! needs go to its front, and rows cross between pipeline segments. The static musl
-//! binary's `memcpy` (the one `bench-android/run.sh` runs on the phone) copies 16
-//! bytes per `ldp`/`stp` pair of general registers, 10 instructions per 64 bytes in
-//! its loop; this one takes 3 (aarch64 instruction count, 0.5x g = 3 at 720x1280:
-//! see kernels/NEON.md).
+//! needs go to the front of every plane ([`move_to_front`], one call for all the
+//! planes), and rows cross between pipeline segments. The static musl binary's
+//! `memcpy` (the one `bench-android/run.sh` runs on the phone) copies 16 bytes per
+//! `ldp`/`stp` pair of general registers, 10 instructions per 64 bytes in its
+//! loop; this one takes 3 (aarch64 instruction count, 0.5x g = 3 at 720x1280: see
+//! kernels/NEON.md).
 
 use crate::KernelError;
 use core::arch::aarch64::*;
@@ -22,22 +23,76 @@ pub fn copy(src: &[f32], dst: &mut [f32]) -> Result<(), KernelError> {
     Ok(())
 }
 
+/// Moves, in each of `planes` planes `stride` floats apart, the `len` floats
+/// starting `from` floats into the plane to the plane's start (the ranges may
+/// overlap); the scalar twin's contract. Ranges reaching past `buf` are an error,
+/// checked once for all the planes; each plane then costs a few instructions
+/// around its copy (against about 60 for a checked per-plane call: 0.5x g = 3 at
+/// 720x1280, 28K plane moves per inference).
+pub fn move_to_front(
+    buf: &mut [f32],
+    planes: usize,
+    stride: usize,
+    from: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    crate::scalar::elementwise::check_move(buf.len(), planes, stride, from, len)?;
+    if planes == 0 || len == 0 || from == 0 {
+        return Ok(());
+    }
+    let base = buf.as_mut_ptr();
+    // One forward copy per plane when it reads every float before overwriting it
+    // (see `copy_raw`), else pieces of at most `from` floats.
+    let piece = if from >= 16 { len } else { from };
+    for p in 0..planes {
+        let mut done = 0;
+        while done < len {
+            let n = piece.min(len - done);
+            // SAFETY: `check_move` proved (planes - 1) stride + from + len <=
+            // buf.len(), so the plane's source p stride + from + done .. + n and
+            // destination p stride + done .. + n are inside `buf`; the source lies
+            // `from` floats after the destination, and either `n <= from` (no
+            // overlap) or `from >= 16` (the forward copy's condition).
+            unsafe {
+                let d = base.add(p * stride + done);
+                copy_raw(d.add(from), d, n);
+            }
+            done += n;
+        }
+    }
+    Ok(())
+}
+
 /// Copies the first `min(src.len(), dst.len())` floats of `src` into `dst` (the
 /// kernels' own row copies, whose lengths match by construction).
-///
-/// 128 bytes per loop pass in inline assembly (two 4-register `ld1`/`st1`, 6
-/// instructions: written with intrinsics, LLVM splits each `ld1` into two `ldp`
-/// and turns the shorter loops into calls to `memcpy`), then the rest as one
-/// 64-byte block and overlapping vectors, with no loop.
 pub(super) fn copy_prefix(src: &[f32], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    // SAFETY: both slices hold at least n floats and cannot overlap (one is borrowed
-    // mutably). The loop copies 32 * (n / 32) floats from the start; every other
-    // access is at i .. i + 16, i .. i + 4 or i .. i + 2 with i >= 0 and the end at
-    // most n (each guarded by the length test before it). A last block or vector
-    // may overlap the one before: it rewrites floats already copied with the same
-    // values.
+    // SAFETY: both slices hold at least n floats and cannot overlap (one is
+    // borrowed mutably).
+    unsafe { copy_raw(src.as_ptr(), dst.as_mut_ptr(), n) }
+}
+
+/// Copies `n` floats from `s` to `d`: 128 bytes per loop pass in inline assembly
+/// (two 4-register `ld1`/`st1`, 6 instructions: written with intrinsics, LLVM
+/// splits each `ld1` into two `ldp` and turns the shorter loops into calls to
+/// `memcpy`), then the rest as one 64-byte block and overlapping vectors, with no
+/// loop.
+///
+/// Also a forward move within one buffer: with `s = d + k` for `k >= 16`, every
+/// source float is read before its address is stored to (each loop pass loads
+/// before it stores, and stores only below the floats still to be read; the last
+/// 16-float block reads from `s + n - 16 >= d + n`, above every store before it;
+/// shorter copies do not overlap at all).
+///
+/// # Safety
+/// `s .. s + n` readable, `d .. d + n` writable, not overlapping or `s >= d + 16`.
+#[inline(always)]
+unsafe fn copy_raw(s: *const f32, d: *mut f32, n: usize) {
+    // SAFETY: the caller's contract. The loop copies 32 * (n / 32) floats from the
+    // start; every other access is at i .. i + 16, i .. i + 4 or i .. i + 2 with
+    // i >= 0 and the end at most n (each guarded by the length test before it). A
+    // last block or vector may overlap the one before: it rewrites floats already
+    // copied with the same values.
     unsafe {
         let passes = n / 32;
         if passes > 0 {

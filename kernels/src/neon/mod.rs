@@ -22,7 +22,7 @@ use crate::{Depthwise3x3, KernelError, PlaneGeom};
 use std::ops::Range;
 
 pub use conv3x3s2_stem::conv2d;
-pub use copy::copy;
+pub use copy::{copy, move_to_front};
 pub use gap_fc::{fc, gap_fc, global_avg_pool};
 pub use pointwise::pointwise;
 pub use pool3x3s2::pool;

@@ -42,6 +42,56 @@ pub fn copy(src: &[f32], dst: &mut [f32]) -> Result<(), KernelError> {
     Ok(())
 }
 
+/// Checks a [`move_to_front`]: every plane's ranges inside a buffer of `len_buf`
+/// floats.
+pub(crate) fn check_move(
+    len_buf: usize,
+    planes: usize,
+    stride: usize,
+    from: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    let end = planes
+        .checked_sub(1)
+        .map(|last| {
+            last.checked_mul(stride)?
+                .checked_add(from)?
+                .checked_add(len)
+        })
+        .unwrap_or(Some(0));
+    match end {
+        Some(end) if end <= len_buf => Ok(()),
+        _ => Err(KernelError::Shape {
+            kernel: "move_to_front",
+            what: format!(
+                "{planes} planes {stride} floats apart, {len} floats from {from}: past {len_buf}"
+            ),
+        }),
+    }
+}
+
+/// Moves, in each of `planes` planes `stride` floats apart, the `len` floats
+/// starting `from` floats into the plane to the plane's start (the ranges may
+/// overlap): how a band buffer or pipeline window keeps the rows it still needs.
+/// The scalar twin of the NEON move, and the move of the portable path.
+pub fn move_to_front(
+    buf: &mut [f32],
+    planes: usize,
+    stride: usize,
+    from: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    check_move(buf.len(), planes, stride, from, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    for p in 0..planes {
+        let at = p * stride;
+        buf.copy_within(at + from..at + from + len, at);
+    }
+    Ok(())
+}
+
 /// `x = max(x, 0)`, NaN propagating (see [`super::relu`]).
 pub fn relu_in_place(x: &mut [f32]) {
     for v in x {

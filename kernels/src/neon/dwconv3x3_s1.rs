@@ -21,7 +21,7 @@
 //! partial last band in [`short_sweep`].
 
 use super::common::{fma_taps, load_filter, start_taps, table2, RowPlan};
-use super::dwconv3x3s1_band::body_pair;
+use super::dwconv3x3s1_band::{body_pair, body_quad};
 use crate::{Depthwise3x3, PlaneGeom};
 use core::arch::aarch64::*;
 use std::ops::Range;
@@ -459,11 +459,18 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize, const ZB: boo
     // `B + 2` input rows are all inside the plane (`rows` is capped at `in_h`);
     // the two body steps at x0 and x0 + 4 have columns col .. col + 8 and col + 4
     // .. col + 12 inside the row (the asm reads col .. col + 10), and write output
-    // columns x0 .. x0 + 8 < out_w.
+    // columns x0 .. x0 + 8 < out_w. `body_quad` likewise for four body steps
+    // (columns col .. col + 20 inside the row, the asm reading col .. col + 18;
+    // output columns x0 .. x0 + 16 < out_w).
     unsafe {
         let mut s = 0;
         while s + 2 <= plan.body_steps {
             let ((x0, t0), (x1, t1)) = (body(s), body(s + 1));
+            if B > 0 && !RELU && rows == B + 2 && s + 4 <= plan.body_steps {
+                body_quad::<B>(pl, (iw, ow), (t0.col, x0), ZB);
+                s += 4;
+                continue;
+            }
             if B > 0 && rows == B + 2 {
                 // A whole short band (every input row inside the plane): the asm
                 // loop over the planes (same sums, same order).

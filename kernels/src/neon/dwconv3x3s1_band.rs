@@ -196,6 +196,29 @@ struct Cursors {
     relu: bool,
 }
 
+/// The cursors and offsets of a band of `B` rows whose windows start at column
+/// `col`, output from column `x0`.
+fn cursors<const B: usize>(
+    pl: &Planes,
+    (in_w, out_w): (usize, usize),
+    (col, x0): (usize, usize),
+    relu: bool,
+) -> Cursors {
+    let (iw, ow, b) = (in_w as isize, out_w as isize, B as isize);
+    let dn = 4 * (iw - 2);
+    Cursors {
+        w: pl.w,
+        src: pl.src.wrapping_add(col),
+        dst: pl.dst.wrapping_add(x0),
+        n: pl.n,
+        dn,
+        dp: dn + 4 * (pl.in_stride as isize - (b + 2) * iw),
+        outw: 4 * ow,
+        op: 4 * (pl.out_stride as isize - (b - 1) * ow),
+        relu,
+    }
+}
+
 /// Output columns `x0 .. x0 + 8` of the `B` output rows of every plane of `pl`,
 /// whose windows start at input column `col = x0 - pad_left`.
 ///
@@ -212,19 +235,7 @@ pub(super) unsafe fn body_pair<const B: usize>(
     relu: bool,
     zero_bias: bool,
 ) {
-    let (iw, ow, b) = (in_w as isize, out_w as isize, B as isize);
-    let dn = 4 * (iw - 2);
-    let c = Cursors {
-        w: pl.w,
-        src: pl.src.wrapping_add(col),
-        dst: pl.dst.wrapping_add(x0),
-        n: pl.n,
-        dn,
-        dp: dn + 4 * (pl.in_stride as isize - (b + 2) * iw),
-        outw: 4 * ow,
-        op: 4 * (pl.out_stride as isize - (b - 1) * ow),
-        relu,
-    };
+    let c = cursors::<B>(pl, (in_w, out_w), (col, x0), relu);
     // SAFETY: the caller's contract: per plane the program reads rows 0 .. B + 2
     // at columns col .. col + 10 (two-register `ld1` at the window start and one
     // and two columns on), the plane's 9 filter floats and (unless `zero_bias`)
@@ -257,6 +268,191 @@ pub(super) unsafe fn body_pair<const B: usize>(
             2 => run!(2, [(20, 21), (22, 23)]),
             3 => run!(3, [(20, 21), (22, 23), (24, 25)]),
             _ => run!(4, [(20, 21), (22, 23), (24, 25), (26, 27)]),
+        }
+    }
+}
+
+/// The twelve FMAs of one input row into the output row held in `v$a ..= v$d`
+/// (four body steps, 16 columns; taps `dx = 0, 1, 2` of step `k` in `v(4 + k)`,
+/// `v(16 + k)`, `v(20 + k)`), at filter row `dy` (lanes as in [`taps6!`]).
+macro_rules! taps12 {
+    ($a:literal $b:literal $c:literal $d:literal, 0, $m0:literal) => {
+        taps12!(@ $a $b $c $d, $m0, 0 0, 0 1, 0 2)
+    };
+    ($a:literal $b:literal $c:literal $d:literal, 1, $m0:literal) => {
+        taps12!(@ $a $b $c $d, "fmla", 0 3, 1 0, 1 1)
+    };
+    ($a:literal $b:literal $c:literal $d:literal, 2, $m0:literal) => {
+        taps12!(@ $a $b $c $d, "fmla", 1 2, 1 3, 2 0)
+    };
+    (@ $a:literal $b:literal $c:literal $d:literal, $m:literal, $w0:literal $l0:literal,
+     $w1:literal $l1:literal, $w2:literal $l2:literal) => {
+        concat!(
+            fm!($m, $a, 4, $w0, $l0), fm!("fmla", $a, 16, $w1, $l1), fm!("fmla", $a, 20, $w2, $l2),
+            fm!($m, $b, 5, $w0, $l0), fm!("fmla", $b, 17, $w1, $l1), fm!("fmla", $b, 21, $w2, $l2),
+            fm!($m, $c, 6, $w0, $l0), fm!("fmla", $c, 18, $w1, $l1), fm!("fmla", $c, 22, $w2, $l2),
+            fm!($m, $d, 7, $w0, $l0), fm!("fmla", $d, 19, $w1, $l1), fm!("fmla", $d, 23, $w2, $l2),
+        )
+    };
+}
+
+/// Loads the next input row's taps of four steps: 16 columns from the window
+/// start (`v4 ..= v7`), one on (`v16 ..= v19`) and two on (`v20 ..= v23`); the
+/// cursor moves on as in [`ldrow!`].
+macro_rules! ldrow4 {
+    ($next:literal) => {
+        concat!(
+            "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{p}], {one}\n",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{p}], {one}\n",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{p}], {",
+            $next,
+            "}\n",
+        )
+    };
+}
+
+/// The input rows of a band of `B` output rows over four steps (output row 0 in
+/// `v24 ..= v27`, row 1 in `v28 ..= v31`, row 2 in `v8 ..= v11`, row 3 in `v12
+/// ..= v15`), then their stores.
+#[rustfmt::skip]
+macro_rules! rows4 {
+    (1, $m:literal) => { concat!(
+        ldrow4!("dn"), taps12!(24 25 26 27, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 1, $m),
+        ldrow4!("dp"), taps12!(24 25 26 27, 2, $m),
+        "st1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{d}], {op}\n",
+    ) };
+    (2, $m:literal) => { concat!(
+        ldrow4!("dn"), taps12!(24 25 26 27, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 1, $m), taps12!(28 29 30 31, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 2, $m), taps12!(28 29 30 31, 1, $m),
+        ldrow4!("dp"), taps12!(28 29 30 31, 2, $m),
+        "st1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{d}], {outw}\n",
+        "st1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{d}], {op}\n",
+    ) };
+    (3, $m:literal) => { concat!(
+        ldrow4!("dn"), taps12!(24 25 26 27, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 1, $m), taps12!(28 29 30 31, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 2, $m), taps12!(28 29 30 31, 1, $m),
+        taps12!(8 9 10 11, 0, $m),
+        ldrow4!("dn"), taps12!(28 29 30 31, 2, $m), taps12!(8 9 10 11, 1, $m),
+        ldrow4!("dp"), taps12!(8 9 10 11, 2, $m),
+        "st1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{d}], {outw}\n",
+        "st1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{d}], {outw}\n",
+        "st1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{d}], {op}\n",
+    ) };
+    (4, $m:literal) => { concat!(
+        ldrow4!("dn"), taps12!(24 25 26 27, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 1, $m), taps12!(28 29 30 31, 0, $m),
+        ldrow4!("dn"), taps12!(24 25 26 27, 2, $m), taps12!(28 29 30 31, 1, $m),
+        taps12!(8 9 10 11, 0, $m),
+        ldrow4!("dn"), taps12!(28 29 30 31, 2, $m), taps12!(8 9 10 11, 1, $m),
+        taps12!(12 13 14 15, 0, $m),
+        ldrow4!("dn"), taps12!(8 9 10 11, 2, $m), taps12!(12 13 14 15, 1, $m),
+        ldrow4!("dp"), taps12!(12 13 14 15, 2, $m),
+        "st1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{d}], {outw}\n",
+        "st1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{d}], {outw}\n",
+        "st1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{d}], {outw}\n",
+        "st1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{d}], {op}\n",
+    ) };
+}
+
+/// Bias into the accumulators `v$a ..= v$d`.
+macro_rules! init4 {
+    ($a:literal $b:literal $c:literal $d:literal) => {
+        concat!(init!($a, $b), init!($c, $d))
+    };
+}
+
+/// The asm loop over the planes for four steps: per plane the filter, `$setup`
+/// and `$init` (the bias, with a non-zero bias), the rows and the stores.
+macro_rules! band4 {
+    ($c:expr, $h:tt, $m:literal, $setup:expr, $init:expr, $($extra:tt)*) => {
+        asm!(
+            "// output row step: {outw}",
+            "20:",
+            "ld1 {{v0.4s, v1.4s}}, [{w}], #32",
+            "ldr s2, [{w}], #4",
+            $setup,
+            $init,
+            rows4!($h, $m),
+            "subs {n}, {n}, #1",
+            "b.ne 20b",
+            w = inout(reg) $c.w => _,
+            p = inout(reg) $c.src => _,
+            d = inout(reg) $c.dst => _,
+            n = inout(reg) $c.n => _,
+            one = in(reg) 4usize,
+            dn = in(reg) $c.dn,
+            dp = in(reg) $c.dp,
+            outw = in(reg) $c.outw,
+            op = in(reg) $c.op,
+            out("v0") _, out("v1") _, out("v2") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            $($extra)*
+            options(nostack),
+        )
+    };
+}
+
+/// Output columns `x0 .. x0 + 16` (four body steps) of the `B` output rows of
+/// every plane of `pl`, whose windows start at input column `col = x0 -
+/// pad_left`, without ReLU: [`body_pair`]'s loop on twice the columns. At `B =
+/// 4` every vector register is taken, so a ReLU band (ShuffleNet's depthwise convs
+/// have none) runs in pairs. Per plane with a zero bias: 93 instructions for 32
+/// outputs at `B = 2` (110 in two pairs), 170 for 64 at `B = 4` (198).
+///
+/// # Safety
+/// As for [`body_pair`], with input columns `col .. col + 18` and output columns
+/// `x0 .. x0 + 16`.
+pub(super) unsafe fn body_quad<const B: usize>(
+    pl: &Planes,
+    (in_w, out_w): (usize, usize),
+    (col, x0): (usize, usize),
+    zero_bias: bool,
+) {
+    let c = cursors::<B>(pl, (in_w, out_w), (col, x0), false);
+    // SAFETY: the caller's contract: per plane the program reads rows 0 .. B + 2
+    // at columns col .. col + 18 (four-register `ld1` at the window start and one
+    // and two columns on), the plane's 9 filter floats and (unless `zero_bias`)
+    // its bias, and writes rows 0 .. B at columns x0 .. x0 + 16; the cursors step
+    // between those addresses (the last steps land on the plane after the last,
+    // never read); it declares every vector register it touches.
+    unsafe {
+        macro_rules! run {
+            ($h:tt, $init:expr) => {
+                if zero_bias {
+                    band4!(c, $h, "fmul", "", "",)
+                } else {
+                    band4!(
+                        c, $h, "fmla", "ld1r {{v3.4s}}, [{bias}], #4", $init,
+                        bias = inout(reg) pl.bias => _, out("v3") _,
+                    )
+                }
+            };
+        }
+        match B {
+            1 => run!(1, init4!(24 25 26 27)),
+            2 => run!(2, concat!(init4!(24 25 26 27), init4!(28 29 30 31))),
+            3 => run!(
+                3,
+                concat!(init4!(24 25 26 27), init4!(28 29 30 31), init4!(8 9 10 11))
+            ),
+            _ => run!(
+                4,
+                concat!(
+                    init4!(24 25 26 27),
+                    init4!(28 29 30 31),
+                    init4!(8 9 10 11),
+                    init4!(12 13 14 15)
+                )
+            ),
         }
     }
 }

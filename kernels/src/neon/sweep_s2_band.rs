@@ -62,25 +62,43 @@ macro_rules! ldrow {
     };
 }
 
+/// Loads one input row's taps for a contiguous pair (step 1 eight columns after
+/// step 0): an `ld4` of the 16 columns from the window start deinterleaves them
+/// by four, so the even outputs of the pair (windows at columns `4 i`) take taps
+/// `v4 v5 v6` and the odd ones (windows at `4 i + 2`) `v6 v7 v17`, `v17` being
+/// `v4` one lane on with column 16 (`ldr` into `v16`) shifted in. The cursor
+/// moves on by `{dn}` or `{dp}` as in [`ldrow!`] (from the same column).
+macro_rules! ldrow4 {
+    ($next:literal) => {
+        concat!(
+            "ldr s16, [{p}, #64]\n",
+            "ld4 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{p}], {",
+            $next,
+            "}\n",
+            "ext v17.16b, v4.16b, v16.16b, #4\n",
+        )
+    };
+}
+
 /// The three taps `v$x0 v$x1 v$x2` of one step times filter row `dy` into `v$acc`
 /// (filter tap `3 dy + dx` is lane `(3 dy + dx) % 4` of `v((3 dy + dx) / 4)`);
 /// the first product is `$m`.
 macro_rules! conv3 {
-    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 0) => {
+    ($m:literal, $acc:literal, [$x0:literal $x1:literal $x2:literal], 0) => {
         concat!(
             fm!($m, $acc, $x0, 0, 0),
             fm!("fmla", $acc, $x1, 0, 1),
             fm!("fmla", $acc, $x2, 0, 2)
         )
     };
-    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 1) => {
+    ($m:literal, $acc:literal, [$x0:literal $x1:literal $x2:literal], 1) => {
         concat!(
             fm!($m, $acc, $x0, 0, 3),
             fm!("fmla", $acc, $x1, 1, 0),
             fm!("fmla", $acc, $x2, 1, 1)
         )
     };
-    ($m:literal, $acc:literal, $x0:literal $x1:literal $x2:literal, 2) => {
+    ($m:literal, $acc:literal, [$x0:literal $x1:literal $x2:literal], 2) => {
         concat!(
             fm!($m, $acc, $x0, 1, 2),
             fm!("fmla", $acc, $x1, 1, 3),
@@ -96,15 +114,16 @@ macro_rules! op3 {
     };
 }
 
-/// The row's taps reduced by `$i` (`fmax`, `fadd`) into `v$a` (step 0) and `v$b`
-/// (step 1), as `(dx0 . dx1) . dx2`.
+/// The row's taps reduced by `$i` (`fmax`, `fadd`) into `v$a` (step 0, taps
+/// `$t0`) and `v$b` (step 1, taps `$t1`), as `(dx0 . dx1) . dx2`.
 macro_rules! red {
-    ($i:literal, $a:literal, $b:literal) => {
+    ($i:literal, $a:literal, $b:literal, [$x0:literal $x1:literal $x2:literal],
+     [$y0:literal $y1:literal $y2:literal]) => {
         concat!(
-            op3!($i, $a, 4, 5),
-            op3!($i, $a, $a, 7),
-            op3!($i, $b, 16, 17),
-            op3!($i, $b, $b, 19)
+            op3!($i, $a, $x0, $x1),
+            op3!($i, $a, $a, $x2),
+            op3!($i, $b, $y0, $y1),
+            op3!($i, $b, $b, $y2)
         )
     };
 }
@@ -112,58 +131,73 @@ macro_rules! red {
 /// An output row's first input row into the accumulator pair `v$a`, `v$b`.
 /// `mul`: zero-bias convolution (`fmul` first); `bias`: from the bias in `v3`.
 macro_rules! first {
-    (mul, $a:literal, $b:literal) => {
-        concat!(conv3!("fmul", $a, 4 5 7, 0), conv3!("fmul", $b, 16 17 19, 0))
+    (mul, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
+        concat!(conv3!("fmul", $a, $t0, 0), conv3!("fmul", $b, $t1, 0))
     };
-    (bias, $a:literal, $b:literal) => {
+    (bias, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
         concat!(
-            "mov v", $a, ".16b, v3.16b\n",
-            conv3!("fmla", $a, 4 5 7, 0),
-            "mov v", $b, ".16b, v3.16b\n",
-            conv3!("fmla", $b, 16 17 19, 0),
+            "mov v",
+            $a,
+            ".16b, v3.16b\n",
+            conv3!("fmla", $a, $t0, 0),
+            "mov v",
+            $b,
+            ".16b, v3.16b\n",
+            conv3!("fmla", $b, $t1, 0),
         )
     };
-    (max, $a:literal, $b:literal) => {
-        red!("fmax", $a, $b)
+    (max, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
+        red!("fmax", $a, $b, $t0, $t1)
     };
-    (avg, $a:literal, $b:literal) => {
-        red!("fadd", $a, $b)
+    (avg, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
+        red!("fadd", $a, $b, $t0, $t1)
     };
 }
 
 /// Adds the row at window row `$dy` into the pair `v$a`, `v$b` (pools reduce it
 /// in `v28`, `v29` first).
 macro_rules! add {
-    (max, $a:literal, $b:literal, $dy:tt) => {
-        concat!(red!("fmax", 28, 29), op3!("fmax", $a, $a, 28), op3!("fmax", $b, $b, 29))
+    (max, $a:literal, $b:literal, $dy:tt, $t0:tt, $t1:tt) => {
+        concat!(
+            red!("fmax", 28, 29, $t0, $t1),
+            op3!("fmax", $a, $a, 28),
+            op3!("fmax", $b, $b, 29)
+        )
     };
-    (avg, $a:literal, $b:literal, $dy:tt) => {
-        concat!(red!("fadd", 28, 29), op3!("fadd", $a, $a, 28), op3!("fadd", $b, $b, 29))
+    (avg, $a:literal, $b:literal, $dy:tt, $t0:tt, $t1:tt) => {
+        concat!(
+            red!("fadd", 28, 29, $t0, $t1),
+            op3!("fadd", $a, $a, 28),
+            op3!("fadd", $b, $b, 29)
+        )
     };
-    ($conv:tt, $a:literal, $b:literal, $dy:tt) => {
-        concat!(conv3!("fmla", $a, 4 5 7, $dy), conv3!("fmla", $b, 16 17 19, $dy))
+    ($conv:tt, $a:literal, $b:literal, $dy:tt, $t0:tt, $t1:tt) => {
+        concat!(conv3!("fmla", $a, $t0, $dy), conv3!("fmla", $b, $t1, $dy))
     };
 }
 
 /// An even input row inside the band: window row 2 of the pair `v$pa`, `v$pb`,
 /// window row 0 of `v$a`, `v$b` (pools reduce the row once, into the new pair).
 macro_rules! even {
-    (max, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
+    (max, $pa:literal, $pb:literal, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
         concat!(
-            first!(max, $a, $b),
+            first!(max, $a, $b, $t0, $t1),
             op3!("fmax", $pa, $pa, $a),
             op3!("fmax", $pb, $pb, $b)
         )
     };
-    (avg, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
+    (avg, $pa:literal, $pb:literal, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
         concat!(
-            first!(avg, $a, $b),
+            first!(avg, $a, $b, $t0, $t1),
             op3!("fadd", $pa, $pa, $a),
             op3!("fadd", $pb, $pb, $b)
         )
     };
-    ($conv:tt, $pa:literal, $pb:literal, $a:literal, $b:literal) => {
-        concat!(add!($conv, $pa, $pb, 2), first!($conv, $a, $b))
+    ($conv:tt, $pa:literal, $pb:literal, $a:literal, $b:literal, $t0:tt, $t1:tt) => {
+        concat!(
+            add!($conv, $pa, $pb, 2, $t0, $t1),
+            first!($conv, $a, $b, $t0, $t1)
+        )
     };
 }
 
@@ -171,42 +205,46 @@ macro_rules! even {
 /// pair `v(20 + 2y)`, `v(21 + 2y)`), in order.
 #[rustfmt::skip]
 macro_rules! rows {
-    ($op:tt, 1) => { concat!(
-        ldrow!("dn"), first!($op, 20, 21),
-        ldrow!("dn"), add!($op, 20, 21, 1),
-        ldrow!("dp"), add!($op, 20, 21, 2),
+    ($op:tt, 1, $ld:ident, $t0:tt, $t1:tt) => { concat!(
+        $ld!("dn"), first!($op, 20, 21, $t0, $t1),
+        $ld!("dn"), add!($op, 20, 21, 1, $t0, $t1),
+        $ld!("dp"), add!($op, 20, 21, 2, $t0, $t1),
     ) };
-    ($op:tt, 2) => { concat!(
-        ldrow!("dn"), first!($op, 20, 21),
-        ldrow!("dn"), add!($op, 20, 21, 1),
-        ldrow!("dn"), even!($op, 20, 21, 22, 23),
-        ldrow!("dn"), add!($op, 22, 23, 1),
-        ldrow!("dp"), add!($op, 22, 23, 2),
+    ($op:tt, 2, $ld:ident, $t0:tt, $t1:tt) => { concat!(
+        $ld!("dn"), first!($op, 20, 21, $t0, $t1),
+        $ld!("dn"), add!($op, 20, 21, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 20, 21, 22, 23, $t0, $t1),
+        $ld!("dn"), add!($op, 22, 23, 1, $t0, $t1),
+        $ld!("dp"), add!($op, 22, 23, 2, $t0, $t1),
     ) };
-    ($op:tt, 3) => { concat!(
-        ldrow!("dn"), first!($op, 20, 21),
-        ldrow!("dn"), add!($op, 20, 21, 1),
-        ldrow!("dn"), even!($op, 20, 21, 22, 23),
-        ldrow!("dn"), add!($op, 22, 23, 1),
-        ldrow!("dn"), even!($op, 22, 23, 24, 25),
-        ldrow!("dn"), add!($op, 24, 25, 1),
-        ldrow!("dp"), add!($op, 24, 25, 2),
+    ($op:tt, 3, $ld:ident, $t0:tt, $t1:tt) => { concat!(
+        $ld!("dn"), first!($op, 20, 21, $t0, $t1),
+        $ld!("dn"), add!($op, 20, 21, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 20, 21, 22, 23, $t0, $t1),
+        $ld!("dn"), add!($op, 22, 23, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 22, 23, 24, 25, $t0, $t1),
+        $ld!("dn"), add!($op, 24, 25, 1, $t0, $t1),
+        $ld!("dp"), add!($op, 24, 25, 2, $t0, $t1),
     ) };
-    ($op:tt, 4) => { concat!(
-        ldrow!("dn"), first!($op, 20, 21),
-        ldrow!("dn"), add!($op, 20, 21, 1),
-        ldrow!("dn"), even!($op, 20, 21, 22, 23),
-        ldrow!("dn"), add!($op, 22, 23, 1),
-        ldrow!("dn"), even!($op, 22, 23, 24, 25),
-        ldrow!("dn"), add!($op, 24, 25, 1),
-        ldrow!("dn"), even!($op, 24, 25, 26, 27),
-        ldrow!("dn"), add!($op, 26, 27, 1),
-        ldrow!("dp"), add!($op, 26, 27, 2),
+    ($op:tt, 4, $ld:ident, $t0:tt, $t1:tt) => { concat!(
+        $ld!("dn"), first!($op, 20, 21, $t0, $t1),
+        $ld!("dn"), add!($op, 20, 21, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 20, 21, 22, 23, $t0, $t1),
+        $ld!("dn"), add!($op, 22, 23, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 22, 23, 24, 25, $t0, $t1),
+        $ld!("dn"), add!($op, 24, 25, 1, $t0, $t1),
+        $ld!("dn"), even!($op, 24, 25, 26, 27, $t0, $t1),
+        $ld!("dn"), add!($op, 26, 27, 1, $t0, $t1),
+        $ld!("dp"), add!($op, 26, 27, 2, $t0, $t1),
     ) };
 }
 
-/// `$m!(a, b)` for the accumulator pair of each of the `B` output rows.
+/// `$m!(a, b)` for the accumulator pair of each of the `B` output rows (`B`, or a
+/// band shape whose first item is `B`).
 macro_rules! pairs {
+    (($b:tt, $($shape:tt)*), $m:ident) => {
+        pairs!($b, $m)
+    };
     (1, $m:ident) => {
         $m!(20, 21)
     };
@@ -271,6 +309,40 @@ macro_rules! stores {
     };
 }
 
+/// Stores one output row of a contiguous pair from its even (`v$a`) and odd
+/// (`v$b`) outputs, interleaved by `st2`; the cursor moves on by `{$next}`.
+macro_rules! st2_row {
+    ($a:literal, $b:literal, $next:literal) => {
+        concat!("st2 {{v", $a, ".4s, v", $b, ".4s}}, [{o}], {", $next, "}\n")
+    };
+}
+
+/// Stores of the `B` output rows of a contiguous pair ([`st2_row!`]): each steps
+/// on by `{so2}`, the last to the next plane (`{sp}`).
+macro_rules! stores2 {
+    (1) => {
+        st2_row!(20, 21, "sp")
+    };
+    (2) => {
+        concat!(st2_row!(20, 21, "so2"), st2_row!(22, 23, "sp"))
+    };
+    (3) => {
+        concat!(
+            st2_row!(20, 21, "so2"),
+            st2_row!(22, 23, "so2"),
+            st2_row!(24, 25, "sp")
+        )
+    };
+    (4) => {
+        concat!(
+            st2_row!(20, 21, "so2"),
+            st2_row!(22, 23, "so2"),
+            st2_row!(24, 25, "so2"),
+            st2_row!(26, 27, "sp")
+        )
+    };
+}
+
 /// ReLU of one pair against the zero in `v30`.
 macro_rules! relu_pair {
     ($a:literal, $b:literal) => {
@@ -285,20 +357,21 @@ macro_rules! scale_pair {
     };
 }
 
-/// The plane loop: `$pre` once, then per plane `$setup`, the rows of `$op`,
-/// `$finish` and the stores; `$extra` are the operands beyond the cursors and
-/// offsets.
+/// The plane loop: `$pre` once, then per plane `$setup`, the rows of `$op`
+/// (loaded by `$ld`, taps `$t0`, `$t1`), `$finish` and the stores (`$st`);
+/// `$extra` are the operands beyond the cursors and offsets.
 macro_rules! band {
-    ($o:expr, $b:tt, $op:tt, $pre:expr, $setup:expr, $finish:expr, $($extra:tt)*) => {
+    ($o:expr, ($b:tt, $ld:ident, $t0:tt, $t1:tt, $st:ident), $op:tt, $pre:expr, $setup:expr,
+     $finish:expr, $($extra:tt)*) => {
         asm!(
-            // A band of one row steps on to the next plane only.
-            "// output row step: {so2}",
+            // Offsets a band of one row or a contiguous pair does not use.
+            "// offsets: {d1} {d2} {so} {so2}",
             $pre,
             "20:",
             $setup,
-            rows!($op, $b),
+            rows!($op, $b, $ld, $t0, $t1),
             $finish,
-            stores!($b),
+            $st!($b),
             "subs {n}, {n}, #1",
             "b.ne 20b",
             p = inout(reg) $o.src => _,
@@ -372,7 +445,15 @@ pub(super) unsafe fn body_pair<const B: usize>(
     );
     let (iw, ow) = (pl.in_w as isize, pl.out_w as isize);
     let rows = 2 * B as isize + 1;
-    let dn = 4 * (iw - c - 1);
+    // A contiguous pair loads each row with one `ld4` and stores each output row
+    // with one `st2`; its cursors step from the same column to the next row.
+    let contiguous = dx == 4;
+    let dn = if contiguous { 4 * iw } else { 4 * (iw - c - 1) };
+    let (so2, sp_dx) = if contiguous {
+        (4 * ow, 0)
+    } else {
+        (4 * (ow - dx), dx)
+    };
     let o = Offsets {
         src: pl.src.wrapping_add(cols[0]),
         dst: pl.dst.wrapping_add(x[0]),
@@ -382,45 +463,56 @@ pub(super) unsafe fn body_pair<const B: usize>(
         dn,
         dp: dn + 4 * (pl.in_stride as isize - rows * iw),
         so: 4 * dx,
-        so2: 4 * (ow - dx),
-        sp: 4 * (pl.out_stride as isize - (B as isize - 1) * ow - dx),
+        so2,
+        sp: 4 * (pl.out_stride as isize - (B as isize - 1) * ow - sp_dx),
     };
     // SAFETY: the caller's contract: per plane the program reads rows 0 .. 2 B + 1
     // at columns cols[k] .. cols[k] + 9 (`ld2` of 8 floats at the window start and
-    // one column on), the plane's 9 filter floats and its bias, and writes rows 0
-    // .. B at columns x[k] .. x[k] + 4; the cursors step between those addresses
+    // one column on; for a contiguous pair `ld4` of columns cols[0] .. + 16 and
+    // `ldr` of column cols[0] + 16 = cols[1] + 8), the plane's 9 filter floats and
+    // its bias, and writes rows 0 .. B at columns x[k] .. x[k] + 4 (a contiguous
+    // pair: x[0] .. x[0] + 8 by `st2`); the cursors step between those addresses
     // (the last steps land on the plane after the last, never read); it declares
     // every vector register it touches.
     unsafe {
         macro_rules! go {
             ($b:tt) => {
+                if contiguous {
+                    ops!(($b, ldrow4, [4 5 6], [6 7 17], stores2))
+                } else {
+                    ops!(($b, ldrow, [4 5 7], [16 17 19], stores))
+                }
+            };
+        }
+        macro_rules! ops {
+            ($shape:tt) => {
                 match op {
                     BandOp::Conv {
                         w, zero_bias: true, relu, ..
                     } => band!(
-                        o, $b, mul, "movi v30.4s, #0",
+                        o, $shape, mul, "movi v30.4s, #0",
                         concat!("ld1 {{v0.4s, v1.4s}}, [{w}], #32\n", "ldr s2, [{w}], #4\n"),
-                        concat!("tbz {f}, #0, 21f\n", pairs!($b, relu_pair), "21:\n"),
+                        concat!("tbz {f}, #0, 21f\n", pairs!($shape, relu_pair), "21:\n"),
                         w = inout(reg) w => _, f = in(reg) u64::from(relu),
                         out("v0") _, out("v1") _, out("v2") _, out("v30") _,
                     ),
                     BandOp::Conv {
                         w, bias, zero_bias: false, relu,
                     } => band!(
-                        o, $b, bias, "movi v30.4s, #0",
+                        o, $shape, bias, "movi v30.4s, #0",
                         concat!(
                             "ld1 {{v0.4s, v1.4s}}, [{w}], #32\n",
                             "ldr s2, [{w}], #4\n",
                             "ld1r {{v3.4s}}, [{bias}], #4\n",
                         ),
-                        concat!("tbz {f}, #0, 21f\n", pairs!($b, relu_pair), "21:\n"),
+                        concat!("tbz {f}, #0, 21f\n", pairs!($shape, relu_pair), "21:\n"),
                         w = inout(reg) w => _, bias = inout(reg) bias => _,
                         f = in(reg) u64::from(relu),
                         out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v30") _,
                     ),
-                    BandOp::Max => band!(o, $b, max, "", "", "",),
+                    BandOp::Max => band!(o, $shape, max, "", "", "",),
                     BandOp::Avg(f) => band!(
-                        o, $b, avg, "", "", pairs!($b, scale_pair),
+                        o, $shape, avg, "", "", pairs!($shape, scale_pair),
                         in("v3") vdupq_n_f32(f),
                     ),
                 }

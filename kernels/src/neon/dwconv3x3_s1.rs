@@ -16,9 +16,9 @@
 //! is not a multiple of 4 ends with a step overlapping the previous one (the same
 //! values are rewritten). Bands of 1-4 output rows with no padding above (the row
 //! pipeline's) run an unrolled sweep with one accumulator per output row instead:
-//! their pairs of body steps in the asm loop of [`super::dwconv3x3s1_band`] when
-//! every input row of the band is inside the plane, the edge steps and a plane's
-//! partial last band in [`short_sweep`].
+//! their body steps in fours (no ReLU) and pairs in the asm loops of
+//! [`super::dwconv3x3s1_band`] when every input row of the band is inside the
+//! plane, the edge steps and a plane's partial last band in [`short_sweep`].
 
 use super::common::{fma_taps, load_filter, start_taps, table2, RowPlan};
 use super::dwconv3x3s1_band::{body_pair, body_quad};

@@ -8,8 +8,11 @@
 //! (each step's even and odd columns at its window start, and the odd columns one
 //! column on: taps `dx = 0, 1, 2`), and per output row the input row feeds three
 //! lane FMAs per step (convolution) or a reduction of the three taps folded in
-//! (pools); one `st1` per step and output row. The last row's load and store step
-//! the cursors on to the next plane, so a plane costs no pointer arithmetic.
+//! (pools); one `st1` per step and output row. A contiguous pair (step 1 eight
+//! columns after step 0, every pair but a row's overlapping tail) loads a row
+//! with one `ld4`, one `ldr` and one `ext` instead, and stores an output row with
+//! one `st2` (`ldrow4!`). The last row's load and store step the cursors on to
+//! the next plane, so a plane costs no pointer arithmetic.
 //!
 //! The general sweep ([`super::sweep_s2`]) pays about 70 instructions of set-up
 //! per plane and column pair around a loop that, on a band of one or two output

@@ -85,6 +85,7 @@ fn pointwise_on_tiny_shapes() {
         let input = guarded(&rng.vec(cin * stride));
         for (accumulate, relu) in [(false, false), (true, true)] {
             let p = Pointwise {
+                floor: None,
                 groups,
                 k,
                 m,

@@ -162,6 +162,7 @@ impl PwWeights {
         self.copies
             .iter()
             .map(|weights| Pointwise {
+                floor: None,
                 groups: self.groups,
                 k: self.k,
                 m: self.m,

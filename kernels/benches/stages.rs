@@ -53,6 +53,7 @@ fn bench_pointwise(
     let input = data(cin * px, 3);
     let mut output = data(groups * m * px, 4);
     let p = Pointwise {
+        floor: None,
         groups,
         k,
         m,

@@ -98,6 +98,7 @@ fn pointwise_case(
             let mut output = rng.vec(groups * m * px);
             Box::new(move || {
                 let p = Pointwise {
+                    floor: None,
                     groups,
                     k,
                     m,

@@ -74,9 +74,20 @@ pub struct Pointwise<'a> {
     pub in_rows: &'a [u32],
     /// Store epilogue.
     pub epilogue: Epilogue,
+    /// With `epilogue.relu`: clamp output channel `c` at `floor[c]` instead of zero
+    /// (`groups * m` floats; `max(v, floor[c])` with NaN propagated, as
+    /// [`crate::scalar::relu_at`]). The planner's residual offset chain stores a
+    /// unit's output shifted by a per-channel constant; its ReLU's zero moves
+    /// with it.
+    pub floor: Option<&'a [f32]>,
 }
 
 impl Pointwise<'_> {
+    /// The ReLU clamp of output channel `c`: `floor[c]`, or zero without a floor.
+    pub fn floor_of(&self, c: usize) -> f32 {
+        self.floor.and_then(|f| f.get(c)).copied().unwrap_or(0.0)
+    }
+
     /// Panels per group: `ceil(m / MR)`.
     pub fn panels_per_group(&self) -> usize {
         self.m.div_ceil(MR)
@@ -135,6 +146,12 @@ impl Pointwise<'_> {
         )?;
         if self.in_rows.len() != self.groups * self.k {
             return Err(err(K, "in_rows must hold groups * k entries"));
+        }
+        if let Some(floor) = self.floor {
+            if !self.epilogue.relu {
+                return Err(err(K, "a ReLU floor needs the ReLU epilogue"));
+            }
+            need(K, "floor", floor.len(), self.groups * self.m)?;
         }
         if call.panels.start > call.panels.end || call.panels.end > self.panels() {
             return Err(err(K, "panel range out of bounds"));

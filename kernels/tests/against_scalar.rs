@@ -47,6 +47,9 @@ fn pointwise_matches_scalar() {
         (4, 17, 68),
         (2, 25, 100),
         (1, 36, 144),
+        (3, 10, 14),
+        (1, 12, 6),
+        (2, 9, 30),
     ];
     for _ in 0..40 {
         shapes.push((
@@ -67,13 +70,31 @@ fn pointwise_matches_scalar() {
         };
         let w = rng.vec(groups * m * k);
         let packed = pack_pointwise(groups, m, k, &w);
-        let bias = rng.vec(groups * m);
+        // None, every other panel's, half at random or all of the biases zero: an
+        // in-place residual whose panel has a zero bias starts from the output on
+        // NEON.
+        let zero_bias = rng.below(4);
+        let mut bias = rng.vec(groups * m);
+        for (c, b) in bias.iter_mut().enumerate() {
+            let zero = match zero_bias {
+                1 => ((c % m) / MR).is_multiple_of(2),
+                2 => rng.below(2) == 0,
+                3 => true,
+                _ => false,
+            };
+            if zero {
+                *b = 0.0;
+            }
+        }
         let input = Guarded::new(&rng.vec(cin * stride));
         let epilogue = Epilogue {
             accumulate: rng.below(2) == 1,
             relu: rng.below(2) == 1,
         };
+        let floor_v = rng.vec(groups * m);
+        let floor = (epilogue.relu && rng.below(3) != 0).then_some(&floor_v[..]);
         let p = Pointwise {
+            floor,
             groups,
             k,
             m,
@@ -106,7 +127,9 @@ fn pointwise_matches_scalar() {
             let chans = p.channels_of(&panels);
             let out0 = rng.vec((chans.len() - 1) * stride + first + count);
             let what = format!(
-                "pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?}"
+                "pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?} \
+                 zero bias {zero_bias}/3 floor {}",
+                floor.is_some()
             );
             compare(
                 &what,
@@ -377,6 +400,7 @@ fn kernels_refuse_short_buffers() {
     let bias = [0.0; 8];
     let rows = [0u32, 1, 2, 3];
     let p = Pointwise {
+        floor: None,
         groups: 1,
         k: 4,
         m: 8,
@@ -401,6 +425,26 @@ fn kernels_refuse_short_buffers() {
     assert!(dispatch::pointwise(&p, &[0.0; 39], &mut out, &call).is_err());
     assert!(dispatch::pointwise(&p, &[0.0; 40], &mut out[..79], &call).is_err());
     assert!(dispatch::pointwise(&p, &[0.0; 40], &mut out, &call).is_ok());
+    // A floor needs the ReLU epilogue and one float per output channel.
+    let floor = [0.5; 8];
+    let relu = Epilogue {
+        relu: true,
+        ..Epilogue::default()
+    };
+    for (floor, epilogue, ok) in [
+        (&floor[..], Epilogue::default(), false),
+        (&floor[..7], relu, false),
+        (&floor[..], relu, true),
+    ] {
+        let q = Pointwise {
+            floor: Some(floor),
+            epilogue,
+            ..p
+        };
+        let r = dispatch::pointwise(&q, &[0.0; 40], &mut out, &call);
+        assert_eq!(r.is_ok(), ok, "{epilogue:?} {} floors", floor.len());
+    }
+    assert!(out.iter().all(|&v| v == 0.5));
     let geom = PlaneGeom {
         in_h: 4,
         in_w: 4,

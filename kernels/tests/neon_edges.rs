@@ -60,6 +60,7 @@ fn pointwise_long_k_partial_panels_and_offset_spans() {
                 relu: (n + count) % 3 != 0,
             };
             let p = Pointwise {
+                floor: None,
                 groups,
                 k,
                 m,

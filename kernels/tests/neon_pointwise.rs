@@ -85,6 +85,7 @@ fn check_case(
     let bias = rng.vec(groups * m);
     let input = Guarded::new(&rng.vec((cin - 1) * in_stride + in_start + count));
     let p = Pointwise {
+        floor: None,
         groups,
         k,
         m,

@@ -130,7 +130,11 @@ fn check_pointwise(
     let packed = pack_pointwise(groups, m, k, &w);
     let bias = rng.vec(groups * m);
     let input = Guarded::new(&rng.vec(cin * stride));
+    // Every other ReLU call clamps at per-channel floors.
+    let floor_v = rng.vec(groups * m);
+    let floor = (epilogue.relu && rng.below(2) == 0).then_some(&floor_v[..]);
     let p = Pointwise {
+        floor,
         groups,
         k,
         m,
@@ -155,8 +159,10 @@ fn check_pointwise(
         let chans = p.channels_of(panels);
         let out0 = rng.vec((chans.len() - 1) * stride + first + count);
         let what = format!(
-            "{} pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?}",
-            level.name()
+            "{} pointwise g={groups} k={k} m={m} px={count} panels={panels:?} {epilogue:?} \
+             floor {}",
+            level.name(),
+            floor.is_some()
         );
         compare(
             &what,
@@ -238,6 +244,7 @@ fn relu_keeps_nan_every_level() {
         x[5 * px + 60] = f32::NAN;
         let in_rows: Vec<u32> = (0..k as u32).collect();
         let p = Pointwise {
+            floor: None,
             groups: 1,
             k,
             m,
@@ -740,6 +747,7 @@ fn every_level_refuses_short_buffers() {
     for level in levels() {
         let w = pack_pointwise(1, 8, 4, &[0.5; 32]);
         let p = Pointwise {
+            floor: None,
             groups: 1,
             k: 4,
             m: 8,

@@ -30,6 +30,7 @@ pub fn pointwise_of<'t, T: TensorSource + ?Sized>(
         return Err(Error::Argument("not a pointwise step".into()));
     };
     Ok(kernels::Pointwise {
+        floor: None,
         groups: groups as usize,
         k: k as usize,
         m: m as usize,

@@ -21,7 +21,7 @@
 //! rows are stored through a small stack tile and copied out.
 
 use super::common::{load_part, store_part};
-use super::pw_tile::{fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, INIT_OUT, NR, RELU};
+use super::pw_tile::{fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, RELU};
 use crate::{KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -41,6 +41,11 @@ struct PanelOut {
     w: *const f32,
     /// The panel's bias table.
     bias: *const f32,
+    /// The panel's 8 row floors (zero past the real rows).
+    floor: *const f32,
+    /// Epilogue flags of the panel's first K chunk: the residual is added
+    /// ([`ADD_OUT`]), or with a zero bias the sums start from it ([`INIT_OUT`]).
+    first: u64,
     /// Output row 0 of the panel at pixel 0 of the call.
     out: *mut f32,
     /// Real rows.
@@ -274,11 +279,15 @@ pub fn pointwise(
     let ppg = p.panels_per_group();
     let (k, count) = (p.k, call.count);
     let (is, os) = (call.input.stride, call.output.stride);
-    let last_flags = if p.epilogue.relu { RELU } else { 0 };
-    let first_flags = if p.epilogue.accumulate { ADD_OUT } else { 0 };
+    let last_flags = match (p.epilogue.relu, p.floor) {
+        (true, Some(_)) => FLOOR,
+        (true, None) => RELU,
+        _ => 0,
+    };
     // Scratch on the stack, left uninitialised (zeroing 40 KiB would cost more
     // than a small call): every float is written before it is read.
     let mut bias_tab = MaybeUninit::<[f32; PB * BIAS_TAB]>::uninit();
+    let mut floor_tab = [0f32; PB * MR];
     let mut offs = MaybeUninit::<[usize; KC]>::uninit();
     let mut packed = MaybeUninit::<[f32; PACK]>::uninit();
     let (bias_tab, offs_p, packed) = (
@@ -295,6 +304,8 @@ pub fn pointwise(
         let mut po = [PanelOut {
             w: inp,
             bias: inp,
+            floor: inp,
+            first: 0,
             out,
             rows: 0,
         }; PB];
@@ -302,6 +313,17 @@ pub fn pointwise(
             let rows = p.rows_in_panel(pn);
             let ch_g = p.channel_of(pn, 0);
             let ch = ch_g - c0;
+            let floor = &mut floor_tab[i * MR..][..MR];
+            for (r, f) in floor.iter_mut().enumerate() {
+                *f = if r < rows { p.floor_of(ch_g + r) } else { 0.0 };
+            }
+            let first = if !p.epilogue.accumulate {
+                0
+            } else if p.bias[ch_g..ch_g + rows].iter().all(|&b| b == 0.0) {
+                INIT_OUT
+            } else {
+                ADD_OUT
+            };
             // SAFETY: panel i < PB of the block has its BIAS_TAB floats; `check`
             // proved the bias holds the panel's `rows` channels from `ch_g` on,
             // the weights hold every panel of the call (`(pn + 1) * k * MR
@@ -313,6 +335,8 @@ pub fn pointwise(
                 po[i] = PanelOut {
                     w: p.weights.as_ptr().add(pn * k * MR),
                     bias,
+                    floor: floor.as_ptr(),
+                    first,
                     out: out.add(ch * os + call.output.start),
                     rows,
                 };
@@ -331,8 +355,8 @@ pub fn pointwise(
             let tail = count - full;
             let tail_in_place = tail > 0
                 && last * is + call.input.start + full + 4 * tail.div_ceil(4) <= input.len();
-            let flags = first_flags | last_flags;
             for po in po {
+                let flags = po.first | last_flags;
                 let s = Strip {
                     nt: 0,
                     kc: k,
@@ -341,6 +365,7 @@ pub fn pointwise(
                     pt: 4 * NR as isize,
                     w: po.w,
                     bias: po.bias,
+                    floor: po.floor,
                     out: po.out,
                     os: 0,
                     flags,
@@ -375,10 +400,7 @@ pub fn pointwise(
                 }
                 // SAFETY: the first kc offsets were written just above.
                 let offs = unsafe { std::slice::from_raw_parts(offs_p, kc) };
-                let mut flags = if k0 == 0 { first_flags } else { INIT_OUT };
-                if k0 + kc == k {
-                    flags |= last_flags;
-                }
+                let last = if k0 + kc == k { last_flags } else { 0 };
                 // Whole tiles per strip that fit the pack buffer.
                 let per_strip = (PACK / (kc * NR)).max(1);
                 let mut px = packed_from;
@@ -403,6 +425,7 @@ pub fn pointwise(
                             pack(inp, offs, px + t * n, n, packed.add(t * kc * NR));
                         }
                         for po in po {
+                            let first = if k0 == 0 { po.first } else { INIT_OUT };
                             let s = Strip {
                                 nt: 0,
                                 kc,
@@ -411,9 +434,10 @@ pub fn pointwise(
                                 pt: (4 * NR * kc) as isize,
                                 w: po.w,
                                 bias: po.bias,
+                                floor: po.floor,
                                 out: po.out,
                                 os: 0,
-                                flags,
+                                flags: first | last,
                             };
                             panel_strip(po, k0, s, po.out.add(px), os, nt, n);
                         }

@@ -18,7 +18,12 @@
 //! the two reads of the output are out of line, so the common path falls through):
 //! start from the bias table (or from the partial sums in the output, [`INIT_OUT`]),
 //! add the output's values ([`ADD_OUT`], the in-place residual), clamp at zero
-//! ([`RELU`]), store the rows with `st1` post-indexed by the output stride.
+//! ([`RELU`]) or at each row's floor ([`FLOOR`], out of line: two `ld4r` put the
+//! eight floors in `v0 .. v7`, free after the K loop), store the rows with `st1`
+//! post-indexed by the output stride. An in-place residual whose bias is zero
+//! (the planner's offset chain) starts from the output instead ([`INIT_OUT`]):
+//! its epilogue loads each row once and adds nothing, 38 instructions fewer per
+//! 8x12 tile than bias, load and add.
 //!
 //! Per-tile bookkeeping is kept to the weight cursor's reset, one pixel-cursor
 //! add and the loop count: the bias table's last load and the last row's store
@@ -37,6 +42,9 @@ pub(crate) const INIT_OUT: u64 = 1;
 pub(crate) const ADD_OUT: u64 = 2;
 /// Clamp at zero before the store.
 pub(crate) const RELU: u64 = 4;
+/// Clamp each row at its own floor (the strip's floor table) before the store,
+/// instead of [`RELU`]'s zero.
+pub(crate) const FLOOR: u64 = 8;
 
 /// Pixels of a whole tile.
 pub(crate) const NR: usize = 12;
@@ -254,6 +262,64 @@ macro_rules! relu_row {
     };
 }
 
+/// Clamps one accumulator row at the floor broadcast in `v$f`.
+macro_rules! floor_row {
+    (1, $a:literal $b:literal $c:literal, $f:literal) => {
+        concat!("fmax v", $a, ".4s, v", $a, ".4s, v", $f, ".4s\n")
+    };
+    (2, $a:literal $b:literal $c:literal, $f:literal) => {
+        concat!(
+            floor_row!(1, $a $b $c, $f),
+            "fmax v", $b, ".4s, v", $b, ".4s, v", $f, ".4s\n",
+        )
+    };
+    (3, $a:literal $b:literal $c:literal, $f:literal) => {
+        concat!(
+            floor_row!(2, $a $b $c, $f),
+            "fmax v", $c, ".4s, v", $c, ".4s, v", $f, ".4s\n",
+        )
+    };
+}
+
+/// Loads the floors of the `$r` rows, row `r`'s broadcast into `v$r` (`ld4r`
+/// from `{fl}` and `{fl4}` = `{fl}` + 16 bytes), and clamps each row at its own.
+macro_rules! floor_rows {
+    (2, $nv:tt) => {
+        concat!(
+            "ld2r {{v0.4s, v1.4s}}, [{fl}]\n",
+            floor_row!($nv, 8 9 10, 0),
+            floor_row!($nv, 11 12 13, 1),
+        )
+    };
+    (4, $nv:tt) => {
+        concat!(
+            "ld4r {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{fl}]\n",
+            floor_row!($nv, 8 9 10, 0),
+            floor_row!($nv, 11 12 13, 1),
+            floor_row!($nv, 14 15 16, 2),
+            floor_row!($nv, 17 18 19, 3),
+        )
+    };
+    (6, $nv:tt) => {
+        concat!(
+            floor_rows!(4, $nv),
+            "ld2r {{v4.4s, v5.4s}}, [{fl4}]\n",
+            floor_row!($nv, 20 21 22, 4),
+            floor_row!($nv, 23 24 25, 5),
+        )
+    };
+    (8, $nv:tt) => {
+        concat!(
+            floor_rows!(4, $nv),
+            "ld4r {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{fl4}]\n",
+            floor_row!($nv, 20 21 22, 4),
+            floor_row!($nv, 23 24 25, 5),
+            floor_row!($nv, 26 27 28, 6),
+            floor_row!($nv, 29 30 31, 7),
+        )
+    };
+}
+
 /// Stores one accumulator row at cursor `{o}`.
 macro_rules! st_row {
     ($nv:tt, $a:literal $b:literal $c:literal) => {
@@ -317,7 +383,7 @@ macro_rules! ld_bias {
 macro_rules! strip_asm {
     ($r:tt, $nv:tt) => {
         concat!(
-            "// bias table row stride: {bs}\n",
+            "// bias table row stride: {bs}, floors 4-7: {fl4}\n",
             "movi v3.4s, #0\n",
             "20:\n",
             "mov {wc}, {w}\n",
@@ -349,9 +415,11 @@ macro_rules! strip_asm {
             ldx!($nv),
             step!($r, $nv, 4, 5),
             "27:\n",
-            // Epilogue: the residual (out of line), ReLU, the stores.
+            // Epilogue: the residual (out of line), ReLU or the row floors (out of
+            // line), the stores.
             "tbnz {f}, #1, 31f\n",
             "28:\n",
+            "tbnz {f}, #3, 32f\n",
             "tbz {f}, #2, 29f\n",
             rows!($r, $nv, relu_row),
             "29:\n",
@@ -369,6 +437,9 @@ macro_rules! strip_asm {
             "mov {t}, {o}\n",
             rows!($r, $nv, add_row),
             "b 28b\n",
+            "32:\n",
+            floor_rows!($r, $nv),
+            "b 29b\n",
             "40:\n",
         )
     };
@@ -392,6 +463,8 @@ macro_rules! run_strip {
             os = in(reg) $a.os,
             ol = in(reg) (16 * $nv as isize).wrapping_sub(($r - 1) * $a.os as isize),
             f = in(reg) $a.flags,
+            fl = in(reg) $a.floor,
+            fl4 = in(reg) $a.floor.wrapping_add(4),
             wc = out(reg) _,
             t = out(reg) _,
             n = out(reg) _,
@@ -448,11 +521,13 @@ pub(crate) struct Strip {
     pub w: *const f32,
     /// The panel's bias table ([`fill_bias_table`]).
     pub bias: *const f32,
+    /// The panel's 8 row floors (read with [`FLOOR`]).
+    pub floor: *const f32,
     /// Row 0 of tile 0 of the output; tile `i` starts `4 NV i` floats later.
     pub out: *mut f32,
     /// Bytes from one output row to the next.
     pub os: usize,
-    /// [`INIT_OUT`], [`ADD_OUT`], [`RELU`].
+    /// [`INIT_OUT`], [`ADD_OUT`], [`RELU`] or [`FLOOR`] (not both).
     pub flags: u64,
 }
 
@@ -464,7 +539,7 @@ pub(crate) struct Strip {
 /// - pixels: for `k < kc`, the `4 nv` floats at byte address
 ///   `px + i pt + k ps` are readable;
 /// - the weights `w .. w + 8 kc` and (unless [`INIT_OUT`]) the bias table's first
-///   `12 rows` floats are readable;
+///   `12 rows` floats are readable; with [`FLOOR`], `floor .. floor + rows`;
 /// - output: for `r < rows`, the `4 nv` floats at byte address
 ///   `out + 16 nv i + r os` are writable, and readable when `flags` has
 ///   [`INIT_OUT`] or [`ADD_OUT`].

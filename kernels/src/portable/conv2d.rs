@@ -77,6 +77,7 @@ pub fn conv2d_at(
         &mut packed,
     );
     let gemm = Pointwise {
+        floor: None,
         groups: 1,
         k: kdim,
         m: out_channels.len(),

@@ -225,6 +225,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize, I: Input>(
     simd: S,
     w: &[*const f32; R],
     bias: &[f32; R],
+    floor: &[f32; R],
     src: I::Cursor,
     k: usize,
     valid: usize,
@@ -311,7 +312,7 @@ pub(crate) unsafe fn tile<S: SimdExt, const R: usize, const V: usize, I: Input>(
                 a = simd.add_f32s(a, unsafe { load::<S>(ov) });
             }
             if epi.relu {
-                a = simd.relu(a);
+                a = simd.relu_at(a, simd.splat_f32s(floor[r]));
             }
             let kv = keep.saturating_sub(v * l).min(l);
             if kv > 0 {
@@ -519,6 +520,8 @@ unsafe fn rows_block<S: SimdExt, const V: usize, I: Input>(
             let w: [*const f32; $r] = core::array::from_fn(|i| wrow(h + if i < s { i } else { 0 }));
             let b: [f32; $r] =
                 core::array::from_fn(|i| p.bias[g * m + h + if i < s { i } else { 0 }]);
+            let f: [f32; $r] =
+                core::array::from_fn(|i| p.floor_of(g * m + h + if i < s { i } else { 0 }));
             let out = out_row(h);
             for blk in 0..blocks {
                 // SAFETY: the caller's contract; s <= $r.
@@ -527,6 +530,7 @@ unsafe fn rows_block<S: SimdExt, const V: usize, I: Input>(
                         simd,
                         &w,
                         &b,
+                        &f,
                         input.cursor(k0, px + blk * step),
                         k1 - k0,
                         s,
@@ -894,7 +898,7 @@ unsafe fn gemv_block<S: SimdExt, const NP: usize, const W: usize>(
                     x += *o;
                 }
                 if epi.relu {
-                    x = crate::scalar::relu(x);
+                    x = crate::scalar::relu_at(x, p.floor_of(g * m + r0 + r));
                 }
                 *o = x;
             }
@@ -1157,6 +1161,7 @@ mod tests {
             let init = data(groups * m * stride, 8);
             for accumulate in [false, true] {
                 let p = Pointwise {
+                    floor: None,
                     groups,
                     k,
                     m,
@@ -1224,6 +1229,7 @@ mod tests {
                 },
             ] {
                 let p = Pointwise {
+                    floor: None,
                     groups,
                     k,
                     m,

@@ -37,8 +37,14 @@ pub(crate) trait SimdExt: Simd {
     /// default is a compare and a select; x86 has it in one `max` whose second
     /// operand wins when either is NaN or both are zero.
     fn relu(self, a: Self::f32s) -> Self::f32s {
-        let zero = self.splat_f32s(0.0);
-        self.select_f32s(self.less_than_or_equal_f32s(a, zero), zero, a)
+        self.relu_at(a, self.splat_f32s(0.0))
+    }
+
+    /// [`Self::relu`] with its clamp at `floor` (per lane), like
+    /// [`crate::scalar::relu_at`]: lanes at or below `floor` become `floor`, the
+    /// rest (NaN included) pass.
+    fn relu_at(self, a: Self::f32s, floor: Self::f32s) -> Self::f32s {
+        self.select_f32s(self.less_than_or_equal_f32s(a, floor), floor, a)
     }
 
     /// Lane `i` of the result is lane `idx[i]` of the `2 * LANES` floats `lo` then
@@ -132,10 +138,15 @@ impl SimdExt for pulp::x86::V3 {
 
     #[inline(always)]
     fn relu(self, a: Self::f32s) -> Self::f32s {
+        self.relu_at(a, self.splat_f32s(0.0))
+    }
+
+    #[inline(always)]
+    fn relu_at(self, a: Self::f32s, floor: Self::f32s) -> Self::f32s {
         use core::arch::x86_64::__m256;
-        let (zero, a): (__m256, __m256) = (pulp::cast(self.splat_f32s(0.0)), pulp::cast(a));
+        let (floor, a): (__m256, __m256) = (pulp::cast(floor), pulp::cast(a));
         // vmaxps returns its second operand (a) when either is NaN.
-        pulp::cast(self.avx._mm256_max_ps(zero, a))
+        pulp::cast(self.avx._mm256_max_ps(floor, a))
     }
 
     #[inline(always)]
@@ -181,10 +192,15 @@ impl SimdExt for pulp::x86::V4 {
 
     #[inline(always)]
     fn relu(self, a: Self::f32s) -> Self::f32s {
+        self.relu_at(a, self.splat_f32s(0.0))
+    }
+
+    #[inline(always)]
+    fn relu_at(self, a: Self::f32s, floor: Self::f32s) -> Self::f32s {
         use core::arch::x86_64::__m512;
-        let (zero, a): (__m512, __m512) = (pulp::cast(self.splat_f32s(0.0)), pulp::cast(a));
+        let (floor, a): (__m512, __m512) = (pulp::cast(floor), pulp::cast(a));
         // vmaxps returns its second operand (a) when either is NaN.
-        pulp::cast(self.avx512f._mm512_max_ps(zero, a))
+        pulp::cast(self.avx512f._mm512_max_ps(floor, a))
     }
 
     #[inline(always)]

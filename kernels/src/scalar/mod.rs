@@ -13,8 +13,15 @@ pub mod pool;
 /// would turn a NaN into 0 and hide it.) Every kernel's ReLU follows this.
 #[inline(always)]
 pub fn relu(v: f32) -> f32 {
-    if v <= 0.0 {
-        0.0
+    relu_at(v, 0.0)
+}
+
+/// ReLU with its clamp moved to `floor`: `max(v, floor)`, propagating NaN as
+/// [`relu`] does.
+#[inline(always)]
+pub fn relu_at(v: f32, floor: f32) -> f32 {
+    if v <= floor {
+        floor
     } else {
         v
     }

@@ -30,7 +30,7 @@ pub fn pointwise(
                     acc += *o;
                 }
                 if p.epilogue.relu {
-                    acc = super::relu(acc);
+                    acc = super::relu_at(acc, p.floor_of(c));
                 }
                 *o = acc;
             }

@@ -63,6 +63,10 @@ pub enum Step {
         in_rows: TensorId,
         /// Clamp at zero.
         relu: bool,
+        /// With `relu`: clamp output channel `c` at `floor[c]` instead of zero
+        /// (f32, `groups * m`): the output of a residual offset chain (see
+        /// `plan::offset`).
+        floor: Option<TensorId>,
         /// Add the existing output (in-place residual).
         accumulate: bool,
         /// Input view.
@@ -279,10 +283,11 @@ impl Step {
                 weights,
                 bias,
                 in_rows,
+                floor,
                 ..
             } => {
                 let (g, k, m) = (groups as usize, k as usize, m as usize);
-                vec![
+                let mut t = vec![
                     (
                         weights,
                         F32,
@@ -290,7 +295,9 @@ impl Step {
                     ),
                     (bias, F32, mul(&[g, m])),
                     (in_rows, U32, mul(&[g, k])),
-                ]
+                ];
+                t.extend(floor.map(|f| (f, F32, mul(&[g, m]))));
+                t
             }
             Step::Depthwise {
                 weights,
@@ -632,10 +639,15 @@ impl Program {
                 in_rows,
                 input,
                 output,
+                relu,
+                floor,
                 ..
             } => {
                 if groups == 0 || k == 0 || m == 0 {
                     return Err("zero groups, k or m".into());
+                }
+                if floor.is_some() && !relu {
+                    return Err("a ReLU floor without the ReLU".into());
                 }
                 if groups.checked_mul(m) != Some(output.channels) {
                     return Err("output channels are not groups * m".into());

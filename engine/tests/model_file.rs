@@ -144,6 +144,7 @@ fn every_step() -> LoweredModel {
             bias: pw_b,
             in_rows,
             relu: false,
+            floor: None,
             accumulate: false,
             input: view(3, 0, 8),
             output: view(2, 8, 8),
@@ -156,6 +157,7 @@ fn every_step() -> LoweredModel {
             bias: pw_b,
             in_rows,
             relu: true,
+            floor: Some(pw_b),
             accumulate: true,
             input: view(3, 0, 8),
             output: view(2, 8, 8),
@@ -439,7 +441,7 @@ fn layout_matches_the_documented_format() {
     let b = bytes_of(&m);
     assert_eq!(&b[..8], &format::MAGIC);
     assert_eq!(&b[..8], b"\x89SNM\r\n\x1a\n");
-    assert_eq!(get_u32(&b, 8), 1, "version");
+    assert_eq!(get_u32(&b, 8), 2, "version");
     assert_eq!(get_u32(&b, 12), 0, "flags");
     assert_eq!(get_u64(&b, 16), b.len() as u64, "file length");
     assert_eq!(get_u64(&b, 24), format::checksum(&b[64..]), "checksum");
@@ -785,14 +787,16 @@ fn wrong_magic() {
 #[test]
 fn wrong_version_and_flags() {
     let mut b = bytes_of(&minimal());
-    put_u32(&mut b, format::VERSION_OFFSET, 2);
-    assert!(matches!(
-        load(&b).unwrap_err(),
-        FileError::UnsupportedVersion {
-            found: 2,
-            supported: 1
-        }
-    ));
+    for v in [0, 3] {
+        put_u32(&mut b, format::VERSION_OFFSET, v);
+        assert!(matches!(
+            load(&b).unwrap_err(),
+            FileError::UnsupportedVersion { found, supported: 2 } if found == v
+        ));
+    }
+    // Version 1 files (no ReLU floors) still load.
+    put_u32(&mut b, format::VERSION_OFFSET, 1);
+    assert!(load(&b).is_ok());
     let mut b = bytes_of(&minimal());
     put_u32(&mut b, format::FLAGS_OFFSET, 4);
     assert!(matches!(
@@ -1001,7 +1005,7 @@ fn bad_step_tag() {
     let m = every_step();
     let b = bytes_of(&m);
     let at = first_step(&b, &m.program);
-    for t in [0u32, 13, 0xFFFF_FFFF] {
+    for t in [0u32, 14, 0xFFFF_FFFF] {
         let err = tampered(&m, |b| put_u32(b, at, t));
         match err {
             FileError::BadEncoding { offset, what } => {

@@ -23,6 +23,7 @@ pub fn pointwise_of<'t, T: TensorSource + ?Sized>(
         bias,
         in_rows,
         relu,
+        floor,
         accumulate,
         ..
     } = *step
@@ -30,7 +31,7 @@ pub fn pointwise_of<'t, T: TensorSource + ?Sized>(
         return Err(Error::Argument("not a pointwise step".into()));
     };
     Ok(kernels::Pointwise {
-        floor: None,
+        floor: floor.map(|f| tensor_f32(t, f)).transpose()?,
         groups: groups as usize,
         k: k as usize,
         m: m as usize,

@@ -79,7 +79,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Container, FileError> {
         return Err(FileError::BadMagic { found: magic });
     }
     let version = u32_at(bytes, format::VERSION_OFFSET);
-    if version != format::VERSION {
+    if !(format::MIN_VERSION..=format::VERSION).contains(&version) {
         return Err(FileError::UnsupportedVersion {
             found: version,
             supported: format::VERSION,

@@ -152,7 +152,7 @@ impl<'a> Reader<'a> {
     fn step(&mut self) -> Result<Step, FileError> {
         let at = self.pos;
         Ok(match self.u32("step tag")? {
-            tag::POINTWISE => Step::Pointwise {
+            t @ (tag::POINTWISE | tag::POINTWISE_FLOOR) => Step::Pointwise {
                 groups: self.bounded(MAX_CHANNELS, "pointwise groups")?,
                 k: self.bounded(MAX_CHANNELS, "pointwise k")?,
                 m: self.bounded(MAX_CHANNELS, "pointwise m")?,
@@ -161,6 +161,10 @@ impl<'a> Reader<'a> {
                 in_rows: self.u32("tensor id")?,
                 relu: self.flag("relu")?,
                 accumulate: self.flag("accumulate")?,
+                floor: match t {
+                    tag::POINTWISE_FLOOR => Some(self.u32("tensor id")?),
+                    _ => None,
+                },
                 input: self.view()?,
                 output: self.view()?,
             },

@@ -105,11 +105,15 @@ impl Words {
                 bias,
                 in_rows,
                 relu,
+                floor,
                 accumulate,
                 input,
                 output,
             } => {
-                self.u32(tag::POINTWISE);
+                self.u32(match floor {
+                    Some(_) => tag::POINTWISE_FLOOR,
+                    None => tag::POINTWISE,
+                });
                 self.bounded(groups, MAX_CHANNELS, "pointwise groups")?;
                 self.bounded(k, MAX_CHANNELS, "pointwise k")?;
                 self.bounded(m, MAX_CHANNELS, "pointwise m")?;
@@ -118,6 +122,9 @@ impl Words {
                 }
                 self.flag(relu);
                 self.flag(accumulate);
+                if let Some(f) = floor {
+                    self.u32(f);
+                }
                 self.view(input);
                 self.view(output);
             }

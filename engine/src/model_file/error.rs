@@ -41,7 +41,9 @@ pub enum FileError {
         found: [u8; 8],
     },
     /// The file is of a format version this build cannot read.
-    #[error("model file version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "model file version {found} is not supported (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,

@@ -40,6 +40,8 @@
 //! steps: count, then per step a tag and its fields (a view is buffer, offset, channels;
 //!        pads are top, left, bottom, right):
 //!    1 pointwise   groups k m weights bias in_rows relu accumulate input output
+//!   13 pointwise with ReLU floors (version 2 on): as 1, with the floor tensor after
+//!                  accumulate
 //!    2 depthwise   stride pads weights bias relu input output
 //!    3 conv        groups kh kw stride_h stride_w pads weights bias relu input output
 //!    4 pool        kind (0 max, 1 avg excluding pads, 2 avg including pads) kh kw
@@ -72,8 +74,12 @@ pub use super::checksum::checksum;
 
 /// The eight bytes every model file starts with.
 pub const MAGIC: [u8; 8] = *b"\x89SNM\r\n\x1a\n";
-/// The format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this build writes (2 added step tag 13, the pointwise
+/// ReLU floors).
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads (version 1 files have no tag 13,
+/// and are otherwise the same).
+pub const MIN_VERSION: u32 = 1;
 /// Alignment of sections and tensors, in bytes.
 pub const ALIGN: u64 = 64;
 /// Length of the fixed header.
@@ -159,6 +165,8 @@ pub mod tag {
     pub const PERMUTE: u32 = 11;
     /// [`crate::program::Step::Softmax`].
     pub const SOFTMAX: u32 = 12;
+    /// [`crate::program::Step::Pointwise`] with ReLU floors.
+    pub const POINTWISE_FLOOR: u32 = 13;
 }
 
 /// Rounds `n` up to a multiple of [`ALIGN`] (`None` on overflow).

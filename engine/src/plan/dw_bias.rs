@@ -49,7 +49,12 @@ pub fn run(f: &mut Fused) {
 /// `W b` for the pointwise conv (`[cout][k]` weights, K row `j` of group `g`
 /// reading plane `in_rows[g k + j]`) over the depthwise bias `b`; `None` when the
 /// shapes do not fit together (left unfolded).
-fn carried_bias(groups: usize, weight: &[f32], in_rows: &[u32], b: &[f32]) -> Option<Vec<f64>> {
+pub(super) fn carried_bias<B: Copy + Into<f64>>(
+    groups: usize,
+    weight: &[f32],
+    in_rows: &[u32],
+    b: &[B],
+) -> Option<Vec<f64>> {
     if groups == 0 || !in_rows.len().is_multiple_of(groups) {
         return None;
     }
@@ -67,7 +72,7 @@ fn carried_bias(groups: usize, weight: &[f32], in_rows: &[u32], b: &[f32]) -> Op
             let rows = in_rows.get(o / per_group * k..)?.get(..k)?;
             let w = weight.get(o * k..)?.get(..k)?;
             rows.iter().zip(w).try_fold(0f64, |s, (&r, &w)| {
-                Some(s + w as f64 * *b.get(r as usize)? as f64)
+                Some(s + w as f64 * (*b.get(r as usize)?).into())
             })
         })
         .collect()
@@ -125,6 +130,7 @@ mod tests {
                     weight,
                     in_rows,
                     bias: old,
+                    ..
                 },
                 Kind::Pointwise { bias: new, .. },
             ) = (&before.nodes[p].kind, &after.nodes[p].kind)

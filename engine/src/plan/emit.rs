@@ -208,6 +208,7 @@ impl Emitter<'_> {
                 weight,
                 bias,
                 in_rows,
+                floor,
             } => {
                 let input = self.view(node.inputs[0])?;
                 let output = match node.residual {
@@ -240,6 +241,7 @@ impl Emitter<'_> {
                     bias: self.f32s(bias),
                     in_rows: self.tensor(TensorData::U32(in_rows.clone())),
                     relu,
+                    floor: floor.as_ref().map(|f| self.f32s(f)),
                     accumulate: node.residual.is_some(),
                     input,
                     output,

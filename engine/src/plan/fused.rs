@@ -19,6 +19,8 @@ pub enum Kind {
         bias: Vec<f32>,
         /// `groups * k` input planes.
         in_rows: Vec<u32>,
+        /// With the node's ReLU: clamp channel `c` at `floor[c]` instead of zero.
+        floor: Option<Vec<f32>>,
     },
     /// 3x3 depthwise conv.
     Depthwise {
@@ -242,6 +244,7 @@ fn classify(graph: &Graph, n: &crate::graph::Node) -> Node {
                     weight: c.weight.clone(),
                     bias,
                     in_rows: identity(c.cin),
+                    floor: None,
                 }
             } else if c.kh == 3
                 && c.kw == 3

@@ -13,7 +13,9 @@
 //!    absorb stays, as an explicit copy;
 //! 6. [`gap_fc`]: fuse global average pooling with the classifier;
 //! 7. [`dw_bias`]: hand a depthwise conv's bias to the pointwise conv reading it;
-//! 8. [`emit`]: place values in buffers (zero-copy concat, in-place residuals and
+//! 8. [`offset`]: chain in-place residual units through per-channel offsets, so
+//!    their convs add no bias and clamp at a per-channel floor;
+//! 9. [`emit`]: place values in buffers (zero-copy concat, in-place residuals and
 //!    ReLU), pack weights, and produce the validated [`LoweredModel`].
 
 pub mod dw_bias;
@@ -21,6 +23,7 @@ pub mod emit;
 pub mod fold_bn;
 pub mod fused;
 pub mod gap_fc;
+pub mod offset;
 pub mod relu;
 pub mod residual;
 pub mod shuffle;
@@ -48,5 +51,6 @@ pub fn lower(graph: &Graph) -> Result<LoweredModel, PlanError> {
     shuffle::run(&mut f);
     gap_fc::run(&mut f);
     dw_bias::run(&mut f);
+    offset::run(&mut f);
     emit::run(&f)
 }

@@ -21,7 +21,9 @@
 //! rows are stored through a small stack tile and copied out.
 
 use super::common::{load_part, store_part};
-use super::pw_tile::{fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, RELU};
+use super::pw_tile::{
+    fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB, RELU,
+};
 use crate::{KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -41,8 +43,6 @@ struct PanelOut {
     w: *const f32,
     /// The panel's bias table.
     bias: *const f32,
-    /// The panel's 8 row floors (zero past the real rows).
-    floor: *const f32,
     /// Epilogue flags of the panel's first K chunk: the residual is added
     /// ([`ADD_OUT`]), or with a zero bias the sums start from it ([`INIT_OUT`]).
     first: u64,
@@ -286,8 +286,7 @@ pub fn pointwise(
     };
     // Scratch on the stack, left uninitialised (zeroing 40 KiB would cost more
     // than a small call): every float is written before it is read.
-    let mut bias_tab = MaybeUninit::<[f32; PB * BIAS_TAB]>::uninit();
-    let mut floor_tab = [0f32; PB * MR];
+    let mut bias_tab = MaybeUninit::<[f32; PB * PANEL_TAB]>::uninit();
     let mut offs = MaybeUninit::<[usize; KC]>::uninit();
     let mut packed = MaybeUninit::<[f32; PACK]>::uninit();
     let (bias_tab, offs_p, packed) = (
@@ -304,7 +303,6 @@ pub fn pointwise(
         let mut po = [PanelOut {
             w: inp,
             bias: inp,
-            floor: inp,
             first: 0,
             out,
             rows: 0,
@@ -313,29 +311,35 @@ pub fn pointwise(
             let rows = p.rows_in_panel(pn);
             let ch_g = p.channel_of(pn, 0);
             let ch = ch_g - c0;
-            let floor = &mut floor_tab[i * MR..][..MR];
-            for (r, f) in floor.iter_mut().enumerate() {
-                *f = if r < rows { p.floor_of(ch_g + r) } else { 0.0 };
-            }
+            // A zero bias is looked for only with floors: the planner's offset
+            // chain gives its residual convs both (the test costs about 30
+            // instructions a panel).
             let first = if !p.epilogue.accumulate {
                 0
-            } else if p.bias[ch_g..ch_g + rows].iter().all(|&b| b == 0.0) {
+            } else if p.floor.is_some() && p.bias[ch_g..ch_g + rows].iter().all(|&b| b == 0.0) {
                 INIT_OUT
             } else {
                 ADD_OUT
             };
-            // SAFETY: panel i < PB of the block has its BIAS_TAB floats; `check`
-            // proved the bias holds the panel's `rows` channels from `ch_g` on,
+            // SAFETY: panel i < PB of the block has its PANEL_TAB floats (bias
+            // table, then MR floors); `check` proved the bias (and any floor) holds the
+            // panel's `rows` channels from `ch_g` on,
             // the weights hold every panel of the call (`(pn + 1) * k * MR
             // <= len`) and the output holds channel `ch` at
             // `ch * os + call.output.start` (plus `count` pixels).
             unsafe {
-                let bias = bias_tab.add(i * BIAS_TAB);
+                let bias = bias_tab.add(i * PANEL_TAB);
                 fill_bias_table(bias, p.bias.as_ptr().add(ch_g), rows);
+                // Read only with FLOOR, so written only with a floor.
+                let floor = bias.add(BIAS_TAB);
+                if let Some(f) = p.floor {
+                    for r in 0..MR {
+                        floor.add(r).write(if r < rows { f[ch_g + r] } else { 0.0 });
+                    }
+                }
                 po[i] = PanelOut {
                     w: p.weights.as_ptr().add(pn * k * MR),
                     bias,
-                    floor: floor.as_ptr(),
                     first,
                     out: out.add(ch * os + call.output.start),
                     rows,
@@ -365,7 +369,6 @@ pub fn pointwise(
                     pt: 4 * NR as isize,
                     w: po.w,
                     bias: po.bias,
-                    floor: po.floor,
                     out: po.out,
                     os: 0,
                     flags,
@@ -434,7 +437,6 @@ pub fn pointwise(
                                 pt: (4 * NR * kc) as isize,
                                 w: po.w,
                                 bias: po.bias,
-                                floor: po.floor,
                                 out: po.out,
                                 os: 0,
                                 flags: first | last,

@@ -50,6 +50,9 @@ pub(crate) const FLOOR: u64 = 8;
 pub(crate) const NR: usize = 12;
 /// Floats of one panel's bias table: 12 copies of the bias of each of 8 rows.
 pub(crate) const BIAS_TAB: usize = 8 * NR;
+/// Floats of one panel's table for [`strip`]: the bias table, then the 8 row
+/// floors ([`FLOOR`]).
+pub(crate) const PANEL_TAB: usize = BIAS_TAB + 8;
 
 /// The `NV` FMAs of one weight row: `v$a.. += v0.. * v$w.s[$l]`.
 macro_rules! row {
@@ -281,19 +284,21 @@ macro_rules! floor_row {
     };
 }
 
-/// Loads the floors of the `$r` rows, row `r`'s broadcast into `v$r` (`ld4r`
-/// from `{fl}` and `{fl4}` = `{fl}` + 16 bytes), and clamps each row at its own.
+/// Loads the floors of the `$r` rows (after the bias table at `{b}`), row `r`'s
+/// broadcast into `v$r`, and clamps each row at its own.
 macro_rules! floor_rows {
     (2, $nv:tt) => {
         concat!(
-            "ld2r {{v0.4s, v1.4s}}, [{fl}]\n",
+            "add {t}, {b}, #384\n",
+            "ld2r {{v0.4s, v1.4s}}, [{t}]\n",
             floor_row!($nv, 8 9 10, 0),
             floor_row!($nv, 11 12 13, 1),
         )
     };
     (4, $nv:tt) => {
         concat!(
-            "ld4r {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{fl}]\n",
+            "add {t}, {b}, #384\n",
+            "ld4r {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{t}], #16\n",
             floor_row!($nv, 8 9 10, 0),
             floor_row!($nv, 11 12 13, 1),
             floor_row!($nv, 14 15 16, 2),
@@ -303,7 +308,7 @@ macro_rules! floor_rows {
     (6, $nv:tt) => {
         concat!(
             floor_rows!(4, $nv),
-            "ld2r {{v4.4s, v5.4s}}, [{fl4}]\n",
+            "ld2r {{v4.4s, v5.4s}}, [{t}]\n",
             floor_row!($nv, 20 21 22, 4),
             floor_row!($nv, 23 24 25, 5),
         )
@@ -311,7 +316,7 @@ macro_rules! floor_rows {
     (8, $nv:tt) => {
         concat!(
             floor_rows!(4, $nv),
-            "ld4r {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{fl4}]\n",
+            "ld4r {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{t}]\n",
             floor_row!($nv, 20 21 22, 4),
             floor_row!($nv, 23 24 25, 5),
             floor_row!($nv, 26 27 28, 6),
@@ -383,7 +388,7 @@ macro_rules! ld_bias {
 macro_rules! strip_asm {
     ($r:tt, $nv:tt) => {
         concat!(
-            "// bias table row stride: {bs}, floors 4-7: {fl4}\n",
+            "// bias table row stride: {bs}\n",
             "movi v3.4s, #0\n",
             "20:\n",
             "mov {wc}, {w}\n",
@@ -419,8 +424,9 @@ macro_rules! strip_asm {
             // line), the stores.
             "tbnz {f}, #1, 31f\n",
             "28:\n",
-            "tbnz {f}, #3, 32f\n",
-            "tbz {f}, #2, 29f\n",
+            // No zero clamp: maybe the floors (out of line, so a ReLU tile pays
+            // one test, as before there were floors).
+            "tbz {f}, #2, 32f\n",
             rows!($r, $nv, relu_row),
             "29:\n",
             rows_last!($r, $nv, st_row, st_last),
@@ -438,6 +444,7 @@ macro_rules! strip_asm {
             rows!($r, $nv, add_row),
             "b 28b\n",
             "32:\n",
+            "tbz {f}, #3, 29b\n",
             floor_rows!($r, $nv),
             "b 29b\n",
             "40:\n",
@@ -463,8 +470,6 @@ macro_rules! run_strip {
             os = in(reg) $a.os,
             ol = in(reg) (16 * $nv as isize).wrapping_sub(($r - 1) * $a.os as isize),
             f = in(reg) $a.flags,
-            fl = in(reg) $a.floor,
-            fl4 = in(reg) $a.floor.wrapping_add(4),
             wc = out(reg) _,
             t = out(reg) _,
             n = out(reg) _,
@@ -519,10 +524,9 @@ pub(crate) struct Strip {
     pub pt: isize,
     /// The panel's weights from the strip's first K step on (`kc * 8` floats).
     pub w: *const f32,
-    /// The panel's bias table ([`fill_bias_table`]).
+    /// The panel's table ([`PANEL_TAB`] floats: [`fill_bias_table`], then the
+    /// row floors).
     pub bias: *const f32,
-    /// The panel's 8 row floors (read with [`FLOOR`]).
-    pub floor: *const f32,
     /// Row 0 of tile 0 of the output; tile `i` starts `4 NV i` floats later.
     pub out: *mut f32,
     /// Bytes from one output row to the next.
@@ -539,7 +543,8 @@ pub(crate) struct Strip {
 /// - pixels: for `k < kc`, the `4 nv` floats at byte address
 ///   `px + i pt + k ps` are readable;
 /// - the weights `w .. w + 8 kc` and (unless [`INIT_OUT`]) the bias table's first
-///   `12 rows` floats are readable; with [`FLOOR`], `floor .. floor + rows`;
+///   `12 rows` floats are readable; with [`FLOOR`], the `rows` floors from
+///   `bias + BIAS_TAB` on;
 /// - output: for `r < rows`, the `4 nv` floats at byte address
 ///   `out + 16 nv i + r os` are writable, and readable when `flags` has
 ///   [`INIT_OUT`] or [`ADD_OUT`].

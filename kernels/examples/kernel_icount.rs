@@ -78,6 +78,8 @@ fn pointwise_case(
     accumulate: bool,
     per_inference: u64,
 ) -> Case {
+    // A residual conv of the planner's offset chain: zero bias, per-channel floors.
+    let offset = name.ends_with("+res offset");
     let cin = groups * k;
     // The second 1x1 conv of a unit reads the shuffled planes through its table.
     let in_rows = if name.contains("gconv2") {
@@ -93,12 +95,16 @@ fn pointwise_case(
         per_inference,
         build: Box::new(move |rng: &mut Rng| {
             let weights = pack_pointwise(groups, m, k, &rng.vec(groups * m * k));
-            let bias = rng.vec(groups * m);
+            let mut bias = rng.vec(groups * m);
+            let floor = rng.vec(groups * m);
+            if offset {
+                bias.fill(0.0);
+            }
             let input = rng.vec(cin * px);
             let mut output = rng.vec(groups * m * px);
             Box::new(move || {
                 let p = Pointwise {
-                    floor: None,
+                    floor: offset.then_some(&floor[..]),
                     groups,
                     k,
                     m,
@@ -342,15 +348,18 @@ fn cases(scale: &str) -> Vec<Case> {
             1,
             n,
         ));
-        v.push(pointwise_case(
-            &format!("s{s} gconv2 g3 k{} m{} {opx}px +res", mid / 3, cout / 3),
-            3,
-            mid / 3,
-            cout / 3,
-            opx,
-            true,
-            n,
-        ));
+        // All but the stage's last unit carry an offset (`engine/src/plan/offset.rs`).
+        for (what, count) in [("+res offset", n - 1), ("+res", 1)] {
+            v.push(pointwise_case(
+                &format!("s{s} gconv2 g3 k{} m{} {opx}px {what}", mid / 3, cout / 3),
+                3,
+                mid / 3,
+                cout / 3,
+                opx,
+                true,
+                count,
+            ));
+        }
     }
     v.push(gap_fc_case(c4));
     v

@@ -86,6 +86,44 @@ unsafe fn copy_vr<const V: usize, const R: usize, const ZERO: bool>(
     }
 }
 
+/// True when the `rows <= 8` floats at `b` are all zero (either sign); a whole
+/// panel in two loads and one reduction.
+///
+/// # Safety
+/// `b .. b + rows` readable.
+#[inline(always)]
+unsafe fn all_zero(b: *const f32, rows: usize) -> bool {
+    // SAFETY: reads b .. b + rows (two vectors when rows = MR = 8).
+    unsafe {
+        if rows == MR {
+            let v = vorrq_u32(vld1q_u32(b.cast()), vld1q_u32(b.add(4).cast()));
+            vmaxvq_u32(vshlq_n_u32::<1>(v)) == 0
+        } else {
+            (0..rows).all(|r| *b.add(r) == 0.0)
+        }
+    }
+}
+
+/// Writes a panel's `MR` row floors: `src[r]` for `r < rows`, zero after.
+///
+/// # Safety
+/// `src .. src + rows` readable, `dst .. dst + MR` writable, `rows <= MR`.
+#[inline(always)]
+unsafe fn fill_floors(dst: *mut f32, src: *const f32, rows: usize) {
+    // SAFETY: reads src .. src + rows, writes dst .. dst + MR (MR = 8: two
+    // vectors).
+    unsafe {
+        if rows == MR {
+            vst1q_f32(dst, vld1q_f32(src));
+            vst1q_f32(dst.add(4), vld1q_f32(src.add(4)));
+        } else {
+            for r in 0..MR {
+                dst.add(r).write(if r < rows { *src.add(r) } else { 0.0 });
+            }
+        }
+    }
+}
+
 /// Runs `$body` with `$copy` bound to the [`copy_vr`] of `$n` floats (`1..=12`;
 /// nothing for any other `$n`), so a loop of copies of the same length carries
 /// no length logic per copy.
@@ -311,16 +349,6 @@ pub fn pointwise(
             let rows = p.rows_in_panel(pn);
             let ch_g = p.channel_of(pn, 0);
             let ch = ch_g - c0;
-            // A zero bias is looked for only with floors: the planner's offset
-            // chain gives its residual convs both (the test costs about 30
-            // instructions a panel).
-            let first = if !p.epilogue.accumulate {
-                0
-            } else if p.floor.is_some() && p.bias[ch_g..ch_g + rows].iter().all(|&b| b == 0.0) {
-                INIT_OUT
-            } else {
-                ADD_OUT
-            };
             // SAFETY: panel i < PB of the block has its PANEL_TAB floats (bias
             // table, then MR floors); `check` proved the bias (and any floor) holds the
             // panel's `rows` channels from `ch_g` on,
@@ -328,14 +356,24 @@ pub fn pointwise(
             // <= len`) and the output holds channel `ch` at
             // `ch * os + call.output.start` (plus `count` pixels).
             unsafe {
+                let b = p.bias.as_ptr().add(ch_g);
+                // A zero bias is looked for only with floors: the planner's offset
+                // chain gives its residual convs both.
+                let first = if !p.epilogue.accumulate {
+                    0
+                } else if p.floor.is_some() && all_zero(b, rows) {
+                    INIT_OUT
+                } else {
+                    ADD_OUT
+                };
                 let bias = bias_tab.add(i * PANEL_TAB);
-                fill_bias_table(bias, p.bias.as_ptr().add(ch_g), rows);
-                // Read only with FLOOR, so written only with a floor.
-                let floor = bias.add(BIAS_TAB);
+                // The bias table is read unless the sums start from the output.
+                if first != INIT_OUT {
+                    fill_bias_table(bias, b, rows);
+                }
+                // The floors are read only with FLOOR, so written only with floors.
                 if let Some(f) = p.floor {
-                    for r in 0..MR {
-                        floor.add(r).write(if r < rows { f[ch_g + r] } else { 0.0 });
-                    }
+                    fill_floors(bias.add(BIAS_TAB), f.as_ptr().add(ch_g), rows);
                 }
                 po[i] = PanelOut {
                     w: p.weights.as_ptr().add(pn * k * MR),

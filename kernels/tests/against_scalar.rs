@@ -141,6 +141,75 @@ fn pointwise_matches_scalar() {
     }
 }
 
+/// Every epilogue (bias or a zero bias with the residual, ReLU, floors) on whole
+/// 12-pixel tiles of every panel height (2, 4, 6, 8 rows), K rows read in place
+/// (shuffle table) and packed (a random table), K both even and odd: NEON runs
+/// ShuffleNet's hot epilogues there with programs of their own.
+#[test]
+fn pointwise_epilogues_on_whole_tiles() {
+    let mut rng = Rng(0x5eed_0ff1_0d00);
+    for (groups, k, m) in [(3, 10, 40), (3, 20, 14), (1, 7, 2), (2, 9, 4), (3, 4, 6)] {
+        for accumulate in [false, true] {
+            for relu in [false, true] {
+                for (floored, zero_bias) in [(false, false), (true, true), (true, false)] {
+                    if floored && !relu {
+                        continue;
+                    }
+                    for (in_place, pixels) in [(true, 36), (false, 49), (true, 196)] {
+                        let cin = groups * k;
+                        let in_rows: Vec<u32> = if in_place {
+                            shuffle_table(cin, groups)
+                        } else {
+                            (0..cin).map(|_| rng.below(cin) as u32).collect()
+                        };
+                        let w = rng.vec(groups * m * k);
+                        let packed = pack_pointwise(groups, m, k, &w);
+                        let bias = if zero_bias {
+                            vec![0.0; groups * m]
+                        } else {
+                            rng.vec(groups * m)
+                        };
+                        let floor_v = rng.vec(groups * m);
+                        let input = Guarded::new(&rng.vec(cin * pixels));
+                        let epilogue = Epilogue { accumulate, relu };
+                        let p = Pointwise {
+                            floor: floored.then_some(&floor_v[..]),
+                            groups,
+                            k,
+                            m,
+                            weights: &packed,
+                            bias: &bias,
+                            in_rows: &in_rows,
+                            epilogue,
+                        };
+                        let span = PixelSpan {
+                            stride: pixels,
+                            start: 0,
+                        };
+                        let call = PointwiseCall {
+                            input: span,
+                            output: span,
+                            count: pixels,
+                            panels: 0..p.panels(),
+                        };
+                        let out0 = rng.vec(groups * m * pixels);
+                        let what = format!(
+                            "pointwise g={groups} k={k} m={m} px={pixels} {epilogue:?} floor \
+                             {floored} zero bias {zero_bias} in place {in_place}"
+                        );
+                        compare(
+                            &what,
+                            &out0,
+                            |o| dispatch::pointwise(&p, input.get(), o, &call),
+                            |o| scalar::pointwise::pointwise(&p, input.get(), o, &call),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Output extent of a 3-wide window.
 fn out_len(len: usize, stride: usize, pad_begin: usize, pad_end: usize) -> usize {
     (len + pad_begin + pad_end - 3) / stride + 1

@@ -22,7 +22,8 @@
 
 use super::common::{load_part, store_part};
 use super::pw_tile::{
-    fill_bias_table, strip, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB, RELU,
+    fill_bias_table, strip, strip_whole, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB,
+    RELU,
 };
 use crate::{KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
@@ -164,6 +165,8 @@ unsafe fn copy_rows(src: *const f32, ss: usize, dst: *mut f32, ds: usize, rows: 
 /// panel over K steps `k0 .. k0 + kc`: as one strip straight into the output when
 /// the tiles are whole vectors and the panel has an even number of rows, else
 /// tile by tile through a stack tile (the extra lanes and rows are dropped).
+/// `WHOLE`: the call site runs whole tiles, so its direct strips take
+/// [`strip_whole`]'s fixed-epilogue programs (other sites do not inline them).
 ///
 /// # Safety
 /// As for [`strip`] with `s.px`, `s.ps`, `s.pt` describing `4 ceil(n / 4)`
@@ -171,7 +174,7 @@ unsafe fn copy_rows(src: *const f32, ss: usize, dst: *mut f32, ds: usize, rows: 
 /// rows of `nt * n` floats at `out + r * os`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn panel_strip(
+unsafe fn panel_strip<const WHOLE: bool>(
     p: &PanelOut,
     k0: usize,
     mut s: Strip,
@@ -193,7 +196,11 @@ unsafe fn panel_strip(
             s.nt = nt;
             s.out = out;
             s.os = 4 * os;
-            strip(r, nv, s);
+            if WHOLE && nv == 3 {
+                strip_whole(r, s);
+            } else {
+                strip(r, nv, s);
+            }
             return;
         }
         // Rows the tile computes past the real ones (an odd panel's zero row) are
@@ -418,14 +425,14 @@ pub fn pointwise(
                 // above). The panel writes its rows at pixels below `count`.
                 unsafe {
                     if full > 0 {
-                        panel_strip(po, 0, s, po.out, os, full / NR, NR);
+                        panel_strip::<true>(po, 0, s, po.out, os, full / NR, NR);
                     }
                     if tail_in_place {
                         let s = Strip {
                             px: s.px.add(full),
                             ..s
                         };
-                        panel_strip(po, 0, s, po.out.add(full), os, 1, tail);
+                        panel_strip::<false>(po, 0, s, po.out.add(full), os, 1, tail);
                     }
                 }
             }
@@ -479,7 +486,7 @@ pub fn pointwise(
                                 os: 0,
                                 flags: first | last,
                             };
-                            panel_strip(po, k0, s, po.out.add(px), os, nt, n);
+                            panel_strip::<true>(po, k0, s, po.out.add(px), os, nt, n);
                         }
                     }
                     px += nt * n;

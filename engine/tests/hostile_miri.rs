@@ -169,6 +169,7 @@ fn windows_on_tiny_shapes() {
                         stride_w: stride,
                         pad_bottom: pb,
                         pad_right: pr,
+                        relu: false,
                     };
                     compare(
                         &format!("pool {kind:?} {what}"),

@@ -323,6 +323,7 @@ impl Probe {
             stride_w: 2,
             pad_bottom: 1,
             pad_right: 1,
+            relu: false,
         };
         let input = data(ch * h * w, 7);
         let mut out = vec![0.0; ch * g.out_h * g.out_w];

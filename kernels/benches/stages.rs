@@ -163,6 +163,7 @@ fn bench_pool(c: &mut Criterion, res: &str, kind: PoolKind, ch: usize, (h, w): (
         stride_w: 2,
         pad_bottom: 1,
         pad_right: 1,
+        relu: false,
     };
     let input = data(ch * h * w, 11);
     let mut output = vec![0.0; ch * oh * ow];

@@ -200,6 +200,7 @@ fn pool_case(name: &str, kind: PoolKind, ch: usize, hw: usize, n: u64) -> Case {
                     stride_w: 2,
                     pad_bottom: 1,
                     pad_right: 1,
+                    relu: false,
                 };
                 marker(-1234567001);
                 let r = dispatch::pool(&p, &g, &input, &mut output, 0..ch);

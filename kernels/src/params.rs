@@ -463,6 +463,11 @@ pub struct Pool {
     pub pad_bottom: usize,
     /// Padding columns right of the input (counted by `count_include_pad`).
     pub pad_right: usize,
+    /// Max pool only: clamp the outputs at zero. The max of a window of ReLU
+    /// outputs is the ReLU of the window's max (NaN propagating in both), so a
+    /// ReLU before a max pool moves behind it, onto a quarter of the values for a
+    /// 3x3 stride-2 window.
+    pub relu: bool,
 }
 
 impl Pool {
@@ -480,6 +485,9 @@ impl Pool {
         }
         if geom.pad_top >= self.kh || geom.pad_left >= self.kw {
             return Err(err(K, "padding as large as the window"));
+        }
+        if self.relu && self.kind != PoolKind::Max {
+            return Err(err(K, "a ReLU only follows a max pool"));
         }
         geom.check(K, channels.end, channels.len(), input, output)
     }

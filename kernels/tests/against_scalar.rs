@@ -357,17 +357,25 @@ fn conv2d_matches_scalar() {
 #[test]
 fn pool_matches_scalar() {
     let mut rng = Rng(0x0bad_cafe_1234_5678);
+    // (kind, ReLU behind the pool): only a max pool takes the ReLU.
     let kinds = [
-        PoolKind::Max,
-        PoolKind::Avg {
-            count_include_pad: true,
-        },
-        PoolKind::Avg {
-            count_include_pad: false,
-        },
+        (PoolKind::Max, false),
+        (PoolKind::Max, true),
+        (
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+            false,
+        ),
+        (
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            false,
+        ),
     ];
     for &(h, w) in &SIZES {
-        for kind in kinds {
+        for (kind, relu) in kinds {
             for (k, stride, pt, pl, pb, pr) in [
                 (3, 2, 1, 1, 1, 1),
                 (3, 2, 0, 0, 1, 1),
@@ -405,10 +413,13 @@ fn pool_matches_scalar() {
                     stride_w: stride,
                     pad_bottom: pb,
                     pad_right: pr,
+                    relu,
                 };
                 let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
                 let out0 = rng.vec((channels - 1) * out_stride + oh * ow);
-                let what = format!("pool {kind:?} k{k} s{stride} pads {pt},{pl},{pb},{pr} {h}x{w}");
+                let what = format!(
+                    "pool {kind:?} relu {relu} k{k} s{stride} pads {pt},{pl},{pb},{pr} {h}x{w}"
+                );
                 compare(
                     &what,
                     &out0,

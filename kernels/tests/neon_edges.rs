@@ -291,8 +291,9 @@ fn dwconv3x3_s1_bands_match_the_whole_plane_bit_for_bit() {
 /// Stride-2 bands of 1-4 output rows (the pipeline's call: the `2 B + 1` input
 /// rows under them, no padding above) give the same bits as the same rows of the
 /// whole plane, for the depthwise convolution (zero and random bias, with and
-/// without ReLU), max pooling (with NaNs) and average pooling. Widths with one to
-/// eight pairs of body steps, odd and even, and a tail step.
+/// without ReLU), max pooling (with NaNs, with and without the ReLU behind it) and
+/// average pooling. Widths with one to eight pairs of body steps, odd and even,
+/// and a tail step.
 #[test]
 fn stride2_bands_match_the_whole_plane_bit_for_bit() {
     let mut rng = Rng(0x5eed_ba4d_0000_0002);
@@ -314,8 +315,8 @@ fn stride2_bands_match_the_whole_plane_bit_for_bit() {
         let weights = rng.vec(channels * 9);
         let random_bias = rng.vec(channels);
         let zero_bias = vec![0.0; channels];
-        // 0: max pool, 1: average pool, 2-5: depthwise.
-        for case in 0..6 {
+        // 0: max pool, 1: average pool, 2-5: depthwise, 6: max pool with the ReLU.
+        for case in 0..7 {
             let dw = Depthwise3x3 {
                 stride: 2,
                 weights: &weights,
@@ -334,9 +335,10 @@ fn stride2_bands_match_the_whole_plane_bit_for_bit() {
                 stride_w: 2,
                 pad_bottom: 1,
                 pad_right: 1,
+                relu: case == 6,
             };
             let run = |g: &PlaneGeom, x: &[f32], o: &mut [f32]| match case {
-                0 => dispatch::pool(&pool(PoolKind::Max), g, x, o, 0..channels),
+                0 | 6 => dispatch::pool(&pool(PoolKind::Max), g, x, o, 0..channels),
                 1 => dispatch::pool(
                     &pool(PoolKind::Avg {
                         count_include_pad: true,
@@ -406,6 +408,7 @@ fn pool3x3s2_random_geometries_and_nan() {
             stride_w: 2,
             pad_bottom: rng.below(3),
             pad_right: rng.below(3),
+            relu: kind == PoolKind::Max && rng.below(2) == 0,
         };
         let channels = 1 + rng.below(5);
         let mut data = rng.vec((channels - 1) * g.in_stride + g.in_h * g.in_w);
@@ -425,8 +428,8 @@ fn pool3x3s2_random_geometries_and_nan() {
         let range = first..channels;
         let out0 = rng.vec((range.len() - 1) * g.out_stride + g.out_h * g.out_w);
         let what = format!(
-            "pool {kind:?} {g:?} pads_end {},{} ch {range:?}",
-            p.pad_bottom, p.pad_right
+            "pool {kind:?} relu {} {g:?} pads_end {},{} ch {range:?}",
+            p.relu, p.pad_bottom, p.pad_right
         );
         compare(
             &what,

@@ -576,6 +576,7 @@ fn pool_every_level() {
                         stride_w: stride,
                         pad_bottom: pb,
                         pad_right: pr,
+                        relu: false,
                     };
                     let input = Guarded::new(&rng.vec((channels - 1) * in_stride + h * w));
                     let first = rng.below(channels);
@@ -666,6 +667,7 @@ fn max_pool_propagates_nan() {
                 stride_w: stride,
                 pad_bottom: 1,
                 pad_right: 1,
+                relu: false,
             };
             let mut input: Vec<f32> = (0..h * w).map(|i| (i % 17) as f32 - 8.0).collect();
             for (y, x, v) in specials {
@@ -790,6 +792,7 @@ fn every_level_refuses_short_buffers() {
             stride_w: 2,
             pad_bottom: 1,
             pad_right: 1,
+            relu: false,
         };
         assert!(portable::pool_at(level, &pool, &geom, &[0.0; 31], &mut [0.0; 8], 0..2).is_err());
         let conv = Conv2d::dense_3x3(2, 2, 2, &[0.0; 36], &[0.0; 2], false);
@@ -823,6 +826,7 @@ fn empty_planes_are_refused_at_every_level() {
                         stride_w: stride,
                         pad_bottom: pb,
                         pad_right: pr,
+                        relu: false,
                     };
                     let mut got = untouched.clone();
                     let mut want = untouched.clone();

@@ -109,6 +109,7 @@ pub fn pool_of(spec: &crate::graph::PoolSpec) -> kernels::Pool {
         stride_w: spec.stride.1,
         pad_bottom: spec.pads.bottom,
         pad_right: spec.pads.right,
+        relu: false,
     }
 }
 

@@ -16,7 +16,7 @@ use super::{split, ExecPlan};
 use crate::graph::{Pads, PoolSpec};
 use crate::program::{Step, TensorSource, View};
 use crate::Error;
-use kernels::{dispatch, PixelSpan, PlaneGeom};
+use kernels::{dispatch, PixelSpan, PlaneGeom, PoolKind};
 use std::ops::Range;
 
 /// Where some rows of a tensor's planes are stored: in the arena, or in the
@@ -409,9 +409,17 @@ impl<'t> Stem<'t> {
         let (Step::Conv { pads, .. }, Step::Pool { spec, .. }) = (&steps[sc], &steps[sp]) else {
             return Err(Error::Argument("stem band over the wrong steps".into()));
         };
+        let (mut conv, mut pool) = (conv_of(&steps[sc], t)?, pool_of(spec));
+        // The conv's output lives only in the band, read only by the pool: a ReLU
+        // moves behind a max pool (relu(max) = max(relu)), onto a quarter of the
+        // values, and costs NEON nothing there (the maxima start at zero).
+        if conv.relu && spec.kind == PoolKind::Max {
+            conv.relu = false;
+            pool.relu = true;
+        }
         Ok(Stem {
-            conv: conv_of(&steps[sc], t)?,
-            pool: pool_of(spec),
+            conv,
+            pool,
             spec: *spec,
             conv_pads: *pads,
             hw_in: p.shapes[sc].input,

@@ -20,9 +20,12 @@ use std::ops::Range;
 /// Largest output extent whose average-pool divisors fit the stack tables.
 const MAX_AVG_OUT: usize = 1024;
 
-/// Max pooling as a window [`Op`].
+/// Max pooling as a window [`Op`]: every output starts at `floor` (-inf, or zero
+/// for the ReLU behind the pool: `max(0, window)` costs no instruction more).
 #[derive(Clone, Copy)]
-struct Max;
+struct Max {
+    floor: f32,
+}
 
 impl Op for Max {
     type Row = float32x4_t;
@@ -34,7 +37,7 @@ impl Op for Max {
     #[inline(always)]
     fn init(self) -> float32x4_t {
         // SAFETY: register-only broadcast.
-        unsafe { vdupq_n_f32(f32::NEG_INFINITY) }
+        unsafe { vdupq_n_f32(self.floor) }
     }
     #[inline(always)]
     fn add(self, acc: float32x4_t, row: &float32x4_t, _dy: usize) -> float32x4_t {
@@ -51,7 +54,7 @@ impl<const N: usize> Ops<N> for Max {
     type O = Max;
     #[inline(always)]
     unsafe fn op(self, _i: usize, _x0: &[usize; N]) -> Max {
-        Max
+        self
     }
 }
 
@@ -209,11 +212,15 @@ pub fn pool(
         PoolKind::Max => {
             // SAFETY: as above; register-only broadcast of the fill value.
             unsafe {
-                let (fill, band) = (vdupq_n_f32(f32::NEG_INFINITY), Some(BandOp::Max));
+                let fill = vdupq_n_f32(f32::NEG_INFINITY);
+                let band = Some(BandOp::Max { relu: p.relu });
+                let max = Max {
+                    floor: if p.relu { 0.0 } else { f32::NEG_INFINITY },
+                };
                 match g.pad_top {
-                    0 => sweep_s2::run::<_, true, 0>(pl, plan, l, fill, Max, band),
-                    1 => sweep_s2::run::<_, true, 1>(pl, plan, l, fill, Max, band),
-                    _ => sweep_s2::run::<_, true, 2>(pl, plan, l, fill, Max, band),
+                    0 => sweep_s2::run::<_, true, 0>(pl, plan, l, fill, max, band),
+                    1 => sweep_s2::run::<_, true, 1>(pl, plan, l, fill, max, band),
+                    _ => sweep_s2::run::<_, true, 2>(pl, plan, l, fill, max, band),
                 }
             }
         }

@@ -42,8 +42,11 @@ pub(crate) enum BandOp {
         /// Clamp at zero after the bias.
         relu: bool,
     },
-    /// Max pooling.
-    Max,
+    /// Max pooling, clamped at zero when `relu`.
+    Max {
+        /// The ReLU behind the pool ([`crate::Pool::relu`]).
+        relu: bool,
+    },
     /// Average pooling with one divisor for every window: the sum times `f32`.
     Avg(f32),
 }
@@ -513,7 +516,11 @@ pub(super) unsafe fn body_pair<const B: usize>(
                         f = in(reg) u64::from(relu),
                         out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v30") _,
                     ),
-                    BandOp::Max => band!(o, $shape, max, "", "", "",),
+                    BandOp::Max { relu: false } => band!(o, $shape, max, "", "", "",),
+                    BandOp::Max { relu: true } => band!(
+                        o, $shape, max, "movi v30.4s, #0", "", pairs!($shape, relu_pair),
+                        out("v30") _,
+                    ),
                     BandOp::Avg(f) => band!(
                         o, $shape, avg, "", "", pairs!($shape, scale_pair),
                         in("v3") vdupq_n_f32(f),

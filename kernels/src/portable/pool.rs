@@ -84,6 +84,36 @@ pub fn pool_at(
     if channels.is_empty() || g.out_h == 0 || g.out_w == 0 {
         return Ok(());
     }
+    let planes = channels.len();
+    pool_unclamped(level, p, g, input, output, channels);
+    if p.relu {
+        // The ReLU behind the max pool, in a pass over the outputs (the portable
+        // paths keep one max-pool code each; NEON starts its maxima at zero).
+        let n = g.out_h * g.out_w;
+        for i in 0..planes {
+            // `check` proved every output plane holds `n` floats.
+            if let Some(plane) = output
+                .get_mut(i * g.out_stride..)
+                .and_then(|o| o.get_mut(..n))
+            {
+                for v in plane {
+                    *v = crate::scalar::relu(*v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fast paths of [`pool_at`] (checked, non-empty call), without its ReLU.
+fn pool_unclamped(
+    level: Level,
+    p: &Pool,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    channels: Range<usize>,
+) {
     let small = p.kind != PoolKind::Max && small_plane::fits(g, 2, level.lanes());
     if p.stride_h == 2 && pool3x3s2p1::fits(g) && !small {
         level.run(S2Pool {
@@ -93,7 +123,7 @@ pub fn pool_at(
             output,
             channels,
         });
-        return Ok(());
+        return;
     }
     let mut op = Op {
         p,
@@ -108,11 +138,10 @@ pub fn pool_at(
         // copy paths' function compiles as it did without it.
         match level.run(AvgRows(op)) {
             Some(rest) => op = rest,
-            None => return Ok(()),
+            None => return,
         }
     }
     level.run(op);
-    Ok(())
 }
 
 /// Stride-2 average pooling of an [`Op`] through the small-plane path

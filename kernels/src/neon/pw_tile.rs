@@ -14,8 +14,8 @@
 //! into `ldp`/`ldr` pairs and does not post-index, which costs a sixth more
 //! instructions per K step for small tiles and twice the stores in the epilogue.
 //!
-//! Epilogue, chosen by `flags`: whole tiles (12 pixels) with one of the three flag
-//! sets of ShuffleNet's hot convs run a program built for it ([`strip_whole`],
+//! Epilogue, chosen by `flags`: whole tiles (12 pixels) with one of the five flag
+//! sets of ShuffleNet's convs run a program built for it ([`strip_whole`],
 //! [`strip_fixed_asm!`]); other tiles test the flags per tile (a test and branch
 //! per flag; the two reads of the output are out of line, so the common path falls
 //! through):
@@ -566,8 +566,8 @@ const fn bias_back(r: usize, nv: usize) -> isize {
     }
 }
 
-/// Runs `$r` rows of whole tiles (three vectors): the three flag sets of
-/// ShuffleNet's hot convs with [`strip_fixed_asm!`], others with [`strip_asm!`].
+/// Runs `$r` rows of whole tiles (three vectors): the five flag sets of
+/// ShuffleNet's convs with [`strip_fixed_asm!`], others with [`strip_asm!`].
 macro_rules! run_whole {
     ($r:tt, $a:ident) => {
         match $a.flags {
@@ -577,6 +577,10 @@ macro_rules! run_whole {
             }
             f if f == ADD_OUT | RELU => {
                 run_strip!($r, 3, $a, strip_fixed_asm!($r, 3, bias, add, relu))
+            }
+            FLOOR => run_strip!($r, 3, $a, strip_fixed_asm!($r, 3, bias, keep, floor)),
+            f if f == ADD_OUT | FLOOR => {
+                run_strip!($r, 3, $a, strip_fixed_asm!($r, 3, bias, add, floor))
             }
             _ => run_strip!($r, 3, $a, strip_asm!($r, 3)),
         }
@@ -652,9 +656,10 @@ pub(crate) unsafe fn strip(rows: usize, nv: usize, s: Strip) {
 }
 
 /// [`strip`] for whole tiles (`nv = 3`), where the flag sets the convs of
-/// ShuffleNet use most (the first conv of a unit: bias and ReLU; the residual
-/// convs: output start and floors, or bias, residual and ReLU) run programs with
-/// their epilogue fixed ([`strip_fixed_asm!`]): 3-6 instructions fewer per tile.
+/// ShuffleNet use (a unit's first conv: bias and ReLU; a stride-2 unit's branch
+/// conv: bias and floors; the residual convs: output start and floors, or bias,
+/// residual and floors or ReLU) run programs with their epilogue fixed
+/// ([`strip_fixed_asm!`]): 3-6 instructions fewer per tile.
 /// Kept apart from [`strip`] so that only the call sites that run whole tiles
 /// inline these programs.
 ///

@@ -197,7 +197,9 @@ impl RowPlan {
         let no_idx = [0xFFu8; 16];
         // SAFETY: reads 16 bytes from a local array of 16 bytes.
         let no_idx = unsafe { vld1q_u8(no_idx.as_ptr()) };
-        let mut plan = RowPlan {
+        // Built where it is returned (every path returns `out`), so the plan of
+        // some 700 bytes is not copied on the way out.
+        let mut out = Some(RowPlan {
             body_x0: 0,
             body_steps: 0,
             tail: None,
@@ -207,7 +209,29 @@ impl RowPlan {
                 idx: [no_idx; 3],
             }; MAX_EDGES],
             n_edges: 0,
-        };
+        });
+        let fits = out.as_mut().is_some_and(|plan| {
+            plan.fill(out_w, in_w, pad_left, stride, (body_span, body_tail), n_vec)
+                .is_some()
+        });
+        if !fits {
+            out = None;
+        }
+        out
+    }
+
+    /// The steps of [`RowPlan::new`] into an empty plan; `None` past
+    /// [`MAX_EDGES`] edge steps.
+    fn fill(
+        &mut self,
+        out_w: usize,
+        in_w: usize,
+        pad_left: usize,
+        stride: usize,
+        (body_span, body_tail): (usize, bool),
+        n_vec: usize,
+    ) -> Option<()> {
+        let plan = self;
         let add_edge = |plan: &mut RowPlan, x0: usize| -> Option<()> {
             if plan.n_edges == MAX_EDGES {
                 return None;
@@ -230,13 +254,15 @@ impl RowPlan {
                 let mut lanes = [u32::MAX; 4];
                 for (t, lane) in lanes.iter_mut().enumerate() {
                     let pos = base + dx + (stride * t) as isize;
-                    if pos < 0 || pos >= in_w as isize {
-                        continue;
-                    }
-                    let pos = pos as usize;
                     let at = if consecutive {
-                        pos.checked_sub(offs[0]).filter(|&d| d < span)
+                        // Branch-free: inside the row and the loaded span.
+                        let d = pos - offs[0] as isize;
+                        let inside = pos >= 0 && pos < in_w as isize && d >= 0 && d < span as isize;
+                        inside.then_some(d as usize)
+                    } else if pos < 0 || pos >= in_w as isize {
+                        None
                     } else {
+                        let pos = pos as usize;
                         (0..n_vec)
                             .find(|&k| (offs[k]..offs[k] + 4).contains(&pos))
                             .map(|k| 4 * k + pos - offs[k])
@@ -264,7 +290,7 @@ impl RowPlan {
             None => first,
         };
         for i in (0..first).chain(end..steps) {
-            add_edge(&mut plan, 4 * i)?;
+            add_edge(plan, 4 * i)?;
         }
         if end > first {
             plan.body_x0 = 4 * first;
@@ -278,10 +304,10 @@ impl RowPlan {
             if body_tail && inside {
                 plan.tail = Some(x0);
             } else {
-                add_edge(&mut plan, x0)?;
+                add_edge(plan, x0)?;
             }
         }
-        Some(plan)
+        Some(())
     }
 
     /// Body steps, the tail included.

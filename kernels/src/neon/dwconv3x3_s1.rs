@@ -553,7 +553,9 @@ pub(crate) fn run(
         return true;
     }
     // Body steps read 8 columns from the window start, inside the row.
-    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 1, (8, false), 2) else {
+    // Borrowed, not moved out of the option: no copy of the plan.
+    let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 1, (8, false), 2);
+    let Some(plan) = plan.as_ref() else {
         return false;
     };
     let rows = g.in_h.min(g.out_h + 2 - g.pad_top);
@@ -573,10 +575,10 @@ pub(crate) fn run(
             n: channels.len(),
         };
         match (p.relu, zb) {
-            (false, false) => by_geom::<false, false>(&pl, g, rows, &plan),
-            (false, true) => by_geom::<false, true>(&pl, g, rows, &plan),
-            (true, false) => by_geom::<true, false>(&pl, g, rows, &plan),
-            (true, true) => by_geom::<true, true>(&pl, g, rows, &plan),
+            (false, false) => by_geom::<false, false>(&pl, g, rows, plan),
+            (false, true) => by_geom::<false, true>(&pl, g, rows, plan),
+            (true, false) => by_geom::<true, false>(&pl, g, rows, plan),
+            (true, true) => by_geom::<true, true>(&pl, g, rows, plan),
         }
     }
     true

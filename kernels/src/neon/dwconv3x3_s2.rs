@@ -88,7 +88,9 @@ pub(crate) fn run(
     }
     // Body steps read columns 2 x0 - pad_left .. + 9 (two `ld2`), inside the row;
     // so may the overlapping last step.
-    let Some(plan) = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, (9, true), 4) else {
+    // Borrowed, not moved out of the option: no copy of the plan.
+    let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, (9, true), 4);
+    let Some(plan) = plan.as_ref() else {
         return false;
     };
     // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at

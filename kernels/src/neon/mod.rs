@@ -44,7 +44,9 @@ pub fn dwconv3x3(
     let zero_bias = p
         .bias
         .get(channels.clone())
-        .is_some_and(|b| b.iter().all(|&b| b == 0.0));
+        // Sign bits dropped, OR-ed without an early exit (vectorised): zero
+        // exactly when every bias is +0 or -0.
+        .is_some_and(|b| b.iter().fold(0, |a, &b| a | (b.to_bits() << 1)) == 0);
     let done = if p.stride == 1 {
         dwconv3x3_s1::run(p, g, input, output, channels.clone(), zero_bias)
     } else {

@@ -187,7 +187,7 @@ pub fn pool(
     let fast = p.kh == 3 && p.kw == 3 && p.stride_h == 2 && p.stride_w == 2;
     let avg_fits = g.out_h <= MAX_AVG_OUT && g.out_w <= MAX_AVG_OUT;
     let plan = RowPlan::new(g.out_w, g.in_w, g.pad_left, 2, (9, true), 4);
-    let (Some(plan), true) = (plan, fast) else {
+    let (Some(plan), true) = (plan.as_ref(), fast) else {
         return crate::scalar::pool::pool(p, g, input, output, channels);
     };
     // SAFETY: `check` proved input planes `channels` (`in_h * in_w` floats at
@@ -237,6 +237,29 @@ pub fn pool(
             } else {
                 ((0, g.in_h as isize), (0, g.in_w as isize))
             };
+            // Every window with one divisor `1 / u^2`: one `fmul` per output vector.
+            let uniform = |u: f32| {
+                // SAFETY: as above; register-only broadcasts.
+                unsafe {
+                    let (z, f) = (vdupq_n_f32(0.0), vdupq_n_f32(u * u));
+                    let (band, f) = (Some(BandOp::Avg(u * u)), Uniform { f });
+                    match g.pad_top {
+                        0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f, band),
+                        1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f, band),
+                        _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f, band),
+                    }
+                }
+            };
+            // Every window whole inside the counted range (the first starts in it,
+            // the last ends in it): divisor 9, known without the factor tables
+            // (zeroing their 8 KiB cost more than a small call's pooling).
+            let whole = |pad: usize, out: usize, (lo, hi): (isize, isize)| {
+                -(pad as isize) >= lo && 2 * (out as isize - 1) - pad as isize + 3 <= hi
+            };
+            if whole(g.pad_top, g.out_h, ylim) && whole(g.pad_left, g.out_w, xlim) {
+                uniform(1.0 / 3.0);
+                return Ok(());
+            }
             let mut rcy = [0f32; MAX_AVG_OUT];
             let mut rcx = [0f32; MAX_AVG_OUT];
             for (y, f) in rcy.iter_mut().enumerate().take(g.out_h) {
@@ -245,23 +268,13 @@ pub fn pool(
             for (x, f) in rcx.iter_mut().enumerate().take(g.out_w) {
                 *f = factor(x, g.pad_left, xlim.0, xlim.1);
             }
-            let uniform = rcx[0];
+            let u = rcx[0];
             if rcx[..g.out_w]
                 .iter()
                 .chain(&rcy[..g.out_h])
-                .all(|&f| f == uniform)
+                .all(|&f| f == u)
             {
-                // Every window has the divisor uniform^-2.
-                // SAFETY: as above; register-only broadcast.
-                unsafe {
-                    let (z, f) = (vdupq_n_f32(0.0), vdupq_n_f32(uniform * uniform));
-                    let (u, f) = (Some(BandOp::Avg(uniform * uniform)), Uniform { f });
-                    match g.pad_top {
-                        0 => sweep_s2::run::<_, false, 0>(pl, plan, l, z, f, u),
-                        1 => sweep_s2::run::<_, false, 1>(pl, plan, l, z, f, u),
-                        _ => sweep_s2::run::<_, false, 2>(pl, plan, l, z, f, u),
-                    }
-                }
+                uniform(u);
                 return Ok(());
             }
             let f = Factors {

@@ -294,7 +294,7 @@ fn bands(h: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
 
 /// Runs a pointwise -> depthwise -> pointwise unit band by band between whole
 /// tensors; with `shortcut` (a stride-2 unit's pool step, see
-/// [`DownBand`]) each band is followed by the same output
+/// [`super::DownBand`]) each band is followed by the same output
 /// rows of the pool, which read the input rows the band just read.
 pub fn run_unit<T: TensorSource + ?Sized>(
     p: &ExecPlan,

@@ -81,18 +81,10 @@ pub(super) fn carried_bias<B: Copy + Into<f64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family;
-    use crate::plan::{fold_bn, fused::Fused, gap_fc, relu, residual, shuffle};
+    use crate::plan::fused::Fused;
 
     fn lowered_passes() -> Fused {
-        let g = family::build(8, 0.25, 3).unwrap();
-        let mut f = Fused::from_graph(&g).unwrap();
-        fold_bn::run(&mut f);
-        relu::run(&mut f);
-        residual::run(&mut f);
-        shuffle::run(&mut f);
-        gap_fc::run(&mut f);
-        f
+        crate::plan::fused_before("dw_bias")
     }
 
     fn dw_biases(f: &Fused) -> Vec<&Vec<f32>> {

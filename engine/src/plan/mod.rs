@@ -42,15 +42,37 @@ pub enum PlanError {
     Invalid(#[from] ProgramError),
 }
 
+/// A pass over the fused network, by name.
+type Pass = (&'static str, fn(&mut fused::Fused));
+
+/// The passes over the fused network, in order (then [`emit`]).
+const PASSES: [Pass; 7] = [
+    ("fold_bn", fold_bn::run),
+    ("relu", relu::run),
+    ("residual", residual::run),
+    ("shuffle", shuffle::run),
+    ("gap_fc", gap_fc::run),
+    ("dw_bias", dw_bias::run),
+    ("offset", offset::run),
+];
+
 /// Lowers `graph` through every pass.
 pub fn lower(graph: &Graph) -> Result<LoweredModel, PlanError> {
     let mut f = fused::Fused::from_graph(graph)?;
-    fold_bn::run(&mut f);
-    relu::run(&mut f);
-    residual::run(&mut f);
-    shuffle::run(&mut f);
-    gap_fc::run(&mut f);
-    dw_bias::run(&mut f);
-    offset::run(&mut f);
+    for (_, pass) in PASSES {
+        pass(&mut f);
+    }
     emit::run(&f)
+}
+
+/// ShuffleNet g = 3 at scale 0.25 (8 classes) through the passes before the one
+/// named `pass`: what a pass's tests start from.
+#[cfg(test)]
+pub(crate) fn fused_before(pass: &str) -> fused::Fused {
+    let g = crate::family::build(8, 0.25, 3).unwrap();
+    let mut f = fused::Fused::from_graph(&g).unwrap();
+    for (_, run) in PASSES.iter().take_while(|(name, _)| *name != pass) {
+        run(&mut f);
+    }
+    f
 }

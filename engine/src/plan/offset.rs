@@ -20,7 +20,7 @@
 //! pooled shortcut and a branch conv; the stage's last unit then pays the bias
 //! and the add. Where the branch conv (a pointwise conv with a ReLU, read only by
 //! the concat) can store its channels with an offset, the chain runs backwards
-//! on them instead ([`Chain`]): the branch stores `s = relu(y) - c0` with
+//! on them instead (`Chain`): the branch stores `s = relu(y) - c0` with
 //! `c0 = -(b_1 + .. + b_n)`, the sum of the chain's residual biases (bias
 //! `b + (b_1 + .. + b_n)`, floor `b_1 + .. + b_n`), so the offsets reach zero at
 //! the last unit: it stores those channels exactly with no bias (its floor is
@@ -238,19 +238,9 @@ fn may_carry(f: &Fused, v: ValueId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family;
-    use crate::plan::{dw_bias, fold_bn, gap_fc, relu, residual, shuffle};
 
     fn lowered_passes() -> Fused {
-        let g = family::build(8, 0.25, 3).unwrap();
-        let mut f = Fused::from_graph(&g).unwrap();
-        fold_bn::run(&mut f);
-        relu::run(&mut f);
-        residual::run(&mut f);
-        shuffle::run(&mut f);
-        gap_fc::run(&mut f);
-        dw_bias::run(&mut f);
-        f
+        crate::plan::fused_before("offset")
     }
 
     fn pointwise(f: &Fused, n: usize) -> (&Vec<f32>, &Option<Vec<f32>>) {

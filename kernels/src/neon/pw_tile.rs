@@ -16,7 +16,7 @@
 //!
 //! Epilogue, chosen by `flags`: whole tiles (12 pixels) with one of the five flag
 //! sets of ShuffleNet's convs run a program built for it ([`strip_whole`],
-//! [`strip_fixed_asm!`]); other tiles test the flags per tile (a test and branch
+//! `strip_fixed_asm!`); other tiles test the flags per tile (a test and branch
 //! per flag; the two reads of the output are out of line, so the common path falls
 //! through):
 //! start from the bias table (or from the partial sums in the output, [`INIT_OUT`]),
@@ -464,7 +464,7 @@ macro_rules! strip_asm {
     };
 }
 
-/// Accumulator start of [`strip_fixed_asm!`]: the bias table or the output.
+/// Accumulator start of `strip_fixed_asm!`: the bias table or the output.
 macro_rules! init_acc {
     (bias, $r:tt, $nv:tt) => {
         ld_bias!($r, $nv)
@@ -474,7 +474,7 @@ macro_rules! init_acc {
     };
 }
 
-/// The in-place residual of [`strip_fixed_asm!`], or nothing.
+/// The in-place residual of `strip_fixed_asm!`, or nothing.
 macro_rules! add_acc {
     (add, $r:tt, $nv:tt) => {
         concat!("mov {t}, {o}\n", rows!($r, $nv, add_row))
@@ -484,7 +484,7 @@ macro_rules! add_acc {
     };
 }
 
-/// The clamp of [`strip_fixed_asm!`]: at zero, at the row floors, or none.
+/// The clamp of `strip_fixed_asm!`: at zero, at the row floors, or none.
 macro_rules! clamp_acc {
     (relu, $r:tt, $nv:tt) => {
         rows!($r, $nv, relu_row)
@@ -497,7 +497,7 @@ macro_rules! clamp_acc {
     };
 }
 
-/// [`strip_asm!`] with the epilogue fixed when the program is built (`$init`:
+/// `strip_asm!` with the epilogue fixed when the program is built (`$init`:
 /// `bias` or `out`, `$add`: `add` or `keep`, `$clamp`: `relu`, `floor` or
 /// `none`): no flag tests or jumps to out-of-line parts per tile, 3-6 instructions
 /// fewer per tile. `{f}` is unused (named in a comment, as asm requires).
@@ -567,7 +567,7 @@ const fn bias_back(r: usize, nv: usize) -> isize {
 }
 
 /// Runs `$r` rows of whole tiles (three vectors): the five flag sets of
-/// ShuffleNet's convs with [`strip_fixed_asm!`], others with [`strip_asm!`].
+/// ShuffleNet's convs with `strip_fixed_asm!`, others with `strip_asm!`.
 macro_rules! run_whole {
     ($r:tt, $a:ident) => {
         match $a.flags {
@@ -659,7 +659,7 @@ pub(crate) unsafe fn strip(rows: usize, nv: usize, s: Strip) {
 /// ShuffleNet use (a unit's first conv: bias and ReLU; a stride-2 unit's branch
 /// conv: bias and floors; the residual convs: output start and floors, or bias,
 /// residual and floors or ReLU) run programs with their epilogue fixed
-/// ([`strip_fixed_asm!`]): 3-6 instructions fewer per tile.
+/// (`strip_fixed_asm!`): 3-6 instructions fewer per tile.
 /// Kept apart from [`strip`] so that only the call sites that run whole tiles
 /// inline these programs.
 ///

@@ -22,6 +22,10 @@ enum Rows {
     Shuffle,
     /// Random planes.
     Random,
+    /// Planes `g k + kk` but one middle row, a plane or two on (with K >= 4 the
+    /// first and last rows and the first step are a progression's: it must not be
+    /// read in place as one).
+    Kinked,
 }
 
 /// The index table and the number of input planes it needs.
@@ -37,6 +41,16 @@ fn table(rng: &mut Rng, rows: Rows, groups: usize, k: usize) -> (Vec<u32>, usize
         Rows::Random => {
             let cin = c + rng.below(3);
             ((0..c).map(|_| rng.below(cin) as u32).collect(), cin)
+        }
+        Rows::Kinked => {
+            let mut t: Vec<u32> = (0..c as u32).collect();
+            if k >= 3 {
+                for g in 0..groups {
+                    let kk = if k >= 4 { 2 + rng.below(k - 3) } else { 1 };
+                    t[g * k + kk] += 1 + rng.below(2) as u32;
+                }
+            }
+            (t, c + 2)
         }
         Rows::Strided(step) => {
             let span = step.unsigned_abs() as usize * (k - 1) + 1;
@@ -153,6 +167,7 @@ fn pointwise_in_place_and_packed_rows() {
         Rows::Strided(-1),
         Rows::Shuffle,
         Rows::Random,
+        Rows::Kinked,
     ];
     let mut n = 0usize;
     for &(groups, k, m) in &shapes {

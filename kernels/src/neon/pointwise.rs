@@ -300,12 +300,22 @@ unsafe fn pack4(input: *const f32, offs: &[usize], px: usize, dst: *mut f32, til
 }
 
 /// `(first, step)` when the K rows are `first + kk * step` (any integer step).
+/// Runs once per group and call over all K rows, so it has no branch per row: the
+/// differences are compared modulo 2^32 (a vectorised OR of mismatches) and the
+/// last row exactly. Together they are exact: a difference that only matched
+/// modulo 2^32 would be `step - 2^32` when `step > 0` (`step + 2^32` when `step <
+/// 0`; neither when `step = 0`), so all such errors share a sign and the last row
+/// would be off.
 fn progression(rows: &[u32]) -> Option<(usize, i64)> {
-    let first = *rows.first()?;
-    let step = rows.get(1).map_or(0, |&r| r as i64 - first as i64);
-    rows.windows(2)
-        .all(|w| w[1] as i64 - w[0] as i64 == step)
-        .then_some((first as usize, step))
+    let (&first, &last) = (rows.first()?, rows.last()?);
+    let step = rows.get(1).map_or(0, |&r| i64::from(r) - i64::from(first));
+    let s = step as u32;
+    let miss = rows
+        .iter()
+        .zip(rows.iter().skip(1))
+        .fold(0, |m, (&a, &b)| m | (b.wrapping_sub(a) ^ s));
+    let ends = i64::from(first) + step * (rows.len() as i64 - 1) == i64::from(last);
+    (miss == 0 && ends).then_some((first as usize, step))
 }
 
 /// Computes the panels and pixels of `call`; see [`Pointwise`] for the math. Same
@@ -342,22 +352,21 @@ pub fn pointwise(
     let (inp, out) = (input.as_ptr(), output.as_mut_ptr());
     let full = count - count % NR;
     let mut panel = call.panels.start;
+    // The group whose K rows `prog` describes.
+    let (mut prog_g, mut prog) = (usize::MAX, None);
     while panel < call.panels.end {
         let g = panel / ppg;
         let end = call.panels.end.min((g + 1) * ppg).min(panel + PB);
-        let mut po = [PanelOut {
-            w: inp,
-            bias: inp,
-            first: 0,
-            out,
-            rows: 0,
-        }; PB];
+        // Left uninitialised (as the scratch above): entries 0 .. end - panel
+        // are written below before the slice over them is made.
+        let mut po = MaybeUninit::<[PanelOut; PB]>::uninit();
+        let po_p = po.as_mut_ptr().cast::<PanelOut>();
         for (i, pn) in (panel..end).enumerate() {
             let rows = p.rows_in_panel(pn);
             let ch_g = p.channel_of(pn, 0);
             let ch = ch_g - c0;
             // SAFETY: panel i < PB of the block has its PANEL_TAB floats (bias
-            // table, then MR floors); `check` proved the bias (and any floor) holds the
+            // table, then MR floors) and its entry of `po`; `check` proved the bias (and any floor) holds the
             // panel's `rows` channels from `ch_g` on,
             // the weights hold every panel of the call (`(pn + 1) * k * MR
             // <= len`) and the output holds channel `ch` at
@@ -382,20 +391,24 @@ pub fn pointwise(
                 if let Some(f) = p.floor {
                     fill_floors(bias.add(BIAS_TAB), f.as_ptr().add(ch_g), rows);
                 }
-                po[i] = PanelOut {
+                po_p.add(i).write(PanelOut {
                     w: p.weights.as_ptr().add(pn * k * MR),
                     bias,
                     first,
                     out: out.add(ch * os + call.output.start),
                     rows,
-                };
+                });
             }
         }
-        let po = &po[..end - panel];
+        // SAFETY: the loop above wrote entries 0 .. end - panel (<= PB) of `po`.
+        let po = unsafe { std::slice::from_raw_parts(po_p, end - panel) };
         let rows = &p.in_rows[g * k..(g + 1) * k];
+        if g != prog_g {
+            (prog_g, prog) = (g, progression(rows));
+        }
         // Pixels from `packed_from` on go through the packed path.
         let mut packed_from = 0;
-        if let Some((first, step)) = progression(rows) {
+        if let Some((first, step)) = prog {
             let base = first * is + call.input.start;
             let ps = (step * is as i64 * 4) as isize;
             // The tail tile reads its whole vectors of every K row in place if

@@ -78,6 +78,45 @@ impl Taps for Edge {
     }
 }
 
+/// Left border step of a row with one column of padding on each side (output
+/// columns 0 .. 4, window from column -1): taps `dx = 1, 2` are plain loads at
+/// columns 0 and 1, tap `dx = 0` the first shifted one lane up behind a zero
+/// (`ext`), where [`Edge`] loads two vectors and gathers all three taps with
+/// `tbl` (three index vectors held in registers).
+#[derive(Clone, Copy)]
+struct LeftEdge;
+
+impl Taps for LeftEdge {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3] {
+        // SAFETY: reads columns 0 .. 5, inside the row (at least 5 wide).
+        unsafe {
+            let (v, w) = (vld1q_f32(row), vld1q_f32(row.add(1)));
+            [vextq_f32::<3>(vdupq_n_f32(0.0), v), v, w]
+        }
+    }
+}
+
+/// Right border step of such a row (output columns `w - 4 .. w`, window from
+/// column `col = w - 5`): taps `dx = 0, 1` are plain loads at `col` and `col + 1`,
+/// tap `dx = 2` the second shifted one lane down with a zero after it.
+#[derive(Clone, Copy)]
+struct RightEdge {
+    col: usize,
+}
+
+impl Taps for RightEdge {
+    #[inline(always)]
+    unsafe fn taps(self, row: *const f32) -> [float32x4_t; 3] {
+        // SAFETY: reads columns col .. col + 5 = w, inside the row.
+        unsafe {
+            let p = row.add(self.col);
+            let (v, w) = (vld1q_f32(p), vld1q_f32(p.add(1)));
+            [v, w, vextq_f32::<1>(w, vdupq_n_f32(0.0))]
+        }
+    }
+}
+
 /// The planes of one call: plane `i` (of `n`) reads `src + i * in_stride`, writes
 /// `dst + i * out_stride`, with filter `w + 9 i` and bias `bias[i]`.
 #[derive(Clone, Copy)]
@@ -479,6 +518,25 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize, const ZB: boo
                 any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [x0, x1], ow, oh, (t0, t1));
             }
             s += 2;
+        }
+        // The usual row (one column of padding each side, at least 8 wide, one
+        // border step at each end): the border steps take [`LeftEdge`] and
+        // [`RightEdge`]'s taps, a leftover body step sweeps alone.
+        let (e0, e1) = (&plan.edges[0], &plan.edges[1]);
+        if g.pad_left == 1
+            && iw == ow
+            && ow >= 8
+            && plan.n_edges == 2
+            && e0.x0 == 0
+            && e1.x0 + 4 == ow
+        {
+            if s < plan.body_steps {
+                let (x0, t0) = body(s);
+                any_sweep::<1, _, RELU, PT, B, ZB>(pl, iw, rows, [x0], ow, oh, (t0,));
+            }
+            let t = (LeftEdge, RightEdge { col: ow - 5 });
+            any_sweep::<2, _, RELU, PT, B, ZB>(pl, iw, rows, [0, ow - 4], ow, oh, t);
+            return;
         }
         let mut e = 0;
         if s < plan.body_steps {

@@ -316,23 +316,24 @@ macro_rules! lds {
     };
 }
 
-/// Bias table load: row `r` (12 floats) into `v8 + 3r ..`, four rows or eight.
+/// Bias table load ([`fill_bias_table`]'s three copies per row, four floats
+/// broadcast per `ld4r`): row `r` into `v8 + 3r ..`, four rows or eight.
 macro_rules! bias {
     (4) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}]\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #16\n",
+            "ld4r {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #16\n",
+            "ld4r {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}]\n",
         )
     };
     (8) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #64\n",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #64\n",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #64\n",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #64\n",
-            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{bc}], #64\n",
-            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{bc}]\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{bc}], #16\n",
+            "ld4r {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{bc}], #16\n",
+            "ld4r {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{bc}], #16\n",
+            "ld4r {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{bc}], #16\n",
+            "ld4r {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{bc}], #16\n",
+            "ld4r {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{bc}]\n",
         )
     };
 }

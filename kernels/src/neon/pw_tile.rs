@@ -35,7 +35,9 @@
 //! tile's K loop to the start of the next. (kernel_icount, 0.5x g=3 at 224x224:
 //! 18 such instructions per tile before, 12 after.)
 
-use core::arch::aarch64::{vdupq_n_f32, vst1q_f32};
+use core::arch::aarch64::{
+    vcopyq_laneq_f32, vdupq_laneq_f32, vextq_f32, vld1q_f32, vst1q_f32, vzip1q_f32,
+};
 use core::arch::asm;
 
 /// Start from the values in the output (partial sums of earlier K chunks) instead
@@ -51,8 +53,10 @@ pub(crate) const FLOOR: u64 = 8;
 
 /// Pixels of a whole tile.
 pub(crate) const NR: usize = 12;
-/// Floats of one panel's bias table: 12 copies of the bias of each of 8 rows.
-pub(crate) const BIAS_TAB: usize = 8 * NR;
+/// Floats of one panel's bias table: 3 copies of the bias of each of 8 rows, so
+/// that each `ld4r` of four consecutive floats broadcasts them into four
+/// consecutive accumulators (row `r` is `v8 + 3r ..`).
+pub(crate) const BIAS_TAB: usize = 3 * 8;
 /// Floats of one panel's table for [`strip`]: the bias table, then the 8 row
 /// floors ([`FLOOR`]).
 pub(crate) const PANEL_TAB: usize = BIAS_TAB + 8;
@@ -184,22 +188,6 @@ macro_rules! ld_row {
     };
 }
 
-/// Loads one accumulator row from the bias table (cursor `{b}`, rows 48 bytes
-/// apart).
-macro_rules! bias_row {
-    ($nv:tt, $a:literal $b:literal $c:literal) => {
-        concat!("ld1 ", regs!($nv, $a $b $c), ", [{b}], {bs}\n")
-    };
-}
-
-/// Loads the last accumulator row from the bias table and moves the cursor back
-/// to the table's start (`{bb}`).
-macro_rules! bias_last {
-    ($nv:tt, $a:literal $b:literal $c:literal) => {
-        concat!("ld1 ", regs!($nv, $a $b $c), ", [{b}], {bb}\n")
-    };
-}
-
 /// Adds the output row at cursor `{t}` to one accumulator row.
 macro_rules! add_row {
     (1, $a:literal $b:literal $c:literal) => {
@@ -292,7 +280,7 @@ macro_rules! floor_row {
 macro_rules! floor_rows {
     (2, $nv:tt) => {
         concat!(
-            "add {t}, {b}, #384\n",
+            "add {t}, {b}, #96\n",
             "ld2r {{v0.4s, v1.4s}}, [{t}]\n",
             floor_row!($nv, 8 9 10, 0),
             floor_row!($nv, 11 12 13, 1),
@@ -300,7 +288,7 @@ macro_rules! floor_rows {
     };
     (4, $nv:tt) => {
         concat!(
-            "add {t}, {b}, #384\n",
+            "add {t}, {b}, #96\n",
             "ld4r {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{t}], #16\n",
             floor_row!($nv, 8 9 10, 0),
             floor_row!($nv, 11 12 13, 1),
@@ -343,44 +331,42 @@ macro_rules! st_last {
     };
 }
 
-/// Bias table load of the `$r` rows, the cursor left at the table's start. With
-/// three vectors a row the rows are consecutive registers and consecutive table
-/// vectors: four at a time.
+/// Bias table load of the `$r` rows (any `$nv`), the cursor left at the table's
+/// start: `ld4r` broadcasts four table floats into four consecutive accumulators,
+/// so the `3 r` registers `v8 ..` take `ceil(3 r / 4)` loads. With fewer than three
+/// vectors a row, the registers past each row's last take values nothing reads.
 macro_rules! ld_bias {
-    (2, 3) => {
+    (2, $nv:tt) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #64\n",
-            "ld1 {{v12.4s, v13.4s}}, [{b}], {bb}\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #16\n",
+            "ld2r {{v12.4s, v13.4s}}, [{b}], {bb}\n",
         )
     };
-    (4, 3) => {
+    (4, $nv:tt) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #64\n",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #64\n",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], {bb}\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #16\n",
+            "ld4r {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #16\n",
+            "ld4r {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], {bb}\n",
         )
     };
-    (6, 3) => {
+    (6, $nv:tt) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #64\n",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #64\n",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], #64\n",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{b}], #64\n",
-            "ld1 {{v24.4s, v25.4s}}, [{b}], {bb}\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #16\n",
+            "ld4r {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #16\n",
+            "ld4r {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], #16\n",
+            "ld4r {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{b}], #16\n",
+            "ld2r {{v24.4s, v25.4s}}, [{b}], {bb}\n",
         )
     };
-    (8, 3) => {
+    (8, $nv:tt) => {
         concat!(
-            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #64\n",
-            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #64\n",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], #64\n",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{b}], #64\n",
-            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{b}], #64\n",
-            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{b}], {bb}\n",
+            "ld4r {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{b}], #16\n",
+            "ld4r {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{b}], #16\n",
+            "ld4r {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{b}], #16\n",
+            "ld4r {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{b}], #16\n",
+            "ld4r {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{b}], #16\n",
+            "ld4r {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{b}], {bb}\n",
         )
-    };
-    ($r:tt, $nv:tt) => {
-        rows_last!($r, $nv, bias_row, bias_last)
     };
 }
 
@@ -423,7 +409,6 @@ macro_rules! k_loop {
 macro_rules! strip_asm {
     ($r:tt, $nv:tt) => {
         concat!(
-            "// bias table row stride: {bs}\n",
             "movi v3.4s, #0\n",
             "20:\n",
             "mov {wc}, {w}\n",
@@ -504,7 +489,7 @@ macro_rules! clamp_acc {
 macro_rules! strip_fixed_asm {
     ($r:tt, $nv:tt, $init:ident, $add:ident, $clamp:ident) => {
         concat!(
-            "// unused by some epilogues: {bs} {bb} {b} {t} {f}\n",
+            "// unused by some epilogues: {bb} {b} {t} {f}\n",
             "movi v3.4s, #0\n",
             "20:\n",
             "mov {wc}, {w}\n",
@@ -532,8 +517,7 @@ macro_rules! run_strip {
             dp = in(reg) $a.pt.wrapping_sub(($a.kc as isize).wrapping_mul($a.ps)),
             w = in(reg) $a.w,
             b = inout(reg) $a.bias => _,
-            bs = in(reg) 4 * NR,
-            bb = in(reg) bias_back($r, $nv),
+            bb = in(reg) bias_back($r),
             o = inout(reg) $a.out => _,
             os = in(reg) $a.os,
             ol = in(reg) (16 * $nv as isize).wrapping_sub(($r - 1) * $a.os as isize),
@@ -555,15 +539,10 @@ macro_rules! run_strip {
 }
 
 /// The register post-index of the bias table's last load in [`ld_bias!`] for `r`
-/// rows of `nv` vectors: minus the bytes the loads before it stepped over.
-const fn bias_back(r: usize, nv: usize) -> isize {
-    if nv == 3 {
-        // ceil(3 r / 4) loads of up to four vectors, all but the last post-indexed
-        // by 64 bytes.
-        -64 * ((3 * r).div_ceil(4) as isize - 1)
-    } else {
-        -((4 * NR) as isize) * (r as isize - 1)
-    }
+/// rows: minus the bytes the loads before it stepped over (`ceil(3 r / 4)` loads,
+/// all but the last post-indexed by 16 bytes).
+const fn bias_back(r: usize) -> isize {
+    -16 * ((3 * r).div_ceil(4) as isize - 1)
 }
 
 /// Runs `$r` rows of whole tiles (three vectors): the five flag sets of
@@ -632,7 +611,7 @@ pub(crate) struct Strip {
 /// - pixels: for `k < kc`, the `4 nv` floats at byte address
 ///   `px + i pt + k ps` are readable;
 /// - the weights `w .. w + 8 kc` and (unless [`INIT_OUT`]) the bias table's first
-///   `12 rows` floats are readable; with [`FLOOR`], the `rows` floors from
+///   `3 rows` floats are readable; with [`FLOOR`], the `rows` floors from
 ///   `bias + BIAS_TAB` on;
 /// - output: for `r < rows`, the `4 nv` floats at byte address
 ///   `out + 16 nv i + r os` are writable, and readable when `flags` has
@@ -679,23 +658,35 @@ pub(crate) unsafe fn strip_whole(rows: usize, s: Strip) {
     }
 }
 
-/// Fills a panel's bias table: floats `12 r .. 12 r + 12` hold `bias[r]` for
-/// `r < rows`, zero for the rows up to 8.
+/// Fills a panel's bias table: floats `3 r .. 3 r + 3` hold `bias[r]` for `r <
+/// rows`, zero for the rows up to 8: per four rows two lane broadcasts, a zip and
+/// two lane inserts, no store per row.
 ///
 /// # Safety
 /// `tab .. tab + BIAS_TAB` must be writable (it may be uninitialised), `bias ..
 /// bias + rows` readable, `rows <= 8`.
 #[inline(always)]
 pub(crate) unsafe fn fill_bias_table(tab: *mut f32, bias: *const f32, rows: usize) {
-    for r in 0..8 {
-        // SAFETY: reads bias[r] for r < rows, writes floats 12 r .. 12 r + 12 <=
-        // 96 = BIAS_TAB (caller's contract); register-only broadcast.
-        unsafe {
-            let v = if r < rows { *bias.add(r) } else { 0.0 };
-            let v = vdupq_n_f32(v);
-            vst1q_f32(tab.add(r * NR), v);
-            vst1q_f32(tab.add(r * NR + 4), v);
-            vst1q_f32(tab.add(r * NR + 8), v);
+    // SAFETY: reads bias[r] for r < rows (two vectors when rows = 8, else a zero-
+    // padded copy on the stack), writes floats 0 .. 24 = BIAS_TAB of `tab`.
+    unsafe {
+        let (lo, hi) = if rows == 8 {
+            (vld1q_f32(bias), vld1q_f32(bias.add(4)))
+        } else {
+            let mut b = [0f32; 8];
+            core::ptr::copy_nonoverlapping(bias, b.as_mut_ptr(), rows.min(8));
+            (vld1q_f32(b.as_ptr()), vld1q_f32(b.as_ptr().add(4)))
+        };
+        for (i, v) in [lo, hi].into_iter().enumerate() {
+            // [b0 b0 b0 b1], [b1 b1 b2 b2], [b2 b3 b3 b3]
+            let next = vextq_f32::<1>(v, v);
+            let t = tab.add(12 * i);
+            vst1q_f32(t, vcopyq_laneq_f32::<3, 1>(vdupq_laneq_f32::<0>(v), v));
+            vst1q_f32(t.add(4), vzip1q_f32(next, next));
+            vst1q_f32(
+                t.add(8),
+                vcopyq_laneq_f32::<0, 2>(vdupq_laneq_f32::<3>(v), v),
+            );
         }
     }
 }

@@ -131,6 +131,33 @@ impl<const FILL: bool> Taps for Edge<FILL> {
     }
 }
 
+/// Left border step of a row with one column of padding on the left (output
+/// columns 0 .. 4, windows from column -1): taps `dx = 1, 2` are the even and odd
+/// lanes of an `ld2` at column 0, tap `dx = 0` the odd lanes shifted one lane up
+/// behind the padding value (`ext`), where [`Edge`] loads four vectors and
+/// gathers all three taps with `tbl` (three index vectors held in registers).
+#[derive(Clone, Copy)]
+pub(crate) struct LeftEdge {
+    /// The padding value: the fill with `FILL`, else zero.
+    pad: float32x4_t,
+}
+
+impl Taps for LeftEdge {
+    type Cur = *const f32;
+    #[inline(always)]
+    unsafe fn cursor(self, row: *const f32) -> *const f32 {
+        row
+    }
+    #[inline(always)]
+    unsafe fn next(self, cur: &mut *const f32, in_w: usize) -> [float32x4_t; 3] {
+        // SAFETY: reads columns 0 .. 8 of the cursor's row (at least 8 wide).
+        let a = unsafe { vld2q_f32(*cur) };
+        *cur = cur.wrapping_add(in_w);
+        // SAFETY: register-only lane shift.
+        [unsafe { vextq_f32::<3>(self.pad, a.1) }, a.0, a.1]
+    }
+}
+
 /// The column steps one sweep computes together (one or two).
 pub(crate) trait Steps<const N: usize>: Copy {
     /// Cursor state.
@@ -353,8 +380,10 @@ unsafe fn sweep<const N: usize, S: Steps<N>, P: Ops<N>, const PT: usize>(
 /// with the first edge step, then the edge steps in pairs (sharing their loads
 /// when they gather from the same vectors). `fill` is the value of padding lanes
 /// when `FILL`. `band` is `ops` as a [`BandOp`] where the asm band loop has it:
-/// the body pairs of a band of 1-4 output rows with every input row inside the
-/// plane (the row pipeline's bands but a plane's first and last) run there.
+/// the body pairs of a band with every input row inside the plane (no padding
+/// above, `2 out_h + 1 <= in_h`: the row pipeline's bands but a plane's first and
+/// last, and whole planes without padding above) run there, in chunks of at most
+/// 4 output rows.
 ///
 /// # Safety
 /// `plan` was made by `RowPlan::new(out_w, in_w, pad_left, 2, (9, true), 4)` for this
@@ -368,7 +397,7 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
     ops: P,
     band: Option<BandOp>,
 ) {
-    let band = band.filter(|_| PT == 0 && (1..=4).contains(&pl.out_h) && pl.in_h > 2 * pl.out_h);
+    let band = band.filter(|_| PT == 0 && pl.in_h > 2 * pl.out_h);
     // SAFETY: register-only reinterpretation.
     let fill = unsafe { vreinterpretq_u8_f32(fill) };
     let body = |s: usize| {
@@ -399,14 +428,52 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
             // The band's 2 out_h + 1 <= in_h input rows and both body windows are
             // inside the plane; the outputs are columns x0, x1 .. + 4 <= out_w of
             // rows below out_h.
-            match (band, pl.out_h) {
-                (Some(op), 1) => body_pair::<1>(pl, [t0.col, t1.col], [x0, x1], op),
-                (Some(op), 2) => body_pair::<2>(pl, [t0.col, t1.col], [x0, x1], op),
-                (Some(op), 3) => body_pair::<3>(pl, [t0.col, t1.col], [x0, x1], op),
-                (Some(op), _) => body_pair::<4>(pl, [t0.col, t1.col], [x0, x1], op),
-                (None, _) => sweep::<2, _, P, PT>(pl, [x0, x1], (t0, t1), ops),
+            // A taller band runs as chunks of at most 4 output rows (the asm
+            // unrolls its rows), each from its own first input row: chunk rows
+            // r0 .. r0 + b read input rows 2 r0 .. 2 (r0 + b) + 1 <= in_h.
+            let Some(op) = band else {
+                sweep::<2, _, P, PT>(pl, [x0, x1], (t0, t1), ops);
+                s += 2;
+                continue;
+            };
+            let mut r0 = 0;
+            while r0 < pl.out_h {
+                let b = (pl.out_h - r0).min(4);
+                let ch = Planes {
+                    src: pl.src.wrapping_add(2 * r0 * pl.in_w),
+                    dst: pl.dst.wrapping_add(r0 * pl.out_w),
+                    in_h: pl.in_h - 2 * r0,
+                    out_h: b,
+                    ..*pl
+                };
+                let (cols, x) = ([t0.col, t1.col], [x0, x1]);
+                match b {
+                    1 => body_pair::<1>(&ch, cols, x, op),
+                    2 => body_pair::<2>(&ch, cols, x, op),
+                    3 => body_pair::<3>(&ch, cols, x, op),
+                    _ => body_pair::<4>(&ch, cols, x, op),
+                }
+                r0 += b;
             }
             s += 2;
+        }
+        // The usual row (one column of padding on the left, none needed on the
+        // right, at least 8 wide): its one border step takes [`LeftEdge`]'s taps.
+        if plan.n_edges == 1 && plan.edges[0].x0 == 0 && pad_left == 1 && pl.in_w >= 8 {
+            let t = LeftEdge {
+                pad: if FILL {
+                    vreinterpretq_f32_u8(fill)
+                } else {
+                    vdupq_n_f32(0.0)
+                },
+            };
+            if s < plan.n_body() {
+                let (x0, t0) = body(s);
+                sweep::<2, _, P, PT>(pl, [x0, 0], (t0, t), ops);
+            } else {
+                sweep::<1, _, P, PT>(pl, [0], (t,), ops);
+            }
+            return;
         }
         let mut e = 0;
         if s < plan.n_body() {

@@ -9,11 +9,11 @@
 #                                                 AddressSanitizer (portable path)
 #   tools/hostile.sh all [SECONDS]                all three
 #
-# Fuzz targets (fuzz/fuzz_targets): model_file, onnx_import, npy, session. The seed
-# corpus is fuzz/seeds/TARGET (committed); what libFuzzer finds goes to
-# fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET, the log to
-# fuzz/logs/TARGET.log (all ignored by git). Reproduce a crash with
-#   cargo +nightly fuzz run -a TARGET fuzz/artifacts/TARGET/crash-...
+# Fuzz targets (tools/fuzz/fuzz_targets): model_file, onnx_import, npy, session. The seed
+# corpus is tools/fuzz/seeds/TARGET (committed); what libFuzzer finds goes to
+# tools/fuzz/corpus/TARGET, crashes to tools/fuzz/artifacts/TARGET, the log to
+# $FUZZ/logs/TARGET.log (all ignored by git). Reproduce a crash with
+#   cargo +nightly fuzz run --fuzz-dir tools/fuzz -a TARGET tools/fuzz/artifacts/TARGET/crash-...
 # Needs: rustup toolchain nightly with components miri and rust-src, and cargo-fuzz
 # (`cargo install cargo-fuzz`); the script installs what is missing.
 set -euo pipefail
@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 TARGETS=(model_file onnx_import npy session)
+FUZZ=tools/fuzz
 
 setup() {
   rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -34,23 +35,23 @@ fuzz() {
   local targets=("$@")
   [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")
   step "building the fuzz targets (release, debug assertions and overflow checks on, ASan)"
-  nice -n 19 cargo +nightly fuzz build -a
-  mkdir -p fuzz/logs
+  nice -n 19 cargo +nightly fuzz build --fuzz-dir "$FUZZ" -a
+  mkdir -p $FUZZ/logs
   for t in "${targets[@]}"; do
     step "fuzzing $t for ${secs}s"
-    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    mkdir -p "$FUZZ/corpus/$t" "$FUZZ/artifacts/$t"
     # -timeout: an input running longer than 20 s is reported as a hang;
     # -rss_limit_mb / -malloc_limit_mb: a run above 2 GiB, or a single allocation
     # above 1 GiB (an allocation sized by an untrusted count), is a crash.
-    if nice -n 19 cargo +nightly fuzz run -a "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    if nice -n 19 cargo +nightly fuzz run --fuzz-dir "$FUZZ" -a "$t" "$FUZZ/corpus/$t" "$FUZZ/seeds/$t" -- \
         -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
-        >"fuzz/logs/$t.log" 2>&1; then
+        -print_final_stats=1 -artifact_prefix="$FUZZ/artifacts/$t/" \
+        >"$FUZZ/logs/$t.log" 2>&1; then
       grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' \
-        "fuzz/logs/$t.log" | sed "s/^/  $t: /"
+        "$FUZZ/logs/$t.log" | sed "s/^/  $t: /"
     else
-      echo "  $t: FAILED, see fuzz/logs/$t.log and fuzz/artifacts/$t/" >&2
-      tail -n 40 "fuzz/logs/$t.log" >&2
+      echo "  $t: FAILED, see $FUZZ/logs/$t.log and $FUZZ/artifacts/$t/" >&2
+      tail -n 40 "$FUZZ/logs/$t.log" >&2
       return 1
     fi
   done

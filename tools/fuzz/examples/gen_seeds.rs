@@ -1,5 +1,5 @@
-//! Writes the committed seed corpus of the fuzz targets into `fuzz/seeds/`:
-//! `cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds`.
+//! Writes the committed seed corpus of the fuzz targets into `tools/fuzz/seeds/`:
+//! `cargo run --manifest-path tools/fuzz/Cargo.toml --example gen_seeds`.
 //!
 //! - `model_file/`: small model files (a miniature ShuffleNet with every fused step
 //!   kind of the family, the tiny ONNX model below, a one-step program), each once
@@ -465,7 +465,7 @@ fn main() {
         plan::lower(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
         write(&seeds.join("onnx_import"), name, bytes);
     }
-    let fixtures = root.join("../engine/tests/fixtures/onnx");
+    let fixtures = root.join("../../engine/tests/fixtures/onnx");
     let mut ops: Vec<PathBuf> = fs::read_dir(&fixtures)
         .expect("fixtures")
         .map(|e| e.expect("entry").path())

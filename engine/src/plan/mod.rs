@@ -65,14 +65,19 @@ pub fn lower(graph: &Graph) -> Result<LoweredModel, PlanError> {
     emit::run(&f)
 }
 
-/// ShuffleNet g = 3 at scale 0.25 (8 classes) through the passes before the one
-/// named `pass`: what a pass's tests start from.
+/// What the passes' tests share.
 #[cfg(test)]
-pub(crate) fn fused_before(pass: &str) -> fused::Fused {
-    let g = crate::family::build(8, 0.25, 3).unwrap();
-    let mut f = fused::Fused::from_graph(&g).unwrap();
-    for (_, run) in PASSES.iter().take_while(|(name, _)| *name != pass) {
-        run(&mut f);
+pub(crate) mod test_support {
+    use super::{fused, PASSES};
+
+    /// ShuffleNet g = 3 at scale 0.25 (8 classes) through the passes before the
+    /// one named `pass`: what a pass's tests start from.
+    pub(crate) fn fused_before(pass: &str) -> fused::Fused {
+        let g = crate::family::build(8, 0.25, 3).expect("the family builds");
+        let mut f = fused::Fused::from_graph(&g).expect("the family lowers");
+        for (_, run) in PASSES.iter().take_while(|(name, _)| *name != pass) {
+            run(&mut f);
+        }
+        f
     }
-    f
 }

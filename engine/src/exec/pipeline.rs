@@ -56,13 +56,17 @@ pub const MAX_ELEMENTS: usize = 48;
 /// or 8.79 MB (4 rows).
 const WINDOW_SLACK_ROWS: usize = 2;
 
-/// Floats of spare rows a window may hold beyond [`WINDOW_SLACK_ROWS`]: a
-/// narrow window (few channels, or narrow rows) gets as many spare rows as fill
-/// this (two rows of 1x g = 3's stage-2 window at 720x1280), so it moves rows to
-/// the front less often. Measured (aarch64 instructions per inference, 0.5x
-/// g = 3 at 480x640, whose windows get 8 spare rows and the stem's 40):
-/// 73.076M -> 72.968M; the 1x g = 3 arena at 720x1280 grows from 7.93 to 8.17
-/// MB (0.30 of the whole-tensor plan).
+/// Floats of spare rows a window may hold beyond [`WINDOW_SLACK_ROWS`], split
+/// between the segments: a narrow window (few channels, or narrow rows) gets as
+/// many spare rows as fill its share (two rows of 1x g = 3's stage-2 window at
+/// 720x1280 in one segment), so it moves rows to the front less often, or never
+/// when its rows then span the tensor. Measured (aarch64 instructions per
+/// inference at e5eb635, 0.5x g = 3, one segment): 480x640 72.213M with two
+/// spare rows in every window, 72.102M with 76,800 floats (38,400: 72.227M);
+/// 720x1280 217.617M and 216.774M. The 1x g = 3 arena at 720x1280 grows from
+/// 7.93 to 8.17 MB in one segment (0.30 of the whole-tensor plan) and from
+/// 9.04 to 9.13 MB in two (0.33; the whole budget in each segment gave 9.29 MB,
+/// over the third).
 const WINDOW_SLACK_FLOATS: usize = 76_800;
 
 /// Most segments (threads) a pipeline is cut into.
@@ -635,8 +639,8 @@ pub(super) fn plan(
         dry.run_last().ok()?;
         let spans = dry.max_span;
         for (w, spec) in seg.windows.iter_mut().enumerate() {
-            let slack =
-                WINDOW_SLACK_ROWS.max(WINDOW_SLACK_FLOATS / (spec.channels * spec.width).max(1));
+            let share = WINDOW_SLACK_FLOATS / (cuts.len() - 1).max(1);
+            let slack = WINDOW_SLACK_ROWS.max(share / (spec.channels * spec.width).max(1));
             spec.cap = (spans[w] + slack).clamp(1, spec.h.max(1));
             spec.area = areas.add(spec.channels * spec.cap * spec.width, 0, last);
         }

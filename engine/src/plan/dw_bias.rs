@@ -84,7 +84,7 @@ mod tests {
     use crate::plan::fused::Fused;
 
     fn lowered_passes() -> Fused {
-        crate::plan::test_support::fused_before("dw_bias")
+        crate::plan::test_support::fused_before("dw_bias").unwrap()
     }
 
     fn dw_biases(f: &Fused) -> Vec<&Vec<f32>> {

@@ -72,12 +72,12 @@ pub(crate) mod test_support {
 
     /// ShuffleNet g = 3 at scale 0.25 (8 classes) through the passes before the
     /// one named `pass`: what a pass's tests start from.
-    pub(crate) fn fused_before(pass: &str) -> fused::Fused {
-        let g = crate::family::build(8, 0.25, 3).expect("the family builds");
-        let mut f = fused::Fused::from_graph(&g).expect("the family lowers");
+    pub(crate) fn fused_before(pass: &str) -> Result<fused::Fused, Box<dyn std::error::Error>> {
+        let g = crate::family::build(8, 0.25, 3)?;
+        let mut f = fused::Fused::from_graph(&g)?;
         for (_, run) in PASSES.iter().take_while(|(name, _)| *name != pass) {
             run(&mut f);
         }
-        f
+        Ok(f)
     }
 }

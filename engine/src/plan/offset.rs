@@ -240,7 +240,7 @@ mod tests {
     use super::*;
 
     fn lowered_passes() -> Fused {
-        crate::plan::test_support::fused_before("offset")
+        crate::plan::test_support::fused_before("offset").unwrap()
     }
 
     fn pointwise(f: &Fused, n: usize) -> (&Vec<f32>, &Option<Vec<f32>>) {

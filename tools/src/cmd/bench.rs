@@ -104,6 +104,16 @@ impl Bench {
     }
 }
 
+/// Timed runs of benches run in turn.
+struct Timings {
+    /// Per bench, every timed run (ms), in order.
+    runs: Vec<Vec<f64>>,
+    /// Per bench, the mean of its timed runs in each round that timed runs of
+    /// every bench (the same rounds for all, so `rounds[a][r]` and `rounds[b][r]`
+    /// were measured back to back).
+    rounds: Vec<Vec<f64>>,
+}
+
 /// Runs the benches in turn, `block` runs of one before the next (so all see the
 /// same machine load), the first `untimed` of each block not counted, until each
 /// has `warmup + runs` counted runs, and returns the timed runs of each.
@@ -112,25 +122,48 @@ fn interleaved(
     label: &str,
     (warmup, runs): (usize, usize),
     (block, untimed): (usize, usize),
-) -> Result<Vec<Vec<f64>>, CliError> {
+) -> Result<Timings, CliError> {
     let skip = untimed.min(block.saturating_sub(1));
     let counted = block.max(1) - skip;
-    let rounds = (warmup + runs).div_ceil(counted);
+    let n_rounds = (warmup + runs).div_ceil(counted);
     let mut times = vec![Vec::with_capacity(runs); benches.len()];
-    for i in 0..rounds {
+    let mut rounds = vec![Vec::with_capacity(n_rounds); benches.len()];
+    for i in 0..n_rounds {
+        let mut means = Vec::with_capacity(benches.len());
         for (b, t) in benches.iter_mut().zip(&mut times) {
+            let before = t.len();
             for j in 0..skip + counted {
                 let ms = b.time()?;
                 if j >= skip && i * counted + j - skip >= warmup && t.len() < runs {
                     t.push(ms);
                 }
             }
+            let this_round = &t[before..];
+            means.push(this_round.iter().sum::<f64>() / this_round.len() as f64);
         }
-        eprint!("\r{label}: round {}/{rounds}   ", i + 1);
+        if means.iter().all(|m| m.is_finite()) {
+            for (r, m) in rounds.iter_mut().zip(means) {
+                r.push(m);
+            }
+        }
+        eprint!("\r{label}: round {}/{n_rounds}   ", i + 1);
         let _ = std::io::stderr().flush();
     }
     eprint!("\r{:<60}\r", "");
-    Ok(times)
+    Ok(Timings {
+        runs: times,
+        rounds,
+    })
+}
+
+/// Median over rounds of `a[r] / b[r]` (NaN when there is no round): the ratio of
+/// two benches measured back to back in each round, so a change of machine speed
+/// between rounds (another guest's load, a clock change) cancels, where the ratio
+/// of two medians of runs taken across such changes does not.
+fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs per bench and round of `--scaling`, the first untimed: a thread pool idle
@@ -250,7 +283,7 @@ pub fn run(argv: &[String]) -> CliResult {
     }
     for &(h, w) in &s.resolutions {
         let mut b = [Bench::new(model.clone(), h, w, &s)?];
-        let times = interleaved(&mut b, &format!("{h}x{w}"), (s.warmup, s.runs), (1, 0))?;
+        let times = interleaved(&mut b, &format!("{h}x{w}"), (s.warmup, s.runs), (1, 0))?.runs;
         let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
         if s.json {
             out!(
@@ -331,10 +364,12 @@ fn compare(s: &Settings) -> CliResult {
         )?;
         let ms: Vec<Measurement> = benches
             .iter()
-            .zip(times)
+            .zip(times.runs)
             .map(|(b, t)| Measurement::from_times(b.mflops, t))
             .collect();
         let e = ms[0].gflops() / ms[2].gflops();
+        let e_paired =
+            paired_ratio(&times.rounds[2], &times.rounds[0]) * ms[0].mflops / ms[2].mflops;
         for (i, m) in ms.iter().enumerate() {
             let (flop_x, time_x) = if i == 0 {
                 (f64::NAN, f64::NAN)
@@ -357,6 +392,8 @@ fn compare(s: &Settings) -> CliResult {
                         ("flop_ratio", json::number(flop_x)),
                         ("time_ratio", json::number(time_x)),
                         ("efficiency_ratio", json::number(e)),
+                        ("efficiency_ratio_paired", json::number(e_paired)),
+                        ("paired_rounds", times.rounds[0].len().to_string()),
                         ("runs", s.runs.to_string()),
                         ("threads", s.threads.to_string()),
                     ])
@@ -383,6 +420,11 @@ fn compare(s: &Settings) -> CliResult {
         }
         if !s.json {
             out!("{:>10} E = GFLOP/s(0.5x) / GFLOP/s(2x) = {e:.2}", "");
+            out!(
+                "{:>10} E paired by round (median over {} rounds) = {e_paired:.2}",
+                "",
+                times.rounds[0].len()
+            );
         }
     }
     Ok(())
@@ -423,9 +465,9 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
         let label = format!("{h}x{w}");
         let times = interleaved(&mut benches, &label, (s.warmup, s.runs), (BLOCK, 1))?;
         let [one, many]: [Measurement; 2] =
-            [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times[i].clone()));
+            [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times.runs[i].clone()));
         let speedup = one.median_ms / many.median_ms;
-        let paired = paired_speedup(&times[0], &times[1]);
+        let paired = paired_ratio(&times.rounds[0], &times.rounds[1]);
         if s.json {
             out!(
                 "{}",
@@ -456,14 +498,37 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
     Ok(())
 }
 
-/// Median over rounds of `one`'s block time over `many`'s, the timed runs of a
-/// round being the consecutive [`BLOCK`]` - 1` of each.
-fn paired_speedup(one: &[f64], many: &[f64]) -> f64 {
-    let mut ratios: Vec<f64> = one
-        .chunks(BLOCK - 1)
-        .zip(many.chunks(BLOCK - 1))
-        .map(|(a, b)| a.iter().sum::<f64>() / b.iter().sum::<f64>())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+#[cfg(test)]
+mod tests {
+    use super::paired_ratio;
+
+    #[test]
+    fn a_paired_ratio_cancels_a_machine_that_halves_its_speed_between_rounds() {
+        // Bench a takes 3x bench b in every round; the machine runs at full speed
+        // in rounds 0, 2, 3 and at half speed in rounds 1 and 4 (every time doubles).
+        let speed = [1.0, 2.0, 1.0, 1.0, 2.0];
+        let a: Vec<f64> = speed.iter().map(|s| 3.0 * s).collect();
+        let b: Vec<f64> = speed.to_vec();
+        assert_eq!(paired_ratio(&a, &b), 3.0);
+        // Phases that fall on the benches differently: a was slow in three rounds, b
+        // in two. The ratio of the medians reads 6 (a's median is a slow run, b's a
+        // fast one); the paired ratio still reads 3 in three rounds of five.
+        let a2 = [3.0, 6.0, 6.0, 3.0, 6.0];
+        let b2 = [1.0, 2.0, 2.0, 1.0, 1.0];
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        assert_eq!(median(&a2) / median(&b2), 6.0);
+        assert_eq!(paired_ratio(&a2, &b2), 3.0);
+    }
+
+    #[test]
+    fn a_paired_ratio_is_the_median_of_the_round_ratios() {
+        assert_eq!(paired_ratio(&[1.0, 8.0, 3.0], &[1.0, 2.0, 1.0]), 3.0);
+        // One outlier round does not move it.
+        assert_eq!(paired_ratio(&[2.0, 2.0, 100.0], &[1.0, 1.0, 1.0]), 2.0);
+        assert!(paired_ratio(&[], &[]).is_nan());
+    }
 }

@@ -172,6 +172,13 @@ pub(crate) struct RowPlan {
     pub edges: [EdgeStep; MAX_EDGES],
     /// Number of edge steps.
     pub n_edges: usize,
+    /// The row's border steps are the usual ones, whose taps the sweeps build
+    /// from plain loads and `ext` instead of a gather: one column of padding on
+    /// the left, and for stride 1 one on the right (`in_w == out_w`), a row at
+    /// least 8 wide, and exactly one border step at each end (stride 1: at
+    /// columns 0 and `out_w - 4`) or only at the left (stride 2: at column 0).
+    /// Their gather indices are then not built (`idx` stays all 0xFF).
+    pub ext: bool,
 }
 
 impl RowPlan {
@@ -209,6 +216,7 @@ impl RowPlan {
                 idx: [no_idx; 3],
             }; MAX_EDGES],
             n_edges: 0,
+            ext: false,
         });
         let fits = out.as_mut().is_some_and(|plan| {
             plan.fill(out_w, in_w, pad_left, stride, (body_span, body_tail), n_vec)
@@ -246,36 +254,8 @@ impl RowPlan {
                     (4 * k).min(in_w - 4)
                 };
             }
-            // Wide rows load consecutive vectors: the table byte of an input
-            // column is then 4 (pos - offs[0]) + b, no search (this runs on every
-            // call, once per edge step).
-            let consecutive = in_w >= span;
-            let idx = [0, 1, 2].map(|dx| {
-                let mut lanes = [u32::MAX; 4];
-                for (t, lane) in lanes.iter_mut().enumerate() {
-                    let pos = base + dx + (stride * t) as isize;
-                    let at = if consecutive {
-                        // Branch-free: inside the row and the loaded span.
-                        let d = pos - offs[0] as isize;
-                        let inside = pos >= 0 && pos < in_w as isize && d >= 0 && d < span as isize;
-                        inside.then_some(d as usize)
-                    } else if pos < 0 || pos >= in_w as isize {
-                        None
-                    } else {
-                        let pos = pos as usize;
-                        (0..n_vec)
-                            .find(|&k| (offs[k]..offs[k] + 4).contains(&pos))
-                            .map(|k| 4 * k + pos - offs[k])
-                    };
-                    if let Some(at) = at {
-                        // Bytes 4 at .. 4 at + 4, little-endian.
-                        *lane = (4 * at as u32) * 0x0101_0101 + 0x0302_0100;
-                    }
-                }
-                // SAFETY: reads 16 bytes from a local array of 16 bytes.
-                unsafe { vreinterpretq_u8_u32(vld1q_u32(lanes.as_ptr())) }
-            });
-            plan.edges[plan.n_edges] = EdgeStep { x0, offs, idx };
+            plan.edges[plan.n_edges].x0 = x0;
+            plan.edges[plan.n_edges].offs = offs;
             plan.n_edges += 1;
             Some(())
         };
@@ -307,6 +287,21 @@ impl RowPlan {
                 add_edge(plan, x0)?;
             }
         }
+        let edges = &plan.edges[..plan.n_edges];
+        plan.ext = pad_left == 1
+            && match (stride, edges) {
+                (1, [left, right]) => {
+                    in_w == out_w && out_w >= 8 && left.x0 == 0 && right.x0 + 4 == out_w
+                }
+                (2, [left]) => in_w >= 8 && left.x0 == 0,
+                _ => false,
+            };
+        if !plan.ext {
+            let consecutive = in_w >= 4 * n_vec;
+            for e in &mut plan.edges[..plan.n_edges] {
+                e.idx = gather_indices(e, (in_w, pad_left, stride), n_vec, consecutive);
+            }
+        }
         Some(())
     }
 
@@ -322,6 +317,47 @@ impl RowPlan {
             _ => self.body_x0 + 4 * s,
         }
     }
+}
+
+/// The `tbl` indices of an edge step's taps `dx = 0, 1, 2` (see [`EdgeStep::idx`])
+/// from its `x0` and `offs`, for rows of `in_w` inputs with `pad_left` padding
+/// columns and stride `stride`. With `consecutive` (rows at least `4 n_vec` wide)
+/// the loaded vectors are consecutive columns: the table byte of an input column
+/// is then `4 (pos - offs[0]) + b`, no search.
+fn gather_indices(
+    e: &EdgeStep,
+    (in_w, pad_left, stride): (usize, usize, usize),
+    n_vec: usize,
+    consecutive: bool,
+) -> [uint8x16_t; 3] {
+    let base = (stride * e.x0) as isize - pad_left as isize;
+    let span = 4 * n_vec;
+    let offs = e.offs;
+    [0, 1, 2].map(|dx| {
+        let mut lanes = [u32::MAX; 4];
+        for (t, lane) in lanes.iter_mut().enumerate() {
+            let pos = base + dx + (stride * t) as isize;
+            let at = if consecutive {
+                // Branch-free: inside the row and the loaded span.
+                let d = pos - offs[0] as isize;
+                let inside = pos >= 0 && pos < in_w as isize && d >= 0 && d < span as isize;
+                inside.then_some(d as usize)
+            } else if pos < 0 || pos >= in_w as isize {
+                None
+            } else {
+                let pos = pos as usize;
+                (0..n_vec)
+                    .find(|&k| (offs[k]..offs[k] + 4).contains(&pos))
+                    .map(|k| 4 * k + pos - offs[k])
+            };
+            if let Some(at) = at {
+                // Bytes 4 at .. 4 at + 4, little-endian.
+                *lane = (4 * at as u32) * 0x0101_0101 + 0x0302_0100;
+            }
+        }
+        // SAFETY: reads 16 bytes from a local array of 16 bytes.
+        unsafe { vreinterpretq_u8_u32(vld1q_u32(lanes.as_ptr())) }
+    })
 }
 
 /// Reinterprets two vectors as a 32-byte lookup table.
@@ -393,6 +429,7 @@ pub(crate) use st1_pair;
 #[cfg(test)]
 mod tests {
     use super::{RowPlan, MAX_EDGES};
+    use core::arch::aarch64::{vmaxvq_u8, vmvnq_u8};
 
     /// The plan covers every step exactly once: body steps where the window lies
     /// inside the row (the rule step by step), edges elsewhere, in column order.
@@ -436,6 +473,29 @@ mod tests {
                         let got: Vec<usize> =
                             plan.edges[..plan.n_edges].iter().map(|e| e.x0).collect();
                         assert_eq!(got, edges, "{case}");
+                        // The usual border steps, built from `ext`: no gather indices.
+                        let ext = pad_left == 1
+                            && match (stride, edges.as_slice()) {
+                                (1, &[0, r]) => in_w == out_w && out_w >= 8 && r + 4 == out_w,
+                                (2, &[0]) => in_w >= 8,
+                                _ => false,
+                            };
+                        assert_eq!(plan.ext, ext, "{case}");
+                        // Unbuilt indices are all 0xFF; a built plan with edges has
+                        // at least one lane inside the row (an edge wholly in the
+                        // padding, far right of a narrow row, gathers nothing).
+                        let unbuilt = |e: &super::EdgeStep| {
+                            e.idx.iter().all(|&ix| {
+                                // SAFETY: register-only operations.
+                                unsafe { vmaxvq_u8(vmvnq_u8(ix)) == 0 }
+                            })
+                        };
+                        let edges_built = &plan.edges[..plan.n_edges];
+                        if ext {
+                            assert!(edges_built.iter().all(unbuilt), "{case}");
+                        } else if !edges_built.is_empty() {
+                            assert!(!edges_built.iter().all(unbuilt), "{case}");
+                        }
                     }
                 }
             }

@@ -519,17 +519,10 @@ unsafe fn steps<const RELU: bool, const PT: usize, const B: usize, const ZB: boo
             }
             s += 2;
         }
-        // The usual row (one column of padding each side, at least 8 wide, one
-        // border step at each end): the border steps take [`LeftEdge`] and
-        // [`RightEdge`]'s taps, a leftover body step sweeps alone.
-        let (e0, e1) = (&plan.edges[0], &plan.edges[1]);
-        if g.pad_left == 1
-            && iw == ow
-            && ow >= 8
-            && plan.n_edges == 2
-            && e0.x0 == 0
-            && e1.x0 + 4 == ow
-        {
+        // The usual row ([`RowPlan::ext`]: one column of padding each side, at
+        // least 8 wide, one border step at each end): the border steps take
+        // [`LeftEdge`] and [`RightEdge`]'s taps, a leftover body step sweeps alone.
+        if plan.ext {
             if s < plan.body_steps {
                 let (x0, t0) = body(s);
                 any_sweep::<1, _, RELU, PT, B, ZB>(pl, iw, rows, [x0], ow, oh, (t0,));

@@ -457,9 +457,10 @@ pub(crate) unsafe fn run<P: Ops<2> + Ops<1>, const FILL: bool, const PT: usize>(
             }
             s += 2;
         }
-        // The usual row (one column of padding on the left, none needed on the
-        // right, at least 8 wide): its one border step takes [`LeftEdge`]'s taps.
-        if plan.n_edges == 1 && plan.edges[0].x0 == 0 && pad_left == 1 && pl.in_w >= 8 {
+        // The usual row ([`RowPlan::ext`]: one column of padding on the left, none
+        // needed on the right, at least 8 wide): its one border step takes
+        // [`LeftEdge`]'s taps.
+        if plan.ext {
             let t = LeftEdge {
                 pad: if FILL {
                     vreinterpretq_f32_u8(fill)

@@ -19,6 +19,8 @@
 # Usage: bench-android/build.sh [--musl]   (--musl: the musl binary even with an NDK)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cargo's output directory (CARGO_TARGET_DIR when set, as cargo itself reads it).
+tgt=${CARGO_TARGET_DIR:-target}
 out=bench-android/out
 mkdir -p "$out"
 
@@ -49,13 +51,13 @@ if [ -n "${ANDROID_NDK_HOME:-}" ] && [ "$musl" = 0 ]; then
   rustup target add aarch64-linux-android >/dev/null
   echo "==> cargo ndk -t arm64-v8a build --release -p engine -p tools (NDK: $ANDROID_NDK_HOME)"
   cargo ndk -t arm64-v8a build --release -p engine -p tools
-  bin=target/aarch64-linux-android/release/shufflenet
+  bin="$tgt"/aarch64-linux-android/release/shufflenet
   flavor=android
 else
   rustup target add aarch64-unknown-linux-musl aarch64-linux-android >/dev/null
   echo "==> static musl binary: cargo build --release --target aarch64-unknown-linux-musl -p tools"
   cargo build --release --target aarch64-unknown-linux-musl -p tools
-  bin=target/aarch64-unknown-linux-musl/release/shufflenet
+  bin="$tgt"/aarch64-unknown-linux-musl/release/shufflenet
   flavor=musl
 fi
 strip=$(strip_tool)
@@ -64,7 +66,7 @@ echo "$flavor" > "$out/flavor"
 
 echo "==> static library: cargo rustc --release --target aarch64-linux-android -p engine --lib --crate-type staticlib"
 cargo rustc --release --target aarch64-linux-android -p engine --lib --crate-type staticlib
-cp target/aarch64-linux-android/release/libshufflenet.a "$out/libshufflenet.a"
+cp "$tgt"/aarch64-linux-android/release/libshufflenet.a "$out/libshufflenet.a"
 # Debug sections come from the precompiled standard library; apps strip at link
 # time anyway, but a smaller archive is easier to ship.
 "$strip" --strip-debug "$out/libshufflenet.a"

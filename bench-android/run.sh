@@ -26,6 +26,8 @@
 #   (a subset, e.g. --models 0.5,1 --resolutions 224x224, keeps --qemu quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cargo's output directory (CARGO_TARGET_DIR when set, as cargo itself reads it).
+tgt=${CARGO_TARGET_DIR:-target}
 root=$PWD
 out=$root/bench-android/out
 results=$out/results
@@ -65,7 +67,7 @@ echo "==> models: ShuffleNet v1 ${models}x (g = $groups)"
 cargo build --release -q -p tools
 for s in "${scales[@]}"; do
   m=$out/models/g$groups-${s}x.snm
-  [ -s "$m" ] || { mkdir -p "$out/models"; target/release/shufflenet synth --groups "$groups" --scale "$s" -o "$m"; }
+  [ -s "$m" ] || { mkdir -p "$out/models"; "$tgt"/release/shufflenet synth --groups "$groups" --scale "$s" -o "$m"; }
 done
 
 # json_field NAME: the value of "NAME" in the JSON objects on stdin, one per line.
@@ -73,7 +75,7 @@ json_field() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
 if [ "$qemu" = 1 ]; then
   cargo build --release -q --target aarch64-unknown-linux-musl -p tools
-  bin=target/aarch64-unknown-linux-musl/release/shufflenet
+  bin="$tgt"/aarch64-unknown-linux-musl/release/shufflenet
   plugin=${ICOUNT:-/tmp/icount/libicount.so}
   q=(qemu-aarch64 -cpu cortex-a72)
   mode=tb

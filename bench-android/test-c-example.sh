@@ -17,6 +17,8 @@
 # qemu-aarch64, perl; c++ if present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cargo's output directory (CARGO_TARGET_DIR when set, as cargo itself reads it).
+tgt=${CARGO_TARGET_DIR:-target}
 root=$PWD
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -38,10 +40,10 @@ step "release builds: host engine+tools, aarch64-unknown-linux-gnu LTO engine, a
 cargo build --release -q -p engine -p tools
 lto_lib aarch64-unknown-linux-gnu
 cargo build --release -q --target aarch64-unknown-linux-musl -p tools
-host_lib=target/release/libshufflenet.a
-arm_lib=target/aarch64-unknown-linux-gnu/release/libshufflenet.a
-host_cli=target/release/shufflenet
-arm_cli=target/aarch64-unknown-linux-musl/release/shufflenet
+host_lib="$tgt"/release/libshufflenet.a
+arm_lib="$tgt"/aarch64-unknown-linux-gnu/release/libshufflenet.a
+host_cli="$tgt"/release/shufflenet
+arm_cli="$tgt"/aarch64-unknown-linux-musl/release/shufflenet
 
 step "header: strict C99 and C++, every declared function links"
 printf '#include "shufflenet.h"\nint main(void) { return 0; }\n' > "$tmp/h.c"
@@ -132,7 +134,7 @@ exports() {
 
 # check_android WHAT: the Android library exports the header's functions; prints sizes.
 check_android() {
-  local lib=target/aarch64-linux-android/release/libshufflenet.a
+  local lib="$tgt"/aarch64-linux-android/release/libshufflenet.a
   [ -s "$lib" ] || die "$lib was not produced"
   [ "$(exports "$lib")" = "$(printf '%s\n' "${fns[@]}")" ] \
     || die "$lib exports $(exports "$lib" | tr '\n' ' '), the header declares ${fns[*]}"

@@ -141,7 +141,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs per batch")
     ap.add_argument("--out", help="directory for the models (default: a temporary one)")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "shufflenet"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    ap.add_argument("--bin", default=os.path.join(target, "release", "shufflenet"))
     a = ap.parse_args()
     resolutions = [tuple(int(v) for v in r.split("x")) for r in a.resolutions.split(",")]
     scales = [float(s) for s in a.scales.split(",")]

@@ -258,12 +258,14 @@ fn bench_compare_reports_ratios() {
     for (line, scale) in lines.iter().zip(["0.5", "1", "2"]) {
         assert!(line.contains(&format!("\"scale\": {scale}")), "{line}");
         assert!(line.contains("\"efficiency_ratio\": "), "{line}");
-        // One timed run per model: one round with all three, so E paired is a number.
+        // One timed run per model: one round with all three, whose paired E is the
+        // E of the medians (each model's only run), up to rounding.
         assert_eq!(numbers_of(line, "paired_rounds"), [1.0], "{line}");
-        assert!(
-            numbers_of(line, "efficiency_ratio_paired")[0] > 0.0,
-            "{line}"
+        let (e, paired) = (
+            numbers_of(line, "efficiency_ratio")[0],
+            numbers_of(line, "efficiency_ratio_paired")[0],
         );
+        assert!(e > 0.0 && (paired - e).abs() <= 1e-9 * e, "{line}");
     }
     assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
 }

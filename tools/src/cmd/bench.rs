@@ -116,7 +116,8 @@ struct Timings {
 
 /// Runs the benches in turn, `block` runs of one before the next (so all see the
 /// same machine load), the first `untimed` of each block not counted, until each
-/// has `warmup + runs` counted runs, and returns the timed runs of each.
+/// has `warmup + runs` counted runs, and returns the timed runs of each with
+/// their per-round means ([`Timings`]; pair them with [`paired_ratio`]).
 fn interleaved(
     benches: &mut [Bench],
     label: &str,

@@ -26,6 +26,11 @@
 //! 480x640 (the 3.7 MB image partly stays in L3 between runs) 0.992-1.001; 2x at
 //! 720x1280 9.0-9.2 -> 8.8-9.2 ms. Four parts instead of eight gave 0.99 at
 //! 720x1280, hints into L1 less.
+//!
+//! Tried on an Intel Xeon (Emerald Rapids, 2026-12-01) and dropped: column strips
+//! of 96-240 outputs, so that a strip's prepared rows stay in L1. They help only
+//! when the input is in L2 (64x1280: 78 -> 98 GFLOP/s); at 480x640 and 720x1280
+//! the input comes from L3 and the strips were no faster (README, "x86-64, Intel").
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;

@@ -29,6 +29,12 @@
 //! bound; the rest is the copy in and out (the stride-2 copy also splits columns),
 //! which a row-by-row variant with two output rows per pass did not beat (it was
 //! 11-20 GFLOP/s: per-row loop overhead on 28-wide rows).
+//!
+//! Also dropped (Intel Xeon, Emerald Rapids, 2026-12-01): stride 1 over the plane
+//! as one flat run with no padding columns (every lane used, 9 unaligned loads
+//! per vector, the side taps masked at the row ends): 1.1-1.8x slower than the
+//! row and small-plane paths (240 x 7x7 7.3 against 6.4-6.7 us, 120 x 14x14
+//! 9.9-10.8 against 6.2-6.5, 60 x 28x28 19.2 against 10.6-11.0).
 
 use super::dwconv3x3s1p1_rows::{self, Rows};
 use super::dwconv3x3s2p1_rows;

@@ -93,6 +93,11 @@
 //! GFLOP/s slower on the `k` = 320 and 640 shapes); a software prefetch of the
 //! tile's weights 24 `k` ahead in the first pixel block of each tile (3-25 GFLOP/s
 //! slower: the extra address registers cost more than the cold weights).
+//! On an Intel Xeon (Emerald Rapids, 2026-12-01): with AVX-512, the one or two
+//! whole vectors left after the 3-vector blocks merged into one or two 4-vector
+//! blocks (6x4 tiles, 29 registers) instead of a narrower block: the stem's GEMM
+//! 3 -> 12 at 224x224 unchanged (90.2-93.0 against 90.5-92.2 GFLOP/s), 3 -> 48
+//! 4% slower.
 //!
 //! Pixel tails: after the `V`-vector blocks, one narrower block, then fewer than one
 //! vector of pixels. Where a weight panel is one vector (AVX2: `MR` = 8 lanes), a

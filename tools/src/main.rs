@@ -35,6 +35,8 @@ commands:
                                                       --compare: 0.5x/1x/2x g=3 side by side
                                                       --scaling: 1 thread vs --threads N side by side
                                                       --profile: then the time per stage and kernel
+                                                      (with --compare: each model's share per
+                                                      kernel class, side by side)
 
 FILE is an engine model file or an .onnx file (converted in memory); where FILE is
 optional, the built-in default is ShuffleNet 1x (g = 3) with synthetic weights.

@@ -270,6 +270,62 @@ fn bench_compare_reports_ratios() {
     assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
 }
 
+#[test]
+fn bench_compare_profile_gives_each_models_class_shares() {
+    let out = ok(&[
+        "bench",
+        "--compare",
+        "--profile",
+        "--resolutions",
+        "32x32",
+        "--runs",
+        "5",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    // The three models' lines, then the shares.
+    assert_eq!(lines.len(), 4, "{out}");
+    let shares = lines[3];
+    assert!(shares.contains("\"resolution\": \"32x32\""), "{shares}");
+    assert_eq!(numbers_of(shares, "profile_rounds"), [5.0], "{shares}");
+    assert_eq!(numbers_of(shares, "profile_runs"), [1.0], "{shares}");
+    let classes = [
+        "pointwise_units",
+        "stem",
+        "depthwise_pools",
+        "classifier",
+        "pipeline",
+    ];
+    let arrays: Vec<Vec<f64>> = classes.iter().filter_map(|k| array_of(shares, k)).collect();
+    // Every model has pointwise convs, a stem and a classifier; no row pipeline at
+    // 32x32 (its tensors are far below the pipeline's threshold).
+    for k in ["pointwise_units", "stem", "classifier"] {
+        let v = array_of(shares, k).unwrap_or_else(|| panic!("{k}: {shares}"));
+        assert_eq!(v.len(), 3, "{k}: {shares}");
+        assert!(v.iter().all(|&x| x > 0.0 && x < 1.0), "{k}: {shares}");
+    }
+    assert!(array_of(shares, "pipeline").is_none(), "{shares}");
+    // Medians per class, so about one per model, not exactly.
+    for m in 0..3 {
+        let sum: f64 = arrays.iter().map(|v| v[m]).sum();
+        assert!((0.75..1.25).contains(&sum), "model {m}: {sum}: {shares}");
+    }
+}
+
+/// The numbers of the array value of `key` in a JSON line, if it has one.
+fn array_of(line: &str, key: &str) -> Option<Vec<f64>> {
+    let pat = format!("\"{key}\": [");
+    let at = line.find(&pat)? + pat.len();
+    let body = &line[at..at + line[at..].find(']')?];
+    Some(
+        body.split(',')
+            .filter_map(|x| x.trim().parse().ok())
+            .collect(),
+    )
+}
+
 /// The `"key": "value"` string values of `key` in a JSON line, in order.
 fn strings_of<'a>(line: &'a str, key: &str) -> Vec<&'a str> {
     let pat = format!("\"{key}\": \"");

@@ -4,8 +4,10 @@
 //! between model sizes next to their FLOP ratio, and the efficiency ratio
 //! E = GFLOP/s(0.5x) / GFLOP/s(2x). `--scaling` runs one thread and `--threads N`
 //! interleaved and prints the speedup. `--profile` adds the time per stage
-//! ([`super::profile`]).
+//! ([`super::profile`]); with `--compare`, each model's share of it per kernel
+//! class, side by side.
 
+use super::profile::{self, Class};
 use super::{model_path, parse};
 use crate::{args, json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
@@ -248,10 +250,9 @@ pub fn run(argv: &[String]) -> CliResult {
     if s.runs == 0 {
         return Err(CliError::Usage("--runs must be at least 1".into()));
     }
-    if s.profile && (a.flag("compare") || a.flag("scaling")) {
+    if s.profile && a.flag("scaling") {
         return Err(CliError::Usage(
-            "--profile profiles one model at one thread count: not with --compare or --scaling"
-                .into(),
+            "--profile profiles at one thread count: not with --scaling".into(),
         ));
     }
     if a.flag("compare") {
@@ -427,6 +428,83 @@ fn compare(s: &Settings) -> CliResult {
                 times.rounds[0].len()
             );
         }
+        if s.profile {
+            compare_profiles(&mut benches, &SCALES, &format!("{h}x{w}"), s)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rounds of `--compare --profile`.
+const PROFILE_ROUNDS: usize = 5;
+
+/// `--compare --profile`: per model, each kernel class's share of the stages' sum
+/// ([`profile::Class`]), the median over [`PROFILE_ROUNDS`] rounds in which the
+/// models are profiled in turn (so the shares of a round come from the same
+/// machine speed; times across rounds would not compare on a host that changes
+/// speed). Each model's block starts with untimed runs, as in `--compare`.
+fn compare_profiles(benches: &mut [Bench], scales: &[f32], label: &str, s: &Settings) -> CliResult {
+    let per_round = s.runs.div_ceil(PROFILE_ROUNDS);
+    let mut shares =
+        vec![vec![Vec::with_capacity(PROFILE_ROUNDS); Class::ALL.len()]; benches.len()];
+    for _ in 0..PROFILE_ROUNDS {
+        for (b, model) in benches.iter_mut().zip(&mut shares) {
+            let warm = (COMPARE_BLOCK.1, per_round);
+            let rows = profile::collect(&mut b.session, &b.input, &mut b.output, label, warm)?;
+            for (class, share) in model.iter_mut().zip(profile::class_shares(&rows)) {
+                class.push(share);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // Per class, per model.
+    let table: Vec<(Class, Vec<f64>)> = Class::ALL
+        .iter()
+        .enumerate()
+        .map(|(c, &class)| {
+            (
+                class,
+                shares.iter_mut().map(|m| median(&mut m[c])).collect(),
+            )
+        })
+        .filter(|(_, v): &(Class, Vec<f64>)| v.iter().any(|&x| x > 0.0))
+        .collect();
+    if s.json {
+        let classes: Vec<(&str, String)> = table
+            .iter()
+            .map(|(c, v)| {
+                let nums: Vec<String> = v.iter().map(|&x| json::number(x)).collect();
+                (c.key(), format!("[{}]", nums.join(", ")))
+            })
+            .collect();
+        out!(
+            "{}",
+            json::object(&[
+                ("resolution", json::string(label)),
+                ("profile_rounds", PROFILE_ROUNDS.to_string()),
+                ("profile_runs", per_round.to_string()),
+                ("class_shares", json::object(&classes)),
+            ])
+        );
+        return Ok(());
+    }
+    out!(
+        "{:>10} share of the stages' sum by kernel class (per class the median over \
+         {PROFILE_ROUNDS} rounds of {per_round} profiled runs per model, so a column need not \
+         add up to 100%):",
+        ""
+    );
+    let heads: Vec<String> = scales
+        .iter()
+        .map(|x| format!("{:>7}", format!("{x}x")))
+        .collect();
+    out!("{:>10} {:<30} {}", "", "", heads.join(" "));
+    for (class, v) in &table {
+        let cells: Vec<String> = v.iter().map(|x| format!("{:>6.1}%", 100.0 * x)).collect();
+        out!("{:>10} {:<30} {}", "", class.label(), cells.join(" "));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! class, side by side.
 
 use super::profile::{self, Class};
-use super::{model_path, parse};
+use super::{median, model_path, parse};
 use crate::{args, json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
 use shufflenet::model::Model;
@@ -36,11 +36,12 @@ impl Measurement {
     }
 
     fn from_times(mflops: f64, mut times: Vec<f64>) -> Measurement {
-        times.sort_by(f64::total_cmp);
+        let median_ms = median(&mut times);
         Measurement {
             mflops,
-            median_ms: times[times.len() / 2],
-            min_ms: times[0],
+            median_ms,
+            // Sorted by `median`.
+            min_ms: times.first().copied().unwrap_or(f64::NAN),
         }
     }
 }
@@ -165,8 +166,7 @@ fn interleaved(
 /// of two medians of runs taken across such changes does not.
 fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
     let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+    median(&mut ratios)
 }
 
 /// Runs per bench and round of `--scaling`, the first untimed: a thread pool idle
@@ -449,29 +449,21 @@ fn compare_profiles(benches: &mut [Bench], scales: &[f32], label: &str, s: &Sett
         vec![vec![Vec::with_capacity(PROFILE_ROUNDS); Class::ALL.len()]; benches.len()];
     for _ in 0..PROFILE_ROUNDS {
         for (b, model) in benches.iter_mut().zip(&mut shares) {
-            let warm = (COMPARE_BLOCK.1, per_round);
-            let rows = profile::collect(&mut b.session, &b.input, &mut b.output, label, warm)?;
+            let runs = (COMPARE_BLOCK.1, per_round);
+            let rows = profile::collect(&mut b.session, &b.input, &mut b.output, label, runs)?;
             for (class, share) in model.iter_mut().zip(profile::class_shares(&rows)) {
                 class.push(share);
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    // Per class, per model.
-    let table: Vec<(Class, Vec<f64>)> = Class::ALL
-        .iter()
-        .enumerate()
-        .map(|(c, &class)| {
-            (
-                class,
-                shares.iter_mut().map(|m| median(&mut m[c])).collect(),
-            )
-        })
-        .filter(|(_, v): &(Class, Vec<f64>)| v.iter().any(|&x| x > 0.0))
-        .collect();
+    // Per class present in some model, each model's median share.
+    let mut table = Vec::new();
+    for (c, class) in Class::ALL.into_iter().enumerate() {
+        let v: Vec<f64> = shares.iter_mut().map(|m| median(&mut m[c])).collect();
+        if v.iter().any(|&x| x > 0.0) {
+            table.push((class, v));
+        }
+    }
     if s.json {
         let classes: Vec<(&str, String)> = table
             .iter()
@@ -579,7 +571,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::paired_ratio;
+    use super::{median, paired_ratio};
 
     #[test]
     fn a_paired_ratio_cancels_a_machine_that_halves_its_speed_between_rounds() {
@@ -594,12 +586,7 @@ mod tests {
         // fast one); the paired ratio still reads 3 in three rounds of five.
         let a2 = [3.0, 6.0, 6.0, 3.0, 6.0];
         let b2 = [1.0, 2.0, 2.0, 1.0, 1.0];
-        let median = |v: &[f64]| {
-            let mut v = v.to_vec();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        assert_eq!(median(&a2) / median(&b2), 6.0);
+        assert_eq!(median(&mut a2.clone()) / median(&mut b2.clone()), 6.0);
         assert_eq!(paired_ratio(&a2, &b2), 3.0);
     }
 

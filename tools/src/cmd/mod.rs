@@ -24,3 +24,10 @@ pub fn model_path(a: &Args) -> Result<Option<&str>, CliError> {
         _ => Err(CliError::Usage("expected at most one model file".into())),
     }
 }
+
+/// The median of `v` (the upper one of an even count; NaN when `v` is empty),
+/// sorting `v`.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}

@@ -6,6 +6,7 @@
 //! about memory stalls). `bench --compare --profile` sets the models' shares by
 //! kernel class ([`Class`]) side by side.
 
+use super::median;
 use super::plan::shape;
 use crate::{json, CliResult};
 use shufflenet::complexity::step_macs;
@@ -66,14 +67,14 @@ impl Class {
 
     /// The class of a stage running `kernels` (its steps' kernel names).
     fn of(kernels: &[&str], pipeline: bool) -> Class {
-        let any = |f: &dyn Fn(&str) -> bool| kernels.iter().any(|k| f(k));
+        let has = |names: &[&str]| kernels.iter().any(|k| names.contains(k));
         if pipeline {
             Class::Pipeline
-        } else if any(&|k| k.starts_with("pointwise")) {
+        } else if kernels.iter().any(|k| k.starts_with("pointwise")) {
             Class::Gemm
-        } else if any(&|k| k == "conv2d" || k == "maxpool") {
+        } else if has(&["conv2d", "maxpool"]) {
             Class::Stem
-        } else if any(&|k| matches!(k, "gap_fc" | "global_avg_pool" | "fc" | "softmax")) {
+        } else if has(&["gap_fc", "global_avg_pool", "fc", "softmax"]) {
             Class::Classifier
         } else {
             Class::Window
@@ -199,8 +200,7 @@ pub fn collect(
     }
     eprint!("\r{:<60}\r", "");
     for (r, s) in rows.iter_mut().zip(&mut samples) {
-        s.sort_by(f64::total_cmp);
-        r.median_us = s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
+        r.median_us = median(s);
     }
     Ok(rows)
 }

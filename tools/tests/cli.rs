@@ -26,13 +26,15 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn ok(args: &[&str]) -> String {
+    ok_both(args).0
+}
+
+/// The stdout and stderr of a run that must succeed.
+fn ok_both(args: &[&str]) -> (String, String) {
     let out: Output = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{args:?}: {err}");
+    (String::from_utf8(out.stdout).unwrap(), err)
 }
 
 fn synth(g: &str, s: &str) -> String {
@@ -272,7 +274,7 @@ fn bench_compare_reports_ratios() {
 
 #[test]
 fn bench_compare_profile_gives_each_models_class_shares() {
-    let out = ok(&[
+    let (out, err) = ok_both(&[
         "bench",
         "--compare",
         "--profile",
@@ -311,6 +313,16 @@ fn bench_compare_profile_gives_each_models_class_shares() {
     for m in 0..3 {
         let sum: f64 = arrays.iter().map(|v| v[m]).sum();
         assert!((0.75..1.25).contains(&sum), "model {m}: {sum}: {shares}");
+    }
+    // stderr is a pipe here, not a terminal: progress comes as whole lines (if the
+    // run is long enough to report at all), never as carriage-return updates.
+    assert!(!err.contains('\r'), "{err:?}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with("32x32")
+                && (line.contains(": round ") || line.contains(" profile: run ")),
+            "{err:?}"
+        );
     }
 }
 

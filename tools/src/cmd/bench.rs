@@ -8,13 +8,13 @@
 //! class, side by side.
 
 use super::profile::{self, Class};
+use super::progress::Progress;
 use super::{median, model_path, parse};
 use crate::{args, json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
 use shufflenet::model::Model;
 use shufflenet::session::{Session, SessionOptions};
 use shufflenet::{family, plan};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -132,6 +132,7 @@ fn interleaved(
     let n_rounds = (warmup + runs).div_ceil(counted);
     let mut times = vec![Vec::with_capacity(runs); benches.len()];
     let mut rounds = vec![Vec::with_capacity(n_rounds); benches.len()];
+    let mut progress = Progress::new();
     for i in 0..n_rounds {
         let mut means = Vec::with_capacity(benches.len());
         for (b, t) in benches.iter_mut().zip(&mut times) {
@@ -150,10 +151,8 @@ fn interleaved(
                 r.push(m);
             }
         }
-        eprint!("\r{label}: round {}/{n_rounds}   ", i + 1);
-        let _ = std::io::stderr().flush();
+        progress.update(&format!("{label}: round {}/{n_rounds}", i + 1));
     }
-    eprint!("\r{:<60}\r", "");
     Ok(Timings {
         runs: times,
         rounds,

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod info;
 pub mod plan;
 mod profile;
+mod progress;
 pub mod run;
 pub mod synth;
 

@@ -8,11 +8,11 @@
 
 use super::median;
 use super::plan::shape;
+use super::progress::Progress;
 use crate::{json, CliResult};
 use shufflenet::complexity::step_macs;
 use shufflenet::exec::StageTimes;
 use shufflenet::session::Session;
-use std::io::Write;
 
 /// A coarse kind of stage, to compare where models of different sizes spend
 /// their time (the stages differ between them: one streams what another runs on
@@ -188,6 +188,7 @@ pub fn collect(
     let mut rows = rows(session);
     let mut samples = vec![Vec::with_capacity(runs); rows.len()];
     let mut times = StageTimes::with_capacity(rows.len());
+    let mut progress = Progress::new();
     for i in 0..warmup + runs {
         session.run_profiled(input, output, &mut times)?;
         if i >= warmup {
@@ -195,10 +196,9 @@ pub fn collect(
                 s.push(t.as_secs_f64() * 1e6);
             }
         }
-        eprint!("\r{label} profile: run {}/{}   ", i + 1, warmup + runs);
-        let _ = std::io::stderr().flush();
+        progress.update(&format!("{label} profile: run {}/{}", i + 1, warmup + runs));
     }
-    eprint!("\r{:<60}\r", "");
+    drop(progress);
     for (r, s) in rows.iter_mut().zip(&mut samples) {
         r.median_us = median(s);
     }

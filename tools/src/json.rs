@@ -26,6 +26,12 @@ pub fn number(x: f64) -> String {
     }
 }
 
+/// A JSON array of numbers (non-finite values become `null`).
+pub fn numbers(xs: &[f64]) -> String {
+    let body: Vec<String> = xs.iter().map(|&x| number(x)).collect();
+    format!("[{}]", body.join(", "))
+}
+
 /// A JSON object from already-encoded values.
 pub fn object(fields: &[(&str, String)]) -> String {
     let body: Vec<String> = fields
@@ -47,5 +53,7 @@ mod tests {
             "{\"x\": 1.5, \"y\": \"z\"}"
         );
         assert_eq!(number(f64::NAN), "null");
+        assert_eq!(numbers(&[0.5, f64::INFINITY]), "[0.5, null]");
+        assert_eq!(numbers(&[]), "[]");
     }
 }

@@ -268,6 +268,13 @@ fn bench_compare_reports_ratios() {
             numbers_of(line, "efficiency_ratio_paired")[0],
         );
         assert!(e > 0.0 && (paired - e).abs() <= 1e-9 * e, "{line}");
+        // ... and both quartiles of that one round are it, too.
+        let q = array_of(line, "efficiency_ratio_paired_quartiles").unwrap_or_default();
+        assert_eq!(q.len(), 2, "{line}");
+        assert!(
+            q.iter().all(|x| (x - paired).abs() <= 1e-9 * paired),
+            "{line}"
+        );
     }
     assert!(lines[1].contains("\"flop_ratio\": 3."), "{}", lines[1]);
 }

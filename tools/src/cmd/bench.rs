@@ -9,7 +9,7 @@
 
 use super::profile::{self, Class};
 use super::progress::Progress;
-use super::{median, model_path, parse};
+use super::{median, model_path, parse, quartiles};
 use crate::{args, json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
 use shufflenet::model::Model;
@@ -164,8 +164,14 @@ fn interleaved(
 /// between rounds (another guest's load, a clock change) cancels, where the ratio
 /// of two medians of runs taken across such changes does not.
 fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    paired_quartiles(a, b)[1]
+}
+
+/// Quartiles (lower, median, upper) over rounds of `a[r] / b[r]`: how far the
+/// round ratios behind [`paired_ratio`] spread.
+fn paired_quartiles(a: &[f64], b: &[f64]) -> [f64; 3] {
     let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    median(&mut ratios)
+    quartiles(&mut ratios)
 }
 
 /// Runs per bench and round of `--scaling`, the first untimed: a thread pool idle
@@ -369,8 +375,9 @@ fn compare(s: &Settings) -> CliResult {
             .map(|(b, t)| Measurement::from_times(b.mflops, t))
             .collect();
         let e = ms[0].gflops() / ms[2].gflops();
-        let e_paired =
-            paired_ratio(&times.rounds[2], &times.rounds[0]) * ms[0].mflops / ms[2].mflops;
+        // Per round, GFLOP/s(0.5x) / GFLOP/s(2x) = (t(2x) / t(0.5x)) * (F(0.5x) / F(2x)).
+        let [e_q1, e_paired, e_q3] = paired_quartiles(&times.rounds[2], &times.rounds[0])
+            .map(|r| r * ms[0].mflops / ms[2].mflops);
         for (i, m) in ms.iter().enumerate() {
             let (flop_x, time_x) = if i == 0 {
                 (f64::NAN, f64::NAN)
@@ -394,6 +401,10 @@ fn compare(s: &Settings) -> CliResult {
                         ("time_ratio", json::number(time_x)),
                         ("efficiency_ratio", json::number(e)),
                         ("efficiency_ratio_paired", json::number(e_paired)),
+                        (
+                            "efficiency_ratio_paired_quartiles",
+                            json::numbers(&[e_q1, e_q3]),
+                        ),
                         ("paired_rounds", times.rounds[0].len().to_string()),
                         ("runs", s.runs.to_string()),
                         ("threads", s.threads.to_string()),
@@ -422,7 +433,8 @@ fn compare(s: &Settings) -> CliResult {
         if !s.json {
             out!("{:>10} E = GFLOP/s(0.5x) / GFLOP/s(2x) = {e:.2}", "");
             out!(
-                "{:>10} E paired by round (median over {} rounds) = {e_paired:.2}",
+                "{:>10} E paired by round (median over {} rounds) = {e_paired:.2} \
+                 (quartiles {e_q1:.2} - {e_q3:.2})",
                 "",
                 times.rounds[0].len()
             );
@@ -466,10 +478,7 @@ fn compare_profiles(benches: &mut [Bench], scales: &[f32], label: &str, s: &Sett
     if s.json {
         let classes: Vec<(&str, String)> = table
             .iter()
-            .map(|(c, v)| {
-                let nums: Vec<String> = v.iter().map(|&x| json::number(x)).collect();
-                (c.key(), format!("[{}]", nums.join(", ")))
-            })
+            .map(|(c, v)| (c.key(), json::numbers(v)))
             .collect();
         out!(
             "{}",
@@ -570,7 +579,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, paired_ratio};
+    use super::{median, paired_quartiles, paired_ratio};
 
     #[test]
     fn a_paired_ratio_cancels_a_machine_that_halves_its_speed_between_rounds() {
@@ -595,5 +604,19 @@ mod tests {
         // One outlier round does not move it.
         assert_eq!(paired_ratio(&[2.0, 2.0, 100.0], &[1.0, 1.0, 1.0]), 2.0);
         assert!(paired_ratio(&[], &[]).is_nan());
+    }
+
+    #[test]
+    fn paired_quartiles_bracket_the_round_ratios() {
+        // Round ratios 5, 1, 4, 2, 3 (sorted 1..=5): positions 1, 2, 3.
+        let a = [10.0, 1.0, 8.0, 2.0, 9.0];
+        let b = [2.0, 1.0, 2.0, 1.0, 3.0];
+        assert_eq!(paired_quartiles(&a, &b), [2.0, 3.0, 4.0]);
+        // Eight rounds: positions 2, 4, 6 of the sorted ratios 1..=8.
+        let a8: Vec<f64> = [8, 3, 6, 1, 5, 2, 7, 4].map(f64::from).to_vec();
+        assert_eq!(paired_quartiles(&a8, &[1.0; 8]), [3.0, 5.0, 7.0]);
+        // One round: all three are its ratio; none: NaN.
+        assert_eq!(paired_quartiles(&[6.0], &[2.0]), [3.0; 3]);
+        assert!(paired_quartiles(&[], &[]).iter().all(|q| q.is_nan()));
     }
 }

@@ -29,6 +29,14 @@ pub fn model_path(a: &Args) -> Result<Option<&str>, CliError> {
 /// The median of `v` (the upper one of an even count; NaN when `v` is empty),
 /// sorting `v`.
 pub fn median(v: &mut [f64]) -> f64 {
+    quartiles(v)[1]
+}
+
+/// The lower quartile, the median and the upper quartile of `v` (the values at
+/// positions `n / 4`, `n / 2` and `3n / 4` of `v` sorted; NaN when `v` is empty),
+/// sorting `v`.
+pub fn quartiles(v: &mut [f64]) -> [f64; 3] {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    let n = v.len();
+    [n / 4, n / 2, 3 * n / 4].map(|i| v.get(i).copied().unwrap_or(f64::NAN))
 }

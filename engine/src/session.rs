@@ -79,6 +79,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Most threads a session runs on (one arena per thread is allocated up front).
+pub const MAX_THREADS: usize = 256;
+
 impl Session {
     /// Binds `model` to an `height x width` input: infers every shape, lays out the
     /// arena (refusing sizes above `options.max_arena_bytes` before allocating), and
@@ -89,7 +92,7 @@ impl Session {
         width: usize,
         options: SessionOptions,
     ) -> Result<Session, Error> {
-        if !(1..=256).contains(&options.threads) {
+        if !(1..=MAX_THREADS).contains(&options.threads) {
             return Err(SessionError::Threads(options.threads).into());
         }
         let exec_options = ExecOptions {

@@ -201,6 +201,32 @@ fn errors_are_clear() {
     npy::write(&bad, &[1, 4, 8, 8], &[0.0; 256]).unwrap();
     assert!(fail(&["run", &m, "--input", bad.to_str().unwrap()]).contains("does not fit"));
     assert!(fail(&["bench", &m, "--resolutions", "0x5"]).contains("positive"));
+    // A thread count outside 1..=256 is a usage error (exit 2) before any work:
+    // no bench header, no plan, no model read.
+    let input = bad.to_str().unwrap();
+    let cases: [&[&str]; 4] = [
+        &["bench", &m, "--threads", "0"],
+        &["bench", &m, "--threads", "257"],
+        &["plan", &m, "--threads", "0"],
+        &[
+            "run",
+            "/nonexistent/model.snm",
+            "--input",
+            input,
+            "--threads",
+            "0",
+        ],
+    ];
+    for args in cases {
+        let out = bin().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--threads must be between 1 and 256"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }
 
 #[test]

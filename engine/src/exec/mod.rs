@@ -74,7 +74,7 @@ pub enum SessionError {
         needed: usize,
     },
     /// Bad thread count.
-    #[error("thread count must be between 1 and 256, got {0}")]
+    #[error("thread count must be between 1 and {max}, got {0}", max = crate::session::MAX_THREADS)]
     Threads(usize),
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]

@@ -236,7 +236,7 @@ pub fn run(argv: &[String]) -> CliResult {
         .map_err(CliError::Usage)?,
         runs: a.parsed("runs", 20).map_err(CliError::Usage)?,
         warmup: a.parsed("warmup", 3).map_err(CliError::Usage)?,
-        threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
+        threads: super::threads(&a)?,
         stream: !a.flag("no-stream"),
         pipeline: !a.flag("no-pipeline"),
         segments: a.flag("segments"),

@@ -11,6 +11,7 @@ pub mod synth;
 
 use crate::args::Args;
 use crate::CliError;
+use shufflenet::session::MAX_THREADS;
 
 /// Parses a subcommand's arguments, mapping errors to usage errors.
 pub fn parse(argv: &[String], switches: &[&str], valued: &[&str]) -> Result<Args, CliError> {
@@ -23,6 +24,19 @@ pub fn model_path(a: &Args) -> Result<Option<&str>, CliError> {
         [] => Ok(None),
         [p] => Ok(Some(p.as_str())),
         _ => Err(CliError::Usage("expected at most one model file".into())),
+    }
+}
+
+/// The `--threads` value (default 1), refused as a usage error outside
+/// `1..=MAX_THREADS` before any work starts.
+pub fn threads(a: &Args) -> Result<usize, CliError> {
+    let n = a.parsed("threads", 1usize).map_err(CliError::Usage)?;
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(CliError::Usage(format!(
+            "--threads must be between 1 and {MAX_THREADS}, got {n}"
+        )))
     }
 }
 

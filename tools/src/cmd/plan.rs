@@ -48,7 +48,7 @@ pub fn run(argv: &[String]) -> CliResult {
         band_bytes: band_kib.saturating_mul(1024),
         pipeline_min_bytes: pipeline_kib.saturating_mul(1024),
         segments: a.parsed("segments", 1).map_err(CliError::Usage)?,
-        threads: a.parsed("threads", 1).map_err(CliError::Usage)?,
+        threads: super::threads(&a)?,
         ..Default::default()
     };
     let plan = ExecPlan::new(program, h, w, &opts)?;

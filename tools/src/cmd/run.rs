@@ -22,6 +22,7 @@ pub fn run(argv: &[String]) -> CliResult {
     let [path] = a.positional.as_slice() else {
         return Err(CliError::Usage("run takes one model file".into()));
     };
+    let threads = super::threads(&a)?;
     let model = crate::load::model(Some(path))?;
     let x = npy::read(Path::new(a.required("input").map_err(CliError::Usage)?))?;
     let c = model.program().input.channels;
@@ -36,7 +37,6 @@ pub fn run(argv: &[String]) -> CliResult {
             )))
         }
     };
-    let threads = a.parsed("threads", 1usize).map_err(CliError::Usage)?;
     let mut session = Session::new(
         model,
         h,

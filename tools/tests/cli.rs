@@ -469,7 +469,7 @@ fn bench_scaling_compares_thread_counts() {
         "--resolutions",
         "32x32,64x48",
         "--runs",
-        "3",
+        "9",
         "--warmup",
         "0",
         "--json",
@@ -490,6 +490,14 @@ fn bench_scaling_compares_thread_counts() {
         ] {
             assert!(line.contains(key), "{key} missing in {line}");
         }
+        // Three rounds of three timed runs: the paired speedup lies between its
+        // quartiles over those rounds.
+        let p = numbers_of(line, "paired_speedup")[0];
+        let q = array_of(line, "paired_speedup_quartiles").unwrap_or_default();
+        assert!(
+            q.len() == 2 && 0.0 < q[0] && q[0] <= p && p <= q[1],
+            "{line}"
+        );
     }
     let one = bin()
         .args(["bench", &m, "--scaling", "--threads", "1"])

@@ -120,7 +120,7 @@ struct Timings {
 /// Runs the benches in turn, `block` runs of one before the next (so all see the
 /// same machine load), the first `untimed` of each block not counted, until each
 /// has `warmup + runs` counted runs, and returns the timed runs of each with
-/// their per-round means ([`Timings`]; pair them with [`paired_ratio`]).
+/// their per-round means ([`Timings`]; pair them with [`paired_quartiles`]).
 fn interleaved(
     benches: &mut [Bench],
     label: &str,
@@ -159,16 +159,12 @@ fn interleaved(
     })
 }
 
-/// Median over rounds of `a[r] / b[r]` (NaN when there is no round): the ratio of
-/// two benches measured back to back in each round, so a change of machine speed
+/// Lower quartile, median and upper quartile over rounds of `a[r] / b[r]` (NaN
+/// when there is no round). The median is the paired ratio: the ratio of two
+/// benches measured back to back in each round, so a change of machine speed
 /// between rounds (another guest's load, a clock change) cancels, where the ratio
-/// of two medians of runs taken across such changes does not.
-fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
-    paired_quartiles(a, b)[1]
-}
-
-/// Quartiles (lower, median, upper) over rounds of `a[r] / b[r]`: how far the
-/// round ratios behind [`paired_ratio`] spread.
+/// of two medians of runs taken across such changes does not; the quartiles show
+/// how far the rounds spread.
 fn paired_quartiles(a: &[f64], b: &[f64]) -> [f64; 3] {
     let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     quartiles(&mut ratios)
@@ -527,13 +523,14 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
             s.runs
         );
         out!(
-            "{:>10} {:>9} {:>12} {:>12} {:>8} {:>12}",
+            "{:>10} {:>9} {:>12} {:>12} {:>8} {:>8}  {}",
             "resolution",
             "MFLOPs",
             "1 thread ms",
             format!("{} threads ms", s.threads),
             "speedup",
-            "paired"
+            "paired",
+            "(quartiles over rounds)"
         );
     }
     for &(h, w) in &s.resolutions {
@@ -546,7 +543,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
         let [one, many]: [Measurement; 2] =
             [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times.runs[i].clone()));
         let speedup = one.median_ms / many.median_ms;
-        let paired = paired_ratio(&times.rounds[0], &times.rounds[1]);
+        let [q1, paired, q3] = paired_quartiles(&times.rounds[0], &times.rounds[1]);
         if s.json {
             out!(
                 "{}",
@@ -557,6 +554,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
                     ("median_ms_n", json::number(many.median_ms)),
                     ("speedup", json::number(speedup)),
                     ("paired_speedup", json::number(paired)),
+                    ("paired_speedup_quartiles", json::numbers(&[q1, q3])),
                     ("runs", s.runs.to_string()),
                     ("threads", s.threads.to_string()),
                     ("isa", json::string(kernels::dispatch::isa())),
@@ -564,7 +562,7 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
             );
         } else {
             out!(
-                "{:>10} {:>9.1} {:>12.3} {:>12.3} {:>8.2} {:>12.2}",
+                "{:>10} {:>9.1} {:>12.3} {:>12.3} {:>8.2} {:>8.2}  ({q1:.2} - {q3:.2})",
                 format!("{h}x{w}"),
                 one.mflops,
                 one.median_ms,
@@ -579,7 +577,12 @@ fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, paired_quartiles, paired_ratio};
+    use super::{median, paired_quartiles};
+
+    /// The median of the round ratios.
+    fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+        paired_quartiles(a, b)[1]
+    }
 
     #[test]
     fn a_paired_ratio_cancels_a_machine_that_halves_its_speed_between_rounds() {

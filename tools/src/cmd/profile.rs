@@ -198,7 +198,6 @@ pub fn collect(
         }
         progress.update(&format!("{label} profile: run {}/{}", i + 1, warmup + runs));
     }
-    drop(progress);
     for (r, s) in rows.iter_mut().zip(&mut samples) {
         r.median_us = median(s);
     }

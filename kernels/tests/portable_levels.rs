@@ -499,30 +499,60 @@ fn conv2d_every_level() {
     }
 }
 
+/// A large-image stem case: output channels, stride, input size, padding, and
+/// the gaps after each input and output plane.
+type Case = (
+    usize,
+    usize,
+    (usize, usize),
+    (usize, usize, usize, usize),
+    (usize, usize),
+);
+
 /// Stems over images of 1 MiB and more, which prefetch the next output row's
 /// input while the row's GEMM runs in chunks: same results as the scalar twin for
-/// both strides, odd sizes and output widths that end in a partial vector.
+/// both strides, odd sizes, output widths that end in a partial vector, a narrow
+/// row (193 columns), no top padding (as the streamed stem's bands after the
+/// first), other paddings, plane strides with gaps, and a part of the output
+/// channels.
 #[test]
 fn conv2d_large_images_every_level() {
     let mut rng = Rng(0x005e_ed1a_76e1_a6e5);
+    // (cout, stride, (h, w), (top, left, bottom, right) padding, plane stride gaps)
+    let cases: [Case; 9] = [
+        (12, 2, (245, 403), (1, 1, 1, 1), (0, 0)),
+        (24, 2, (300, 301), (1, 1, 1, 1), (0, 0)),
+        (6, 1, (230, 397), (1, 1, 1, 1), (0, 0)),
+        (12, 2, (453, 193), (1, 1, 1, 1), (0, 0)),
+        (12, 2, (453, 194), (1, 1, 1, 1), (3, 0)),
+        (12, 2, (400, 290), (0, 1, 1, 1), (0, 0)),
+        (24, 2, (400, 292), (1, 1, 0, 0), (0, 0)),
+        (48, 2, (301, 389), (1, 1, 1, 1), (5, 7)),
+        (12, 2, (260, 420), (1, 0, 1, 1), (0, 0)),
+    ];
     for level in levels() {
-        for &(cout, stride, h, w) in &[(12, 2, 245, 403), (24, 2, 300, 301), (6, 1, 230, 397)] {
+        for &(cout, stride, (h, w), pads, extra) in &cases {
             assert!(
                 3 * h * w * 4 >= 1 << 20,
                 "the image must take the prefetching path"
             );
-            let geom = window_geom(3, stride, (h, w), (1, 1, 1, 1), (0, 0));
-            let (oh, ow) = (geom.out_h, geom.out_w);
-            let input = Guarded::new(&rng.vec(3 * h * w));
+            let geom = window_geom(3, stride, (h, w), pads, extra);
+            let input = Guarded::new(&rng.vec(3 * geom.in_stride));
             let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
             let p = Conv2d::dense_3x3(3, cout, stride, &weights, &bias, true);
-            let out0 = rng.vec(cout * oh * ow);
-            compare(
-                &format!("{} conv2d 3->{cout} s{stride} {h}x{w}", level.name()),
-                &out0,
-                |o| portable::conv2d_at(level, &p, &geom, input.get(), o, 0..cout),
-                |o| scalar::conv2d::conv2d(&p, &geom, input.get(), o, 0..cout),
-            );
+            let lo = cout / 3;
+            for range in [0..cout, lo..cout] {
+                let out0 = rng.vec(range.len() * geom.out_stride);
+                compare(
+                    &format!(
+                        "{} conv2d 3->{cout} s{stride} {h}x{w} pads {pads:?} extra {extra:?} {range:?}",
+                        level.name()
+                    ),
+                    &out0,
+                    |o| portable::conv2d_at(level, &p, &geom, input.get(), o, range.clone()),
+                    |o| scalar::conv2d::conv2d(&p, &geom, input.get(), o, range.clone()),
+                );
+            }
         }
     }
 }

@@ -31,6 +31,15 @@
 //! of 96-240 outputs, so that a strip's prepared rows stay in L1. They help only
 //! when the input is in L2 (64x1280: 78 -> 98 GFLOP/s); at 480x640 and 720x1280
 //! the input comes from L3 and the strips were no faster (README, "x86-64, Intel").
+//! Also dropped there (2026-12-01, later): (1) the next row's prefetches spread
+//! over the GEMM's `k` steps (one per step, from a queue the row tiles share)
+//! instead of eight bursts: 0.5x g = 3 at 720x1280, stem 3003 against 3098 us in
+//! 8 alternating profiled rounds, within noise; (2) the GEMM reading the interior
+//! output columns' taps straight from the image (two loads and an even/odd
+//! split per vector, only the edge columns prepared): probe 3 -> 12 / 24 / 48 at
+//! 720x1280 0.81 / 0.89 / 0.98 of the time (its output goes to memory), but in
+//! the network, where the output is a band in L2, the stem took 0.99 of the time
+//! at 720x1280 and 1.11 at 480x640 (10 alternating profiled rounds each).
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;

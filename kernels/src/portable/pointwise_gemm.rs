@@ -522,7 +522,6 @@ unsafe fn rows_block<S: SimdExt, const V: usize, I: Input>(
         ($r:tt, $h:expr, $s:expr) => {{
             let (h, s) = ($h, $s);
             // Rows past s reuse row h's weights and bias (computed, never stored).
-            let w: [*const f32; $r] = core::array::from_fn(|i| wrow(h + if i < s { i } else { 0 }));
             // Bias and ReLU floor as whole vectors, splat once per row tile. Built
             // as scalar arrays on the stack, LLVM reloaded four of them at a time
             // as one 16-byte vector, a load that store forwarding cannot serve
@@ -531,11 +530,13 @@ unsafe fn rows_block<S: SimdExt, const V: usize, I: Input>(
             // 3 -> 12 / 24 / 48 0.94 / 0.94 / 0.93 of the time before; pointwise
             // shapes together 0.99 with AVX-512, 0.98 with AVX2).
             let zero = simd.splat_f32s(0.0);
+            let mut w = [core::ptr::null::<f32>(); $r];
             let (mut b, mut f) = ([zero; $r], [zero; $r]);
             for i in 0..$r {
-                let c = g * m + h + if i < s { i } else { 0 };
-                b[i] = simd.splat_f32s(p.bias[c]);
-                f[i] = simd.splat_f32s(p.floor_of(c));
+                let r = h + if i < s { i } else { 0 };
+                w[i] = wrow(r);
+                b[i] = simd.splat_f32s(p.bias[g * m + r]);
+                f[i] = simd.splat_f32s(p.floor_of(g * m + r));
             }
             let out = out_row(h);
             for blk in 0..blocks {

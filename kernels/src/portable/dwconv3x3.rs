@@ -145,7 +145,7 @@ impl<'a, 'b> Kernel for Small<'a, 'b> {
         let op = self.0;
         // Stride 2 splits rows of more than one vector: the tables would need the
         // column sums of both vectors (18 FMAs per output vector, not 9).
-        let Some(t) = RowTaps::<S>::new(op.g, op.p.stride, S::F32_LANES) else {
+        let Some(t) = RowTaps::<S>::new(simd, op.g, op.p.stride, S::F32_LANES) else {
             return Some(op);
         };
         macro_rules! go {
@@ -452,8 +452,7 @@ impl Op<'_, '_> {
         simd: S,
         t: &RowTaps<S>,
     ) {
-        let (p, g, l) = (self.p, self.g, S::F32_LANES);
-        let out_w = g.out_w;
+        let (p, g) = (self.p, self.g);
         for (c, plane, out_plane) in planes(g, self.input, self.output, self.channels) {
             let (w, bias) = channel_taps(simd, p, c);
             let mut win = t.window::<M>(simd, plane);
@@ -478,7 +477,7 @@ impl Op<'_, '_> {
                 win.advance(simd);
                 for (v, a) in acc.into_iter().enumerate() {
                     let a = if RELU { simd.relu(a) } else { a };
-                    small_plane::store(simd, out_plane, y * out_w + v * l, out_w - v * l, a);
+                    t.store(simd, out_plane, y, v, a);
                 }
             }
         }

@@ -161,7 +161,7 @@ impl<'a> Kernel for AvgRows<'a> {
             channels,
         } = self.0;
         // Index tables wherever they fit: the pool's tap columns share one row sum.
-        let Some(t) = RowTaps::<S>::new(g, 2, 2 * S::F32_LANES) else {
+        let Some(t) = RowTaps::<S>::new(simd, g, 2, 2 * S::F32_LANES) else {
             return Some(Op {
                 p,
                 g,
@@ -420,7 +420,6 @@ fn avg_s2_rows<S: SimdExt, const M: usize, const NV: usize>(
         // SAFETY: the column table holds NV l floats.
         *c = unsafe { load::<S>(inv_col.as_ptr().add(v * l)) };
     }
-    let out_w = g.out_w;
     for (_, plane, out_plane) in planes(g, input, output, channels.clone()) {
         let mut win = t.window::<M>(simd, plane);
         for (y, &ry) in inv_row.iter().enumerate() {
@@ -441,7 +440,7 @@ fn avg_s2_rows<S: SimdExt, const M: usize, const NV: usize>(
                 let s2 = t.tap::<M>(simd, t.stream::<M>(&sum, 2), v, 2);
                 let s = simd.add_f32s(simd.add_f32s(s0, s2), s1);
                 let o = simd.mul_f32s(simd.mul_f32s(s, cv), ry);
-                small_plane::store(simd, out_plane, y * out_w + v * l, out_w - v * l, o);
+                t.store(simd, out_plane, y, v, o);
             }
             win.advance(simd);
         }

@@ -56,23 +56,38 @@ pub(crate) trait SimdExt: Simd {
     ///
     /// # Safety
     /// `p .. p + n` must be readable.
-    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s;
+    #[inline(always)]
+    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s {
+        // SAFETY: the caller's contract.
+        unsafe { self.load_masked(p, self.prefix(n)) }
+    }
 
-    /// Whether [`Self::store_prefix`] is one masked store (AVX-512), cheap enough to
+    /// The first `n` lanes (at most `LANES`) as the level's mask for
+    /// [`Self::load_masked`] and [`Self::store_masked`], so a loop that loads or
+    /// stores the same prefix many times builds it once (AVX-512: a `k` mask;
+    /// AVX2: a lane mask and the count; scalar: the count).
+    type Prefix: Copy;
+
+    /// See [`Self::Prefix`].
+    fn prefix(self, n: usize) -> Self::Prefix;
+
+    /// [`Self::load_prefix`] of the prefix `m`.
+    ///
+    /// # Safety
+    /// The floats of `m` at `p` must be readable.
+    unsafe fn load_masked(self, p: *const f32, m: Self::Prefix) -> Self::f32s;
+
+    /// Whether [`Self::store_masked`] is one masked store (AVX-512), cheap enough to
     /// store every partial row with; otherwise it goes through a stack tile (AVX2's
     /// masked store, `vmaskmovps`, is slow on AMD).
     const MASKED_STORE: bool = false;
 
-    /// Stores the first `n <= LANES` lanes of `v` at `p`; the memory past `p + n`
-    /// is not touched.
+    /// Stores the lanes of the prefix `m` of `v` at `p`; the memory past them is
+    /// not touched.
     ///
     /// # Safety
-    /// `p .. p + n` must be writable.
-    #[inline(always)]
-    unsafe fn store_prefix(self, p: *mut f32, v: Self::f32s, n: usize) {
-        // SAFETY: the caller's contract.
-        unsafe { store_first::<Self>(p, v, n.min(Self::F32_LANES)) }
-    }
+    /// The floats of `m` at `p` must be writable.
+    unsafe fn store_masked(self, p: *mut f32, v: Self::f32s, m: Self::Prefix);
 }
 
 impl SimdExt for pulp::Scalar {
@@ -90,13 +105,28 @@ impl SimdExt for pulp::Scalar {
         }
     }
 
+    type Prefix = usize;
+
     #[inline(always)]
-    unsafe fn load_prefix(self, p: *const f32, n: usize) -> f32 {
+    fn prefix(self, n: usize) -> usize {
+        n.min(1)
+    }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, p: *const f32, n: usize) -> f32 {
         if n == 0 {
             0.0
         } else {
             // SAFETY: n >= 1 floats at p are readable (the caller's contract).
             unsafe { *p }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_masked(self, p: *mut f32, v: f32, n: usize) {
+        if n > 0 {
+            // SAFETY: n >= 1 floats at p are writable (the caller's contract).
+            unsafe { *p = v };
         }
     }
 }
@@ -162,16 +192,30 @@ impl SimdExt for pulp::x86::V3 {
         pulp::cast(self.avx._mm256_blendv_ps(a, b, from_hi))
     }
 
+    type Prefix = (Self::u32s, usize);
+
     #[inline(always)]
-    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s {
+    fn prefix(self, n: usize) -> (Self::u32s, usize) {
         use core::arch::x86_64::__m256i;
+        let n = n.min(8);
         let iota: __m256i = pulp::cast([0i32, 1, 2, 3, 4, 5, 6, 7]);
         let mask = self
             .avx2
             ._mm256_cmpgt_epi32(pulp::cast(self.splat_u32s(n as u32)), iota);
-        // SAFETY: `vmaskmovps` reads only the lanes below n, readable by the
+        (pulp::cast(mask), n)
+    }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, p: *const f32, (mask, _): (Self::u32s, usize)) -> Self::f32s {
+        // SAFETY: `vmaskmovps` reads only the lanes of the mask, readable by the
         // caller's contract; masked-off lanes do not fault.
-        pulp::cast(unsafe { self.avx._mm256_maskload_ps(p, mask) })
+        pulp::cast(unsafe { self.avx._mm256_maskload_ps(p, pulp::cast(mask)) })
+    }
+
+    #[inline(always)]
+    unsafe fn store_masked(self, p: *mut f32, v: Self::f32s, (_, n): (Self::u32s, usize)) {
+        // SAFETY: the caller's contract; n <= 8 lanes.
+        unsafe { store_first::<Self>(p, v, n) }
     }
 }
 
@@ -211,10 +255,16 @@ impl SimdExt for pulp::x86::V4 {
         pulp::cast(self.avx512f._mm512_permutex2var_ps(lo, idx, hi))
     }
 
+    type Prefix = u16;
+
     #[inline(always)]
-    unsafe fn load_prefix(self, p: *const f32, n: usize) -> Self::f32s {
-        let k = ((1u32 << n.min(16)) - 1) as u16;
-        // SAFETY: the masked load reads only the lanes below n, readable by the
+    fn prefix(self, n: usize) -> u16 {
+        ((1u32 << n.min(16)) - 1) as u16
+    }
+
+    #[inline(always)]
+    unsafe fn load_masked(self, p: *const f32, k: u16) -> Self::f32s {
+        // SAFETY: the masked load reads only the lanes of k, readable by the
         // caller's contract; masked-off lanes do not fault.
         pulp::cast(unsafe { self.avx512f._mm512_maskz_loadu_ps(k, p) })
     }
@@ -222,9 +272,8 @@ impl SimdExt for pulp::x86::V4 {
     const MASKED_STORE: bool = true;
 
     #[inline(always)]
-    unsafe fn store_prefix(self, p: *mut f32, v: Self::f32s, n: usize) {
-        let k = ((1u32 << n.min(16)) - 1) as u16;
-        // SAFETY: the masked store writes only the lanes below n, writable by the
+    unsafe fn store_masked(self, p: *mut f32, v: Self::f32s, k: u16) {
+        // SAFETY: the masked store writes only the lanes of k, writable by the
         // caller's contract.
         unsafe { self.avx512f._mm512_mask_storeu_ps(p, k, pulp::cast(v)) }
     }

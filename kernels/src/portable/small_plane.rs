@@ -19,6 +19,16 @@
 //!
 //! This replaces, where a row fits, the copy of each plane into a zero-padded
 //! buffer, whose loads stall on the copy's stores.
+//!
+//! The load and store masks of a row's partial vectors are built once per call
+//! ([`SimdExt::Prefix`]), not per row: on AVX-512 each masked load and store had
+//! rebuilt its `k` mask (shift, decrement, `kmov`) and clamped its count. Intel
+//! Xeon (Emerald Rapids), probe at 224x224, new / old paired over 15 alternating
+//! rounds: depthwise 56x56 s2 0.93, 28x28 s1 0.93, 14x14 s1 0.87, 7x7 s1 0.88,
+//! 28x28 s2 0.91, 14x14 s2 0.88; average pools 56x56 0.95, 28x28 0.94, 14x14
+//! 0.86. AVX2 (one vector per row, lane masks): 0.93-1.05, within noise. The
+//! network (20 alternating rounds, median of round medians): 0.5x g = 3 at
+//! 224x224 0.974 (quartiles 0.932-0.993); 2x 0.978 (10 rounds, 0.86-1.02).
 
 use super::simd::{u32_table, Level, SimdExt};
 use crate::PlaneGeom;
@@ -59,31 +69,6 @@ pub(crate) fn best_level(g: &PlaneGeom, stride: usize) -> Option<Level> {
     fits(g, stride, best.lanes()).then_some(best)
 }
 
-/// Stores output vector `v` at index `o` of `plane`, of which `keep` floats belong
-/// to its row: those alone where a masked store is cheap ([`SimdExt::MASKED_STORE`],
-/// AVX-512), else the whole vector where it stays inside the plane (its extra
-/// lanes land in rows written later). (A 7x7 depthwise conv with AVX2 ran 1.6x
-/// slower with `vmaskmovps` stores; with AVX-512 masked stores beat whole ones,
-/// 240 x 7x7: 6.2 against 6.8 us.)
-#[inline(always)]
-pub(crate) fn store<S: SimdExt>(simd: S, plane: &mut [f32], o: usize, keep: usize, v: S::f32s) {
-    let (l, len) = (S::F32_LANES, plane.len());
-    if o >= len {
-        return;
-    }
-    let keep = keep.min(l).min(len - o);
-    // SAFETY: o < len; a whole vector only when o + l <= len, else `keep <= len -
-    // o` floats from o.
-    unsafe {
-        let p = plane.as_mut_ptr().add(o);
-        if S::MASKED_STORE || o + l > len {
-            simd.store_prefix(p, v, keep);
-        } else {
-            super::simd::store::<S>(p, v);
-        }
-    }
-}
-
 /// One input row in registers: stride 1 `[x0, x1, 0, 0]` (columns `0..2 LANES`),
 /// stride 2 `[even0, even1, odd0, odd1]` (even columns `0, 2, ..`, then odd).
 pub(crate) type Row<S> = [<S as pulp::Simd>::f32s; 4];
@@ -110,8 +95,14 @@ pub(crate) struct RowTaps<S: SimdExt> {
     pub nv: usize,
     /// Whether the second vector a tap column reads can be nonzero.
     pub two: bool,
-    /// Floats of an input row in each of its (up to) four vectors.
+    /// Floats of an input row in each of its (up to) four vectors, and their
+    /// load masks.
     part_n: [usize; 4],
+    part_m: [S::Prefix; 4],
+    /// Floats of output vector 0 and 1 in an output row, and their store masks.
+    keep: [usize; 2],
+    keep_m: [S::Prefix; 2],
+    out_w: usize,
     /// Whether stride-2 rows are split into even and odd columns.
     split: bool,
     stride: usize,
@@ -128,7 +119,7 @@ impl<S: SimdExt> RowTaps<S> {
     /// tables like stride 1: a split costs a permute per row vector, an index
     /// table one per tap column and output vector.
     #[inline(always)]
-    pub fn new(g: &PlaneGeom, stride: usize, split_above: usize) -> Option<Self> {
+    pub fn new(simd: S, g: &PlaneGeom, stride: usize, split_above: usize) -> Option<Self> {
         let l = S::F32_LANES;
         if !fits(g, stride, l) {
             return None;
@@ -153,6 +144,8 @@ impl<S: SimdExt> RowTaps<S> {
         }
         let t = |v: usize, dx: usize| u32_table::<S>(&lanes[v][dx]);
         let idx = [[t(0, 0), t(0, 1), t(0, 2)], [t(1, 0), t(1, 1), t(1, 2)]];
+        let part_n = [0, 1, 2, 3].map(|i| g.in_w.saturating_sub(i * l).min(l));
+        let keep = [0, 1].map(|v| g.out_w.saturating_sub(v * l).min(l));
         let back: [u32; 16] = core::array::from_fn(|j| (l - 1 + j) as u32);
         let fwd: [u32; 16] = core::array::from_fn(|j| (j + 1) as u32);
         Some(RowTaps {
@@ -161,7 +154,11 @@ impl<S: SimdExt> RowTaps<S> {
             fwd: u32_table::<S>(&fwd),
             nv: g.out_w.div_ceil(l),
             two: if split { g.in_w > 2 * l } else { g.in_w > l },
-            part_n: [0, 1, 2, 3].map(|i| g.in_w.saturating_sub(i * l).min(l)),
+            part_n,
+            part_m: part_n.map(|n| simd.prefix(n)),
+            keep,
+            keep_m: keep.map(|n| simd.prefix(n)),
+            out_w: g.out_w,
             split,
             stride,
             pad_left: g.pad_left,
@@ -191,8 +188,37 @@ impl<S: SimdExt> RowTaps<S> {
         if n == 0 {
             return simd.splat_f32s(0.0);
         }
-        // SAFETY: floats i l .. i l + n are inside the row (caller's contract).
-        unsafe { simd.load_prefix(row.add(i * S::F32_LANES), n) }
+        // SAFETY: floats i l .. i l + n are inside the row (caller's contract), the
+        // lanes of part_m[i].
+        unsafe { simd.load_masked(row.add(i * S::F32_LANES), self.part_m[i]) }
+    }
+
+    /// Stores output vector `v` of output row `y` in `plane` (rows of `out_w`
+    /// floats): the row's floats alone where a masked store is cheap
+    /// ([`SimdExt::MASKED_STORE`], AVX-512), else the whole vector where it stays
+    /// inside the plane (its extra lanes land in rows written later); the masks
+    /// are built once per call. (A 7x7 depthwise conv with AVX2 ran 1.6x slower
+    /// with `vmaskmovps` stores; with AVX-512 masked stores beat whole ones, 240
+    /// x 7x7: 6.2 against 6.8 us.)
+    /// `plane` holds the `out_h` rows ([`super::rows::planes`] gives such
+    /// planes); a vector that would end past it is not stored.
+    #[inline(always)]
+    pub fn store(&self, simd: S, plane: &mut [f32], y: usize, v: usize, val: S::f32s) {
+        let (l, len) = (S::F32_LANES, plane.len());
+        let o = y * self.out_w + v * l;
+        if o + self.keep[v] > len {
+            return;
+        }
+        // SAFETY: the keep[v] floats of keep_m[v] from o are inside the plane, a
+        // whole vector when o + l <= len.
+        unsafe {
+            let p = plane.as_mut_ptr().add(o);
+            if !S::MASKED_STORE && o + l <= len {
+                super::simd::store::<S>(p, val);
+            } else {
+                simd.store_masked(p, val, self.keep_m[v]);
+            }
+        }
     }
 
     /// Input row `iy` of a plane of `in_h` rows of `in_w` floats at `plane` as a

@@ -514,7 +514,7 @@ type Case = (
 /// both strides, odd sizes, output widths that end in a partial vector, a narrow
 /// row (193 columns), no top padding (as the streamed stem's bands after the
 /// first), other paddings, plane strides with gaps, and a part of the output
-/// channels.
+/// channels; and without the prefetch (as on Intel CPUs) the same bits.
 #[test]
 fn conv2d_large_images_every_level() {
     let mut rng = Rng(0x005e_ed1a_76e1_a6e5);
@@ -541,18 +541,34 @@ fn conv2d_large_images_every_level() {
             let (weights, bias) = (rng.vec(cout * 27), rng.vec(cout));
             let p = Conv2d::dense_3x3(3, cout, stride, &weights, &bias, true);
             let lo = cout / 3;
+            let what = format!(
+                "{} conv2d 3->{cout} s{stride} {h}x{w} pads {pads:?} extra {extra:?}",
+                level.name()
+            );
             for range in [0..cout, lo..cout] {
                 let out0 = rng.vec(range.len() * geom.out_stride);
                 compare(
-                    &format!(
-                        "{} conv2d 3->{cout} s{stride} {h}x{w} pads {pads:?} extra {extra:?} {range:?}",
-                        level.name()
-                    ),
+                    &format!("{what} {range:?}"),
                     &out0,
-                    |o| portable::conv2d_at(level, &p, &geom, input.get(), o, range.clone()),
+                    |o| {
+                        portable::conv2d_with(level, true, &p, &geom, input.get(), o, range.clone())
+                    },
                     |o| scalar::conv2d::conv2d(&p, &geom, input.get(), o, range.clone()),
                 );
             }
+            // Without the prefetch (the row's GEMM in one chunk): the same bits.
+            let out: [Vec<f32>; 2] = [true, false].map(|prefetch| {
+                let mut o = vec![0.0; cout * geom.out_stride];
+                portable::conv2d_with(level, prefetch, &p, &geom, input.get(), &mut o, 0..cout)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                o
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&out[0]),
+                bits(&out[1]),
+                "{what}: prefetch changed the bits"
+            );
         }
     }
 }

@@ -17,7 +17,7 @@
 //! the per-row preparation weigh more than in the stage GEMMs), 55 at 720x1280.
 //!
 //! Inputs of 1 MiB and more (a camera frame; not in the caches when a run starts)
-//! are prefetched one output row ahead: the row's GEMM runs in [`PREFETCH_PARTS`]
+//! are prefetched one output row ahead, except on Intel CPUs (below): the row's GEMM runs in [`PREFETCH_PARTS`]
 //! pixel chunks, and before each chunk a share of the next row's new input lines
 //! is prefetched into L2, so the image streams in while the FMAs run instead of
 //! stalling the next row's preparation. Measured (Zen 4, AVX-512, `bench
@@ -40,10 +40,20 @@
 //! 720x1280 0.81 / 0.89 / 0.98 of the time (its output goes to memory), but in
 //! the network, where the output is a band in L2, the stem took 0.99 of the time
 //! at 720x1280 and 1.11 at 480x640 (10 alternating profiled rounds each).
+//!
+//! On that Intel Xeon the prefetch costs time (2026-12-02): without it, probe
+//! 3 -> 12 / 24 at 720x1280 0.926 / 0.954 of the time (8 alternating rounds;
+//! 3 -> 48, whose output goes to memory, 1.11), and in the network, where the
+//! output is an L2 band, 0.5x g = 3 0.988 (quartiles 0.979-0.995, 12 rounds) at
+//! 480x640 and 0.983 (0.955-1.003, 10 rounds) at 720x1280, 2x at 720x1280 0.999.
+//! Prefetching two output rows ahead instead of one changed nothing (1.003 at
+//! 480x640). Its L2 streamer follows the image rows alone; the prefetch
+//! instructions, issued in bursts, wait for fill buffers. So [`conv2d_at`]
+//! prefetches on every x86-64 CPU but Intel's; [`conv2d_with`] chooses.
 
 use super::pointwise_gemm::{pixels, tail_block, Gemm};
 use super::rows::RowLayout;
-use super::simd::{prefetch_l2, Kernel, Level, SimdExt};
+use super::simd::{intel_cpu, prefetch_l2, Kernel, Level, SimdExt};
 use crate::scratch;
 use crate::{pack_pointwise_into, packed_len, Conv2d, Epilogue, KernelError, PlaneGeom, Pointwise};
 use std::ops::Range;
@@ -63,6 +73,21 @@ pub fn conv2d(
 /// [`conv2d`] with a chosen instruction-set level.
 pub fn conv2d_at(
     level: Level,
+    p: &Conv2d,
+    g: &PlaneGeom,
+    input: &[f32],
+    output: &mut [f32],
+    out_channels: Range<usize>,
+) -> Result<(), KernelError> {
+    conv2d_with(level, !intel_cpu(), p, g, input, output, out_channels)
+}
+
+/// [`conv2d_at`] that prefetches the next output row's input lines of a large
+/// input (1 MiB and more) if `prefetch`, whatever the CPU (see the module notes).
+/// The results do not depend on it.
+pub fn conv2d_with(
+    level: Level,
+    prefetch: bool,
     p: &Conv2d,
     g: &PlaneGeom,
     input: &[f32],
@@ -105,6 +130,7 @@ pub fn conv2d_at(
     };
     level.run(Op {
         p,
+        prefetch,
         gemm: &gemm,
         g,
         input,
@@ -135,6 +161,7 @@ fn prefetch_lines(row: &[f32], lines: Range<usize>) {
 
 struct Op<'a, 'b> {
     p: &'a Conv2d<'b>,
+    prefetch: bool,
     gemm: &'a Pointwise<'a>,
     g: &'a PlaneGeom,
     input: &'a [f32],
@@ -148,6 +175,7 @@ impl Kernel for Op<'_, '_> {
     fn run<S: SimdExt>(self, simd: S) {
         let Op {
             p,
+            prefetch,
             gemm,
             g,
             input,
@@ -175,7 +203,7 @@ impl Kernel for Op<'_, '_> {
         let mut next = scratch::take(3 * p.cin, 0usize);
         let taps = [lay.tap(0), lay.tap(1), lay.tap(2)];
         let in_hw = g.in_h * g.in_w;
-        let parts = if 4 * p.cin * in_hw >= PREFETCH_MIN_BYTES {
+        let parts = if prefetch && 4 * p.cin * in_hw >= PREFETCH_MIN_BYTES {
             PREFETCH_PARTS
         } else {
             1

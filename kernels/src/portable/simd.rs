@@ -310,6 +310,26 @@ pub(crate) fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s)
     simd.transmute_f32s_u32s(simd.xor_u32s(o, simd.and_u32s(simd.xor_u32s(o, n), m)))
 }
 
+/// Whether this CPU is Intel's (CPUID vendor "GenuineIntel"; read once). Kernels
+/// whose software prefetches measured slower on an Intel core than its own L2
+/// streamer leave them out there.
+pub(crate) fn intel_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *INTEL.get_or_init(|| {
+            // (`__cpuid` is a safe function from Rust 1.94 on; the crate builds
+            // from 1.89.)
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 0 (the vendor string) exists on every x86-64 CPU.
+            let r = unsafe { core::arch::x86_64::__cpuid(0) };
+            [r.ebx, r.edx, r.ecx] == [*b"Genu", *b"ineI", *b"ntel"].map(u32::from_le_bytes)
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Prefetches the cache line of `data[at]` into L2 (nothing when `at` is past
 /// `data`, or on targets without a prefetch hint).
 #[inline(always)]

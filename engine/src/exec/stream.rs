@@ -8,7 +8,7 @@
 //!
 //! The band functions read and write tensors through [`Loc`]s, so the same code
 //! serves whole tensors (the chain's input and output are full buffers) and the
-//! row windows of the whole-network pipeline (see `pipeline.rs`).
+//! row windows of the whole-network pipeline (see `pipeline/`).
 
 use super::plan::{input_rows, StemBand, UnitBand};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};

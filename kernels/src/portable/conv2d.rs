@@ -51,7 +51,8 @@
 //! instructions, issued in bursts, wait for fill buffers. So [`conv2d_at`]
 //! prefetches on every x86-64 CPU but Intel's; [`conv2d_with`] chooses.
 
-use super::pointwise_gemm::{pixels, tail_block, Gemm};
+use super::pointwise_gemm::{pixels, Gemm};
+use super::pointwise_tail::tail_block;
 use super::rows::RowLayout;
 use super::simd::{intel_cpu, prefetch_l2, Kernel, Level, SimdExt};
 use crate::scratch;

@@ -12,6 +12,7 @@ mod dwconv3x3s1p1_rows;
 mod dwconv3x3s2p1_rows;
 mod gap_fc;
 mod pointwise_gemm;
+mod pointwise_tail;
 mod pool;
 mod pool3x3s2p1;
 mod rows;

@@ -101,9 +101,10 @@
 //!
 //! Pixel tails ([`super::pointwise_tail`]): after the `V`-vector blocks, one
 //! narrower block, then fewer than one vector of pixels. Where a weight panel is
-//! one vector (AVX2: `MR` = 8 lanes), a tail of at most `GEMV_TAIL_MAX` pixels
-//! runs as matrix-vector products along
-//! the output rows ([`gemv_tail`]: one FMA per 8 rows and pixel, bit-identical to
+//! one vector (AVX2: `MR` = 8 lanes; AVX-512 runs these with its AVX2 level, see
+//! `split_tail`), a tail of at most `GEMV_TAIL_MAX` pixels runs as
+//! matrix-vector products along
+//! the output rows (`gemv_tail`: one FMA per 8 rows and pixel, bit-identical to
 //! a tile; the 7x7 planes of stage 4 end in one such pixel, which a vector tile
 //! computed for 8: probe at 224x224, s4 gconv1 k320 m80 100.1 -> 87.5 us, gconv2
 //! k80 m320 102.8 -> 88.5, 2x s4 gconv1 k640 m160 378 -> 334; the 14x14 shapes,
@@ -115,7 +116,7 @@
 //! from it), then accumulate (add the value already in the output: an in-place
 //! residual), then ReLU, in any combination.
 
-use super::pointwise_tail::{gemv_tail, gemv_tail_fits, tail_block};
+use super::pointwise_tail::{tail_block, try_gemv_tail, GEMV_TAIL_MAX};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
 use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
@@ -162,16 +163,29 @@ pub fn pointwise(
 /// has wider vectors than AVX2 and `count` does not end on a whole one of them
 /// (pixels `head..count` then run with AVX2), `None` to run the whole call with
 /// `best`. AVX-512 would compute the last pixels with a whole 16-lane tile, AVX2
-/// takes at most 4 with matrix-vector products ([`gemv_tail`]) and 5-15 with
+/// takes at most 4 with matrix-vector products (`gemv_tail`) and 5-15 with
 /// 8-lane tiles; every output is summed in the same order at every level, so the
 /// result is the same. Measured on Zen 4 (probe, 224x224, AVX-512 alone against
 /// AVX2 alone): 196 pixels (14x14) 72 / 77 us for s3 gconv2; 49 pixels (7x7)
 /// 90 / 75 us for s4 gconv1, 350 / 286 us for 2x s4 gconv1.
+///
+/// A tail of at most 4 pixels after at least one whole vector (the 7x7 and
+/// 14x14 planes) no longer splits the call: the AVX-512 call runs the
+/// matrix-vector products with AVX2 itself ([`try_gemv_tail`]), with the row
+/// table it has built. The second call built the table again and paid its own
+/// set-up: on an Intel Xeon (Emerald Rapids, 2026-12-02) the AVX2 calls took
+/// 7-8% of 0.5x g = 3's samples at 224x224 (`perf record`), their FMAs about 1%.
+/// Network, paired against the split: 0.5x at 224x224 0.977 (quartiles
+/// 0.955-1.001, 30 rounds; 0.956-0.984 in 20 more), 2x 0.998 (0.986-1.008);
+/// probe, the 7x7 and 14x14 shapes 0.94-0.99 (11 rounds, every shape below 1).
 fn split_tail(best: Level, count: usize) -> Option<(Level, usize)> {
     let narrow = Level::avx2_fma()?;
     let lanes = best.lanes();
-    (lanes > narrow.lanes() && !count.is_multiple_of(lanes))
-        .then(|| (narrow, count - count % lanes))
+    let tail = count % lanes;
+    // After a whole vector, a tail of at most GEMV_TAIL_MAX pixels runs with AVX2
+    // inside the AVX-512 call (`try_gemv_tail`).
+    let inside = count >= lanes && tail <= GEMV_TAIL_MAX;
+    (lanes > narrow.lanes() && tail != 0 && !inside).then(|| (narrow, count - tail))
 }
 
 /// [`pointwise`] with a chosen instruction-set level.
@@ -756,11 +770,9 @@ unsafe fn pixels_packed<S: SimdExt, const V: usize>(
         _ => one!(2, px, 0),
     }
     px += nv * l;
-    if gemv_tail_fits::<S>(count - px) {
-        // SAFETY: pixels px .. count of every row and output row (the caller's
-        // contract); gm.rows is the group's row table.
-        unsafe { gemv_tail(simd, gm, g, lo, hi, px, count - px) };
-    } else if px < count {
+    // SAFETY: pixels px .. count of every row and output row (the caller's
+    // contract); gm.rows is the group's row table.
+    if !unsafe { try_gemv_tail(simd, gm, g, lo, hi, px, count - px) } && px < count {
         // Fewer than one vector left: one vector tile ending at count that rewrites
         // the first l - tail lanes (done above) with their current values.
         one!(1, count - l, l - (count - px));
@@ -877,10 +889,8 @@ impl Kernel for Op<'_, '_> {
             if !short {
                 // SAFETY: as for the packed path, reading the rows in place.
                 let px = unsafe { pixels(simd, gm, g, lo, hi, count) };
-                if gemv_tail_fits::<S>(count - px) {
-                    // SAFETY: pixels px .. count lie in the validated run.
-                    unsafe { gemv_tail(simd, gm, g, lo, hi, px, count - px) };
-                } else if px < count {
+                // SAFETY: pixels px .. count lie in the validated run.
+                if !unsafe { try_gemv_tail(simd, gm, g, lo, hi, px, count - px) } && px < count {
                     // SAFETY: count - l .. count lies in the validated run; the tile
                     // rewrites the first l - tail lanes (done above) with their
                     // current values and computes the last tail.
@@ -901,9 +911,8 @@ impl Kernel for Op<'_, '_> {
                 }
                 continue;
             }
-            if gemv_tail_fits::<S>(count) {
-                // SAFETY: pixels 0 .. count lie in the validated run.
-                unsafe { gemv_tail(simd, gm, g, lo, hi, 0, count) };
+            // SAFETY: pixels 0 .. count lie in the validated run.
+            if unsafe { try_gemv_tail(simd, gm, g, lo, hi, 0, count) } {
                 continue;
             }
             for (kk, &src) in rows.iter().enumerate() {
@@ -967,9 +976,11 @@ mod tests {
     fn the_tail_split_keeps_the_bits() {
         let best = Level::best();
         let wide = Level::avx512().is_some() && Level::avx2_fma().is_some();
-        for count in [1, 5, 16, 17, 24, 48, 49, 80, 90, 196, 785] {
+        for count in [1, 4, 5, 16, 17, 20, 21, 24, 48, 49, 80, 90, 196, 785] {
             let split = split_tail(best, count);
-            if wide && count % 16 != 0 {
+            // Tails of 1-4 pixels after a whole vector stay in the AVX-512 call.
+            let inside = count >= 16 && count % 16 <= GEMV_TAIL_MAX;
+            if wide && count % 16 != 0 && !inside {
                 let (narrow, head) = split.unwrap();
                 assert_eq!((narrow.name(), head), ("avx2+fma", count - count % 16));
             } else {

@@ -18,7 +18,7 @@ pub(crate) const GEMV_TAIL_MAX: usize = 4;
 
 /// Whether the `tail` last pixels of a run go through [`gemv_tail`].
 #[inline(always)]
-pub(crate) fn gemv_tail_fits<S: SimdExt>(tail: usize) -> bool {
+fn gemv_tail_fits<S: SimdExt>(tail: usize) -> bool {
     S::F32_LANES == MR && (1..=GEMV_TAIL_MAX).contains(&tail)
 }
 
@@ -40,7 +40,7 @@ pub(crate) fn gemv_tail_fits<S: SimdExt>(tail: usize) -> bool {
 /// readable for pixels `px0 .. px0 + tail`; output rows `lo..hi` are writable (and
 /// readable, for the accumulate epilogue) there.
 #[inline(always)]
-pub(crate) unsafe fn gemv_tail<S: SimdExt>(
+unsafe fn gemv_tail<S: SimdExt>(
     simd: S,
     gm: Gemm,
     g: usize,
@@ -92,6 +92,36 @@ pub(crate) unsafe fn gemv_tail<S: SimdExt>(
         }
         r0 += 8 * MR;
     }
+}
+
+/// [`gemv_tail`] for the last `tail` pixels from `px0`, at this level or at its
+/// panel-wide one ([`SimdExt::Panel`]: AVX2 inside an AVX-512 call, so the call
+/// keeps its row table and needs no second one for its last pixels) if either
+/// fits; `false` (nothing done) if neither does.
+///
+/// # Safety
+/// As for [`gemv_tail`] (the level's lanes aside).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn try_gemv_tail<S: SimdExt>(
+    simd: S,
+    gm: Gemm,
+    g: usize,
+    lo: usize,
+    hi: usize,
+    px0: usize,
+    tail: usize,
+) -> bool {
+    if gemv_tail_fits::<S>(tail) {
+        // SAFETY: the caller's contract; S's vectors are one panel.
+        unsafe { gemv_tail(simd, gm, g, lo, hi, px0, tail) };
+    } else if gemv_tail_fits::<S::Panel>(tail) {
+        // SAFETY: as above, with the panel-wide level.
+        unsafe { gemv_tail(simd.panel(), gm, g, lo, hi, px0, tail) };
+    } else {
+        return false;
+    }
+    true
 }
 
 /// `NP` weight panels from local row `r0` (rows up to `hi` stored) times `W`

@@ -88,6 +88,14 @@ pub(crate) trait SimdExt: Simd {
     /// # Safety
     /// The floats of `m` at `p` must be writable.
     unsafe fn store_masked(self, p: *mut f32, v: Self::f32s, m: Self::Prefix);
+
+    /// The level whose vectors are one pointwise weight panel ([`crate::MR`]
+    /// floats) where this one's are wider (AVX-512 runs AVX2 code too), else
+    /// this level: the pointwise kernel's matrix-vector tail runs with it.
+    type Panel: SimdExt;
+
+    /// See [`Self::Panel`].
+    fn panel(self) -> Self::Panel;
 }
 
 impl SimdExt for pulp::Scalar {
@@ -106,6 +114,13 @@ impl SimdExt for pulp::Scalar {
     }
 
     type Prefix = usize;
+
+    type Panel = Self;
+
+    #[inline(always)]
+    fn panel(self) -> Self {
+        self
+    }
 
     #[inline(always)]
     fn prefix(self, n: usize) -> usize {
@@ -194,6 +209,13 @@ impl SimdExt for pulp::x86::V3 {
 
     type Prefix = (Self::u32s, usize);
 
+    type Panel = Self;
+
+    #[inline(always)]
+    fn panel(self) -> Self {
+        self
+    }
+
     #[inline(always)]
     fn prefix(self, n: usize) -> (Self::u32s, usize) {
         use core::arch::x86_64::__m256i;
@@ -256,6 +278,13 @@ impl SimdExt for pulp::x86::V4 {
     }
 
     type Prefix = u16;
+
+    type Panel = pulp::x86::V3;
+
+    #[inline(always)]
+    fn panel(self) -> pulp::x86::V3 {
+        *self
+    }
 
     #[inline(always)]
     fn prefix(self, n: usize) -> u16 {

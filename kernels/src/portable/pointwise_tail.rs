@@ -101,7 +101,6 @@ unsafe fn gemv_tail<S: SimdExt>(
 ///
 /// # Safety
 /// As for [`gemv_tail`] (the level's lanes aside).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn try_gemv_tail<S: SimdExt>(
     simd: S,

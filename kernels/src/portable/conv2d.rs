@@ -17,15 +17,15 @@
 //! the per-row preparation weigh more than in the stage GEMMs), 55 at 720x1280.
 //!
 //! Inputs of 1 MiB and more (a camera frame; not in the caches when a run starts)
-//! are prefetched one output row ahead, except on Intel CPUs (below): the row's GEMM runs in [`PREFETCH_PARTS`]
-//! pixel chunks, and before each chunk a share of the next row's new input lines
-//! is prefetched into L2, so the image streams in while the FMAs run instead of
-//! stalling the next row's preparation. Measured (Zen 4, AVX-512, `bench
-//! --profile`), 0.5x g = 3 at 720x1280: conv + max pool 2976 -> 2665 us, the
-//! network 0.964-0.968 of the time in paired rounds (control 0.993-1.000); at
-//! 480x640 (the 3.7 MB image partly stays in L3 between runs) 0.992-1.001; 2x at
-//! 720x1280 9.0-9.2 -> 8.8-9.2 ms. Four parts instead of eight gave 0.99 at
-//! 720x1280, hints into L1 less.
+//! are prefetched one output row ahead, except on Intel CPUs (below): the row's
+//! GEMM runs in [`PREFETCH_PARTS`] pixel chunks, and before each chunk a share of
+//! the next row's new input lines is prefetched into L2, so the image streams in
+//! while the FMAs run instead of stalling the next row's preparation. Measured
+//! (Zen 4, AVX-512, `bench --profile`), 0.5x g = 3 at 720x1280: conv + max pool
+//! 2976 -> 2665 us, the network 0.964-0.968 of the time in paired rounds
+//! (control 0.993-1.000); at 480x640 (the 3.7 MB image partly stays in L3
+//! between runs) 0.992-1.001; 2x at 720x1280 9.0-9.2 -> 8.8-9.2 ms. Four parts
+//! instead of eight gave 0.99 at 720x1280, hints into L1 less.
 //!
 //! Tried on an Intel Xeon (Emerald Rapids, 2026-12-01) and dropped: column strips
 //! of 96-240 outputs, so that a strip's prepared rows stay in L1. They help only

@@ -21,8 +21,9 @@
 //! equal work (multiply-adds, depthwise and pools weighted by their lower
 //! efficiency), each run by one thread with its own windows and bands in its own
 //! region of the arena. A segment ends in a *feed*, which copies each chunk of rows
-//! of its last window into a [`Handoff`](super::handoff::Handoff) buffer; the next segment starts with a
-//! *source*, which copies the chunks into its own window. The only
+//! of its last window into a [`Handoff`](super::handoff::Handoff) buffer; the
+//! next segment starts with a *source*, which copies the chunks into its own
+//! window. The only
 //! synchronisation is the handoff, a few dozen times per inference, instead of a
 //! fork and join in every kernel call. Every kernel call is the same as in one
 //! thread, so results are bit-identical for any thread count. If no thread takes

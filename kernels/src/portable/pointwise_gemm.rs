@@ -116,7 +116,7 @@
 //! from it), then accumulate (add the value already in the output: an in-place
 //! residual), then ReLU, in any combination.
 
-use super::pointwise_tail::{tail_block, try_gemv_tail, GEMV_TAIL_MAX};
+use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail, GEMV_TAIL_MAX};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
 use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
@@ -828,11 +828,14 @@ impl Kernel for Op<'_, '_> {
         // already done; in a shorter run, zero-padded scratch rows.
         let tail = count % l;
         let short = count < l;
-        let mut tail_in = scratch::take(if short { k * l } else { 0 }, 0.0f32);
+        // The scratch rows only where a short run does not take the matrix-vector
+        // path (which reads the rows in place).
+        let padded = short && !gemv_tail_applies::<S>(count);
+        let mut tail_in = scratch::take(if padded { k * l } else { 0 }, 0.0f32);
         let tail_ptr = tail_in.as_mut_ptr();
         let mut tail_rows = scratch::take(0, core::ptr::null::<f32>());
         tail_rows.extend(
-            (0..if short { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
+            (0..if padded { k } else { 0 }).map(|kk| tail_ptr.wrapping_add(kk * l).cast_const()),
         );
         // Packed input of one pixel chunk (see pixels_packed), if some group packs
         // (a group packs only if it has PACK_MIN_ROWS rows in the call, so the

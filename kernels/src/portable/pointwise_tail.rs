@@ -94,6 +94,12 @@ unsafe fn gemv_tail<S: SimdExt>(
     }
 }
 
+/// Whether [`try_gemv_tail`] takes a tail of `tail` pixels at this level.
+#[inline(always)]
+pub(crate) fn gemv_tail_applies<S: SimdExt>(tail: usize) -> bool {
+    gemv_tail_fits::<S>(tail) || gemv_tail_fits::<S::Panel>(tail)
+}
+
 /// [`gemv_tail`] for the last `tail` pixels from `px0`, at this level or at its
 /// panel-wide one ([`SimdExt::Panel`]: AVX2 inside an AVX-512 call, so the call
 /// keeps its row table and needs no second one for its last pixels) if either

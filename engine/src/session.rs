@@ -18,7 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 /// How a session is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionOptions {
-    /// Worker threads (1 = run on the caller's thread).
+    /// Worker threads (1 = run on the caller's thread). Two workers split each
+    /// kernel call by their measured relative speed; more split evenly.
     pub threads: usize,
     /// Refuse input sizes whose arena plus one input image (the session warms
     /// its kernels up on a zero image at creation) would exceed this many bytes.
@@ -111,10 +112,7 @@ impl Session {
         let arena =
             ArenaMemory::zeroed(plan.layout.peak).ok_or_else(|| too_large(&plan, &options))?;
         let pool = if options.threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(options.threads)
-                .thread_name(|i| format!("shufflenet-{i}"))
-                .build()
+            let pool = exec::parallel::pool(options.threads)
                 .map_err(|e| SessionError::ThreadPool(e.to_string()))?;
             Some(pool)
         } else {

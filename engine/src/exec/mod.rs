@@ -5,7 +5,7 @@
 //! safe `split_at_mut`; threads split kernels by output channels.
 
 mod handoff;
-mod parallel;
+pub(crate) mod parallel;
 mod pipeline;
 mod plan;
 mod step;

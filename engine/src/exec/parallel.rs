@@ -137,10 +137,13 @@ impl Balance {
         Some((balance, caller))
     }
 
-    /// Units of `n` (at least 2) that worker `caller` keeps when it splits a call
-    /// in two: its share of the two workers' summed speed, at least one unit and
-    /// at most `n - 1`.
+    /// Units of `n` that worker `caller` keeps when it splits a call in two: its
+    /// share of the two workers' summed speed, at least one unit and at most
+    /// `n - 1` (all `n` if `n < 2`: there is nothing to split).
     pub fn left_units(&self, caller: usize, n: usize) -> usize {
+        if n < 2 {
+            return n;
+        }
         // Speed of the other worker over the caller's.
         let q = f32::from_bits(self.ln_ratio.load(Relaxed)).exp();
         let other_over_caller = if caller == 0 { q } else { 1.0 / q };
@@ -254,6 +257,8 @@ mod tests {
         for caller in 0..2 {
             assert_eq!(b.left_units(caller, 10), 5);
             assert_eq!(b.left_units(caller, 2), 1);
+            assert_eq!(b.left_units(caller, 1), 1);
+            assert_eq!(b.left_units(caller, 0), 0);
         }
     }
 

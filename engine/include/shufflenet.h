@@ -126,9 +126,10 @@ const char *sn_model_description(const sn_model *model);
 /* ---- sessions -------------------------------------------------------------- */
 
 /* Binds `model` to `height` x `width` inputs with `threads` worker threads (1 = the
- * caller's thread, at most 256) and allocates the working memory. Two workers
- * split each kernel call by their measured relative speed (a big and a little
- * core), more split evenly; results are the same for every thread count. */
+ * caller's thread, at most 256) and allocates the working memory. The workers
+ * split each kernel call by their measured relative speeds (big and little
+ * cores; up to 16 workers, more split evenly); results are the same for every
+ * thread count. */
 sn_status sn_session_create(const sn_model *model, size_t height, size_t width,
                             size_t threads, sn_session **out_session);
 

@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 /// How a session is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionOptions {
-    /// Worker threads (1 = run on the caller's thread). Two workers split each
-    /// kernel call by their measured relative speed; more split evenly.
+    /// Worker threads (1 = run on the caller's thread). The workers split each
+    /// kernel call by their measured relative speeds (up to 16 workers; more
+    /// split evenly).
     pub threads: usize,
     /// Refuse input sizes whose arena plus one input image (the session warms
     /// its kernels up on a zero image at creation) would exceed this many bytes.

@@ -53,6 +53,7 @@ fn running_allocates_nothing() {
         (2, true, true, false),
         (2, true, true, true),
         (3, true, true, true),
+        (4, false, false, false),
     ];
     // Sessions stay alive to the end: a dropped session's worker threads exit
     // asynchronously, and their thread-local destructors would be counted.

@@ -101,8 +101,8 @@
 //!
 //! Pixel tails ([`super::pointwise_tail`]): after the `V`-vector blocks, one
 //! narrower block, then fewer than one vector of pixels. Where a weight panel is
-//! one vector (AVX2: `MR` = 8 lanes; AVX-512 runs these with its AVX2 level, see
-//! `split_tail`), a tail of at most `GEMV_TAIL_MAX` pixels runs as
+//! one vector (AVX2: `MR` = 8 lanes; an AVX-512 call runs these with its AVX2
+//! level, see `narrow_level`), a tail of at most `GEMV_TAIL_MAX` pixels runs as
 //! matrix-vector products along
 //! the output rows (`gemv_tail`: one FMA per 8 rows and pixel, bit-identical to
 //! a tile; the 7x7 planes of stage 4 end in one such pixel, which a vector tile
@@ -116,14 +116,14 @@
 //! from it), then accumulate (add the value already in the output: an in-place
 //! residual), then ReLU, in any combination.
 
-use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail, GEMV_TAIL_MAX};
+use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
-use crate::{Epilogue, KernelError, PixelSpan, Pointwise, PointwiseCall, MR};
+use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU. Where
-/// that level's vectors are wider than AVX2's (AVX-512), the pixels past the last
-/// whole vector run with AVX2 (same bits; see `split_tail`).
+/// that level's vectors are wider than AVX2's (AVX-512), a call of fewer pixels
+/// than one of its vectors runs with AVX2 (same bits; see `narrow_level`).
 pub fn pointwise(
     p: &Pointwise,
     input: &[f32],
@@ -131,61 +131,41 @@ pub fn pointwise(
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
     let best = Level::best();
-    // The whole call is checked once, before anything is written; its head and
-    // tail are sub-spans of it.
     p.check(input, output, call)?;
-    let Some((narrow, head)) = split_tail(best, call.count) else {
-        compute(best, p, input, output, call);
-        return Ok(());
-    };
-    if head > 0 {
-        let call = PointwiseCall {
-            count: head,
-            ..call.clone()
-        };
-        compute(best, p, input, output, &call);
-    }
-    let at = |span: PixelSpan| PixelSpan {
-        start: span.start + head,
-        ..span
-    };
-    let tail = PointwiseCall {
-        input: at(call.input),
-        output: at(call.output),
-        count: call.count - head,
-        panels: call.panels.clone(),
-    };
-    compute(narrow, p, input, output, &tail);
+    compute(
+        narrow_level(best, call.count).unwrap_or(best),
+        p,
+        input,
+        output,
+        call,
+    );
     Ok(())
 }
 
-/// Where a call's pixels split between `best` and AVX2: `(AVX2, head)` when `best`
-/// has wider vectors than AVX2 and `count` does not end on a whole one of them
-/// (pixels `head..count` then run with AVX2), `None` to run the whole call with
-/// `best`. AVX-512 would compute the last pixels with a whole 16-lane tile, AVX2
-/// takes at most 4 with matrix-vector products (`gemv_tail`) and 5-15 with
-/// 8-lane tiles; every output is summed in the same order at every level, so the
-/// result is the same. Measured on Zen 4 (probe, 224x224, AVX-512 alone against
-/// AVX2 alone): 196 pixels (14x14) 72 / 77 us for s3 gconv2; 49 pixels (7x7)
-/// 90 / 75 us for s4 gconv1, 350 / 286 us for 2x s4 gconv1.
+/// AVX2 where `best` has wider vectors than AVX2 (AVX-512) and the call is
+/// shorter than one of them, else `None` (the call runs with `best`). AVX-512
+/// would compute such a call through a zero-padded 16-lane scratch block; AVX2
+/// takes at most 4 pixels with matrix-vector products (`gemv_tail`) and 5-15
+/// with 8-lane tiles. Every output is summed in the same order at every level,
+/// so the result is the same.
 ///
-/// A tail of at most 4 pixels after at least one whole vector (the 7x7 and
-/// 14x14 planes) no longer splits the call: the AVX-512 call runs the
-/// matrix-vector products with AVX2 itself ([`try_gemv_tail`]), with the row
-/// table it has built. The second call built the table again and paid its own
-/// set-up: on an Intel Xeon (Emerald Rapids, 2026-12-02) the AVX2 calls took
-/// 7-8% of 0.5x g = 3's samples at 224x224 (`perf record`), their FMAs about 1%.
-/// Network, paired against the split: 0.5x at 224x224 0.977 (quartiles
+/// After at least one whole vector the AVX-512 call runs its own tail: a tail
+/// of at most 4 pixels with AVX2's matrix-vector products, with the row table it
+/// has built ([`try_gemv_tail`]), and 5-15 pixels as one 16-lane tile ending at
+/// the run's end. Both once went to a second, AVX2 call, which built the table
+/// again and paid its own set-up. On an Intel Xeon (Emerald Rapids,
+/// 2026-12-02): for 1-4 pixels (the 7x7 and 14x14 planes) the AVX2 calls took
+/// 7-8% of 0.5x g = 3's samples at 224x224 (`perf record`), their FMAs about 1%;
+/// network, paired against the second call: 0.5x at 224x224 0.977 (quartiles
 /// 0.955-1.001, 30 rounds; 0.956-0.984 in 20 more), 2x 0.998 (0.986-1.008);
-/// probe, the 7x7 and 14x14 shapes 0.94-0.99 (11 rounds, every shape below 1).
-fn split_tail(best: Level, count: usize) -> Option<(Level, usize)> {
+/// probe, the 7x7 and 14x14 shapes 0.94-0.99. For 5-15 pixels (stage 4 at
+/// 480x640, 300 pixels per plane, ends in 12; at 720x1280, 920, in 8), 0.5x's
+/// stage-4 steps in profiled rounds, paired: 480x640 0.960 (0.956-0.983, 8
+/// rounds), 720x1280 0.977 (0.950-1.020, 6 rounds); 2x's at 480x640 1.004
+/// (0.979-1.013, 6 rounds; its banded calls end in varied tails).
+fn narrow_level(best: Level, count: usize) -> Option<Level> {
     let narrow = Level::avx2_fma()?;
-    let lanes = best.lanes();
-    let tail = count % lanes;
-    // After a whole vector, a tail of at most GEMV_TAIL_MAX pixels runs with AVX2
-    // inside the AVX-512 call (`try_gemv_tail`).
-    let inside = count >= lanes && tail <= GEMV_TAIL_MAX;
-    (lanes > narrow.lanes() && tail != 0 && !inside).then(|| (narrow, count - tail))
+    (best.lanes() > narrow.lanes() && count < best.lanes()).then_some(narrow)
 }
 
 /// [`pointwise`] with a chosen instruction-set level.
@@ -973,22 +953,19 @@ mod tests {
         out
     }
 
-    /// With AVX-512 the pixels past the last 16-lane vector go to AVX2; the split
-    /// call gives the same bits as the whole call at either level.
+    /// With AVX-512 a call shorter than one 16-lane vector goes to AVX2, and a
+    /// longer one runs its tail itself; either way the call gives the same bits
+    /// at every level.
     #[test]
-    fn the_tail_split_keeps_the_bits() {
+    fn the_tail_keeps_the_bits_at_every_level() {
         let best = Level::best();
         let wide = Level::avx512().is_some() && Level::avx2_fma().is_some();
-        for count in [1, 4, 5, 16, 17, 20, 21, 24, 48, 49, 80, 90, 196, 785] {
-            let split = split_tail(best, count);
-            // Tails of 1-4 pixels after a whole vector stay in the AVX-512 call.
-            let inside = count >= 16 && count % 16 <= GEMV_TAIL_MAX;
-            if wide && count % 16 != 0 && !inside {
-                let (narrow, head) = split.unwrap();
-                assert_eq!((narrow.name(), head), ("avx2+fma", count - count % 16));
-            } else {
-                assert!(split.is_none(), "count {count}");
-            }
+        for count in [
+            1, 4, 5, 15, 16, 17, 20, 21, 24, 28, 31, 48, 49, 80, 90, 196, 300, 785,
+        ] {
+            let narrow = narrow_level(best, count).map(|l| l.name());
+            let want = (wide && count < 16).then_some("avx2+fma");
+            assert_eq!(narrow, want, "count {count}");
             let (groups, k, m) = (3, 40, 20);
             let stride = count + 2;
             let wts = pack_pointwise(groups, m, k, &data(groups * m * k, 5));

@@ -74,6 +74,14 @@ where
     Ok(out.split_at_mut(cut))
 }
 
+/// The work of a split call, `f(units, out_part)` (as [`for_parts`] takes it).
+trait PartFn: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync {}
+impl<T: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync> PartFn for T {}
+
+/// Where a unit's output starts, `offset(unit)` (as [`for_parts`] takes it).
+trait UnitOffset: Fn(usize) -> usize + Sync {}
+impl<T: Fn(usize) -> usize + Sync> UnitOffset for T {}
+
 /// The state the parts of one balanced call share while they claim: the
 /// workers' speeds when the call started, the output and units not yet claimed,
 /// how many parts are still to claim, and the workers that have not claimed one
@@ -92,18 +100,14 @@ type Ran = [(AtomicU64, AtomicU64); MAX_BALANCED];
 /// [`for_parts`] in `parts` pieces (at most one per unit), each sized by
 /// `balance` when it starts, for the worker that runs it; every part is timed
 /// and `balance` learns from the call.
-fn balanced<F, O>(
+fn balanced<F: PartFn, O: UnitOffset>(
     balance: &Balance,
     out: &mut [f32],
     units: Range<usize>,
     parts: usize,
     offset: &O,
     f: &F,
-) -> Result<(), Error>
-where
-    F: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync,
-    O: Fn(usize) -> usize + Sync,
-{
+) -> Result<(), Error> {
     let parts = parts.min(units.len()).min(MAX_BALANCED);
     let claims = Mutex::new(Claims {
         speeds: balance.speeds(),
@@ -128,17 +132,13 @@ where
 }
 
 /// Runs `parts` parts of a balanced call (forked in halves with `rayon::join`).
-fn run_parts<F, O>(
+fn run_parts<F: PartFn, O: UnitOffset>(
     parts: usize,
     state: (&Mutex<Claims>, &Ran),
     end: usize,
     offset: &O,
     f: &F,
-) -> Result<(), Error>
-where
-    F: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync,
-    O: Fn(usize) -> usize + Sync,
-{
+) -> Result<(), Error> {
     if parts <= 1 {
         return run_claimed(state, end, offset, f);
     }
@@ -153,16 +153,12 @@ where
 /// One part of a balanced call: claims this worker's share of the units left
 /// (before `end`), runs `f` on them and adds them and the time they took to the
 /// worker's count.
-fn run_claimed<F, O>(
+fn run_claimed<F: PartFn, O: UnitOffset>(
     (claims, ran): (&Mutex<Claims>, &Ran),
     end: usize,
     offset: &O,
     f: &F,
-) -> Result<(), Error>
-where
-    F: Fn(Range<usize>, &mut [f32]) -> Result<(), Error> + Sync,
-    O: Fn(usize) -> usize + Sync,
-{
+) -> Result<(), Error> {
     let worker = rayon::current_thread_index().filter(|&w| w < MAX_BALANCED);
     let (units, part) = {
         let mut c = claims.lock().unwrap_or_else(|e| e.into_inner());

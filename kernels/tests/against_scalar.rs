@@ -59,7 +59,9 @@ fn pointwise_matches_scalar() {
         ));
     }
     for (i, &(groups, k, m)) in shapes.iter().enumerate() {
-        let pixels = rng.pick(&[1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 24, 49, 196, 785]);
+        let pixels = rng.pick(&[
+            1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 21, 24, 28, 49, 196, 300, 785,
+        ]);
         let extra = rng.below(5);
         let stride = pixels + extra;
         let cin = groups * k + rng.below(3);

@@ -42,8 +42,8 @@ pub struct SessionOptions {
     /// With several threads, cut the row pipeline into one segment per thread
     /// (handing rows from one to the next a few dozen times per inference)
     /// instead of splitting every kernel call over the threads (a fork and join
-    /// per call). Which is faster depends on the CPU: see the README's thread
-    /// measurements. Results are the same either way.
+    /// per call). Which is faster depends on the CPU: see the thread measurements
+    /// in `tools/PERFORMANCE.md`. Results are the same either way.
     pub pipeline_segments: bool,
 }
 

@@ -13,8 +13,9 @@
 //! speed against the pool's other workers' for the parts still to come. Measured
 //! on the Intel Xeon guest with two threads (2 vCPUs, one of which often runs at
 //! about two thirds of the other's speed for seconds to minutes; 1x g = 3 at
-//! 480x640, `--threads 2`): see the README's Intel section. Pools of more than
-//! [`MAX_BALANCED`] threads, and calls outside such a pool, split evenly.
+//! 480x640, `--threads 2`): see `tools/PERFORMANCE.md`, Intel section. Pools
+//! of more than [`MAX_BALANCED`] threads, and calls outside such a pool, split
+//! evenly.
 
 use crate::Error;
 use std::cell::OnceCell;

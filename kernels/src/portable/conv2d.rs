@@ -30,7 +30,7 @@
 //! Tried on an Intel Xeon (Emerald Rapids, 2026-12-01) and dropped: column strips
 //! of 96-240 outputs, so that a strip's prepared rows stay in L1. They help only
 //! when the input is in L2 (64x1280: 78 -> 98 GFLOP/s); at 480x640 and 720x1280
-//! the input comes from L3 and the strips were no faster (README, "x86-64, Intel").
+//! the input comes from L3 and the strips were no faster (`tools/PERFORMANCE.md`, Intel).
 //! Also dropped there (2026-12-01, later): (1) the next row's prefetches spread
 //! over the GEMM's `k` steps (one per step, from a queue the row tiles share)
 //! instead of eight bursts: 0.5x g = 3 at 720x1280, stem 3003 against 3098 us in

@@ -88,3 +88,56 @@ fn model_is_shareable_and_session_sendable() {
     send_sync::<Model>();
     send::<Session>();
 }
+
+/// Sessions on 2 and 3 threads (pools that size their parts by the workers'
+/// speeds) give bit for bit the one-thread result in every execution mode: whole
+/// tensors, streamed chains, the row pipeline in one piece and in segments. The
+/// sizes are large enough for the stem's band to keep rows from one band to the
+/// next, so the last part of a split call ends inside its last plane.
+#[test]
+fn threaded_sessions_match_one_thread_in_every_mode() {
+    let m = model(3, 0.5);
+    // (stream, pipeline, segments)
+    let modes = [
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (true, true, true),
+    ];
+    for (h, w) in [(128, 128), (97, 161)] {
+        let x: Vec<f32> = (0..3 * h * w)
+            .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
+            .collect();
+        for (stream, pipeline, pipeline_segments) in modes {
+            let run = |threads| {
+                let opts = SessionOptions {
+                    threads,
+                    stream,
+                    band_bytes: 16 << 10,
+                    pipeline_min_bytes: if pipeline { 0 } else { usize::MAX },
+                    pipeline_segments,
+                    ..Default::default()
+                };
+                let mut s = Session::new(m.clone(), h, w, opts).unwrap();
+                let mut out = vec![0.0; s.output_len()];
+                // Several runs: the pools learn their workers' speeds as they go.
+                (0..4)
+                    .map(|_| {
+                        s.run(&x, &mut out)
+                            .unwrap_or_else(|e| panic!("{h}x{w} {threads} threads {opts:?}: {e}"));
+                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let one = run(1);
+            assert!(one.iter().all(|o| o == &one[0]));
+            for threads in [2, 3] {
+                assert_eq!(
+                    run(threads),
+                    one,
+                    "{h}x{w} stream {stream} pipeline {pipeline} segments {pipeline_segments}: {threads} threads"
+                );
+            }
+        }
+    }
+}

@@ -166,7 +166,14 @@ fn run_claimed<F: PartFn, O: UnitOffset>(
         let left = end.saturating_sub(c.next);
         let take = c.speeds.claim(worker, c.parts_left, left, c.waiting);
         let (start, mid) = (c.next, c.next + take);
-        let (part, rest) = split_at_unit(std::mem::take(&mut c.rest), start, mid, offset)?;
+        let all = std::mem::take(&mut c.rest);
+        // The last part takes all the output left: it may end inside its last
+        // unit (a band buffer's last plane, after kept rows).
+        let (part, rest) = if mid < end {
+            split_at_unit(all, start, mid, offset)?
+        } else {
+            (all, &mut [][..])
+        };
         c.rest = rest;
         c.next = mid;
         c.parts_left = c.parts_left.saturating_sub(1);
@@ -418,6 +425,31 @@ mod tests {
                         .install(|| for_parts(&mut out, 0..units, parts, &|u| u * 3, &fill))
                         .unwrap();
                     assert_eq!(out, filled(units), "{threads} threads, {parts} parts");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_part_takes_an_output_that_ends_inside_its_last_unit() {
+        // As in a band buffer whose first rows are kept: the output ends two
+        // floats short of the last unit's full three.
+        let short = |r: Range<usize>, o: &mut [f32]| {
+            for (i, u) in r.enumerate() {
+                let end = (i * 3 + 3).min(o.len());
+                o[i * 3..end].fill(u as f32 + 1.0);
+            }
+            Ok(())
+        };
+        for threads in [1, 2, 3] {
+            let workers = pool(threads).unwrap();
+            for parts in 1..5 {
+                for units in [2, 5, 37] {
+                    let mut out = vec![0.0f32; units * 3 - 2];
+                    workers
+                        .install(|| for_parts(&mut out, 0..units, parts, &|u| u * 3, &short))
+                        .unwrap_or_else(|e| panic!("{threads} threads, {parts} parts: {e}"));
+                    assert_eq!(out, filled(units)[..units * 3 - 2], "{threads} threads");
                 }
             }
         }

@@ -396,6 +396,59 @@ mod tests {
     }
 
     #[test]
+    fn split_pointwise_matches_one_call_bit_for_bit() {
+        // Groups whose panels a split cuts (m = 20: 3 panels per group) or not,
+        // a ReLU with an accumulate, on a plain and on a balanced pool.
+        let pools = [None, Some(super::super::parallel::pool(3).unwrap())];
+        for (groups, m, k) in [
+            (1, 20, 7),
+            (2, 20, 5),
+            (3, 20, 6),
+            (3, 8, 4),
+            (4, 13, 3),
+            (8, 9, 2),
+        ] {
+            let w = kernels::pack_pointwise(groups, m, k, &data(groups * m * k, 4));
+            let (bias, pixels) = (data(groups * m, 5), 37);
+            let in_rows: Vec<u32> = (0..groups * k).rev().map(|r| r as u32).collect();
+            let p = kernels::Pointwise {
+                groups,
+                k,
+                m,
+                weights: &w,
+                bias: &bias,
+                in_rows: &in_rows,
+                epilogue: Epilogue {
+                    accumulate: true,
+                    relu: true,
+                },
+                floor: None,
+            };
+            let x = data(groups * k * pixels, 6);
+            let span = PixelSpan {
+                stride: pixels,
+                start: 0,
+            };
+            let start = data(groups * m * pixels, 7);
+            let mut want = start.clone();
+            let call = PointwiseCall::same_span(pixels, 0, pixels, 0..p.panels());
+            dispatch::pointwise(&p, &x, &mut want, &call).unwrap();
+            for pool in &pools {
+                for threads in 1..=4 {
+                    let mut got = start.clone();
+                    let run =
+                        |got: &mut [f32]| par_pointwise(&p, &x, got, (span, span), pixels, threads);
+                    match pool {
+                        Some(pool) => pool.install(|| run(&mut got)).unwrap(),
+                        None => run(&mut got).unwrap(),
+                    }
+                    assert_eq!(got, want, "g={groups} m={m}, {threads} threads");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn split_fc_and_global_pool_match_one_call_bit_for_bit() {
         for (inputs, outputs) in [(13, 1), (16, 7), (37, 37), (480, 1000)] {
             let (w, b, x) = (data(inputs * outputs, 1), data(outputs, 2), data(inputs, 3));

@@ -141,3 +141,26 @@ fn threaded_sessions_match_one_thread_in_every_mode() {
         }
     }
 }
+
+/// The default options on 2 threads at 480x640, a size where ARM's default plan
+/// is the row pipeline (its largest tensor passes the pipeline threshold) and
+/// x86-64's runs on whole tensors: the one-thread result, bit for bit.
+#[test]
+fn default_sessions_on_two_threads_match_one_at_480x640() {
+    let m = model(3, 0.5);
+    let x: Vec<f32> = (0..3 * 480 * 640)
+        .map(|i| ((i * 29 % 97) as f32) / 48.0 - 1.0)
+        .collect();
+    let run = |threads| {
+        let opts = SessionOptions {
+            threads,
+            ..Default::default()
+        };
+        let mut s = Session::new(m.clone(), 480, 640, opts).unwrap();
+        let mut out = vec![0.0; s.output_len()];
+        s.run(&x, &mut out)
+            .unwrap_or_else(|e| panic!("{threads} threads: {e}"));
+        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(2), run(1));
+}

@@ -12,27 +12,11 @@ use shufflenet::program::{
 };
 use std::path::{Path, PathBuf};
 
+mod common;
+
 // ---------------------------------------------------------------- fixtures
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn f32s(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect()
-    }
-}
+use common::Rng;
 
 fn view(buffer: u32, offset: u32, channels: u32) -> View {
     View {

@@ -8,29 +8,16 @@ use shufflenet::session::{Session, SessionOptions};
 use shufflenet::{family, plan};
 use std::sync::Arc;
 
+mod common;
+use common::Rng;
+
 /// Cases drawn: fewer under qemu (aarch64 test runs), where every instruction is
 /// emulated.
-const CASES: usize = if cfg!(target_arch = "aarch64") { 16 } else { 48 };
-
-/// xorshift64*: a fixed, seedable sequence (no dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
-}
+const CASES: usize = if cfg!(target_arch = "aarch64") {
+    16
+} else {
+    48
+};
 
 fn run(model: &Arc<Model>, h: usize, w: usize, opts: SessionOptions, x: &[f32]) -> Vec<f32> {
     let mut s =
@@ -57,9 +44,7 @@ fn random_sessions_on_threads_match_one_thread_and_the_whole_tensor_plan() {
             .unwrap(),
         );
         let (h, w) = (33 + rng.below(160), 33 + rng.below(160));
-        let x: Vec<f32> = (0..3 * h * w)
-            .map(|_| (rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-            .collect();
+        let x = rng.vec(3 * h * w);
         let opts = SessionOptions {
             stream: rng.below(4) != 0,
             band_bytes: rng.pick(&[0, 2 << 10, 8 << 10, 64 << 10, 1 << 20]),

@@ -341,9 +341,9 @@ pub(crate) fn blend<S: SimdExt>(simd: S, old: S::f32s, new: S::f32s, m: S::f32s)
 
 /// Whether this CPU is Intel's (CPUID vendor "GenuineIntel"; read once). Kernels
 /// whose software prefetches measured slower on an Intel core than its own L2
-/// streamer leave them out there.
+/// streamer leave them out there. Under Miri, which cannot run CPUID: false.
 pub(crate) fn intel_cpu() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *INTEL.get_or_init(|| {
@@ -355,7 +355,7 @@ pub(crate) fn intel_cpu() -> bool {
             [r.ebx, r.edx, r.ecx] == [*b"Genu", *b"ineI", *b"ntel"].map(u32::from_le_bytes)
         })
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     false
 }
 

@@ -65,7 +65,8 @@ miri() {
   #   (aligned and unaligned bytes), a session and the reference; damaged files;
   # - model_file: the loader's round trips and corrupted-file suite, without the
   #   tests that map or write files (file-backed mmap is outside Miri's reach, and
-  #   isolation forbids the file system: `statx`), and without its two random-damage
+  #   isolation forbids the file system: `statx`; `large_files` writes and reads a
+  #   full 1x model's file), and without its two random-damage
   #   tests (500 damaged loads each: still running after 25 minutes under Miri;
   #   hostile_miri loads 64 resealed damaged files instead);
   # - the engine's unit tests of the arena scheduler, checksum, .npy, ONNX tensor
@@ -77,7 +78,8 @@ miri() {
   nice -n 19 cargo +nightly miri test -p engine --test hostile_miri
   step "miri: model_file (loader, corrupted files)"
   nice -n 19 cargo +nightly miri test -p engine --test model_file -- \
-    --skip open_ --skip write --skip on_disk --skip random_damage --skip writing_
+    --skip open_ --skip write --skip on_disk --skip random_damage --skip writing_ \
+    --skip large_files
   step "miri: engine unit tests (arena, checksum, npy, onnx tensors, fold_bn, reference)"
   nice -n 19 cargo +nightly miri test -p engine --lib -- \
     arena:: model_file:: npy:: onnx::tensor onnx::topo plan::fold_bn reference::

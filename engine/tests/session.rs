@@ -6,6 +6,9 @@ use shufflenet::session::{Session, SessionOptions};
 use shufflenet::{family, plan, Error};
 use std::sync::Arc;
 
+mod common;
+use common::session_bits;
+
 fn model(g: usize, s: f32) -> Arc<Model> {
     let graph = family::build(g, s, 2).unwrap();
     Arc::new(Model::from_lowered(&plan::lower(&graph).unwrap()).unwrap())
@@ -109,28 +112,17 @@ fn threaded_sessions_match_one_thread_in_every_mode() {
             .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
             .collect();
         for (stream, pipeline, pipeline_segments) in modes {
-            let run = |threads| {
-                let opts = SessionOptions {
-                    threads,
-                    stream,
-                    band_bytes: 16 << 10,
-                    pipeline_min_bytes: if pipeline { 0 } else { usize::MAX },
-                    pipeline_segments,
-                    ..Default::default()
-                };
-                let mut s = Session::new(m.clone(), h, w, opts).unwrap();
-                let mut out = vec![0.0; s.output_len()];
-                // Several runs: the pools learn their workers' speeds as they go.
-                (0..4)
-                    .map(|_| {
-                        s.run(&x, &mut out)
-                            .unwrap_or_else(|e| panic!("{h}x{w} {threads} threads {opts:?}: {e}"));
-                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<_>>()
+            let opts = |threads| SessionOptions {
+                threads,
+                stream,
+                band_bytes: 16 << 10,
+                pipeline_min_bytes: if pipeline { 0 } else { usize::MAX },
+                pipeline_segments,
+                ..Default::default()
             };
+            // Several runs: the pools learn their workers' speeds as they go.
+            let run = |threads| session_bits(&m, (h, w), opts(threads), &x, 4);
             let one = run(1);
-            assert!(one.iter().all(|o| o == &one[0]));
             for threads in [2, 3] {
                 assert_eq!(
                     run(threads),
@@ -156,11 +148,7 @@ fn default_sessions_on_two_threads_match_one_at_480x640() {
             threads,
             ..Default::default()
         };
-        let mut s = Session::new(m.clone(), 480, 640, opts).unwrap();
-        let mut out = vec![0.0; s.output_len()];
-        s.run(&x, &mut out)
-            .unwrap_or_else(|e| panic!("{threads} threads: {e}"));
-        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        session_bits(&m, (480, 640), opts, &x, 1)
     };
     assert_eq!(run(2), run(1));
 }

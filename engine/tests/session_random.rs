@@ -4,12 +4,12 @@
 //! whole-tensor plan's up to rounding.
 
 use shufflenet::model::Model;
-use shufflenet::session::{Session, SessionOptions};
+use shufflenet::session::SessionOptions;
 use shufflenet::{family, plan};
 use std::sync::Arc;
 
 mod common;
-use common::Rng;
+use common::{session_bits, Rng};
 
 /// Cases drawn: fewer under qemu (aarch64 test runs), where every instruction is
 /// emulated.
@@ -19,16 +19,10 @@ const CASES: usize = if cfg!(target_arch = "aarch64") {
     48
 };
 
+/// The last of two runs (the second's parts are sized from the first's).
 fn run(model: &Arc<Model>, h: usize, w: usize, opts: SessionOptions, x: &[f32]) -> Vec<f32> {
-    let mut s =
-        Session::new(model.clone(), h, w, opts).unwrap_or_else(|e| panic!("{h}x{w} {opts:?}: {e}"));
-    let mut out = vec![0.0; s.output_len()];
-    // Twice: a balanced pool sizes the second run's parts from the first's.
-    for _ in 0..2 {
-        s.run(x, &mut out)
-            .unwrap_or_else(|e| panic!("{h}x{w} {opts:?}: {e}"));
-    }
-    out
+    let bits = session_bits(model, (h, w), opts, x, 2);
+    bits.into_iter().map(f32::from_bits).collect()
 }
 
 #[test]

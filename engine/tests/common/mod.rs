@@ -3,6 +3,35 @@
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+use shufflenet::model::Model;
+use shufflenet::session::{Session, SessionOptions};
+use std::sync::Arc;
+
+/// The output bits of `runs` inferences of `x` on a new `h x w` session, which
+/// must all be the same (a balanced pool sizes each run's parts from the
+/// previous runs); panics naming the options on any error.
+pub fn session_bits(
+    model: &Arc<Model>,
+    (h, w): (usize, usize),
+    opts: SessionOptions,
+    x: &[f32],
+    runs: usize,
+) -> Vec<u32> {
+    let what = format!("{h}x{w} {opts:?}");
+    let mut s = Session::new(model.clone(), h, w, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut out = vec![0.0; s.output_len()];
+    let mut first = None;
+    for run in 0..runs {
+        s.run(x, &mut out).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        match &first {
+            None => first = Some(bits),
+            Some(f) => assert_eq!(&bits, f, "{what}: run {run} differs from run 0"),
+        }
+    }
+    first.unwrap_or_default()
+}
+
 /// xorshift64*: seeded, reproducible shapes and data (no dependency).
 pub struct Rng(pub u64);
 

@@ -318,12 +318,16 @@ fn threads_splitting_calls_raise_the_pipeline_threshold() {
 }
 
 #[test]
-fn several_threads_run_an_unpipelined_program_on_whole_tensors() {
+fn several_threads_run_unpipelined_units_on_whole_tensors_and_stream_the_stem() {
     let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
-    let chains = |p: &ExecPlan| {
+    let count = |p: &ExecPlan, stem: bool| {
         p.stages
             .iter()
-            .filter(|s| matches!(s, Stage::Unit(_) | Stage::Stem(_)))
+            .filter(|s| match s {
+                Stage::Stem(_) => stem,
+                Stage::Unit(_) | Stage::Down(_) => !stem,
+                Stage::Step(_) => false,
+            })
             .count()
     };
     for threads in [1, 2, 4] {
@@ -333,12 +337,15 @@ fn several_threads_run_an_unpipelined_program_on_whole_tensors() {
             224,
             &ExecOptions {
                 pipeline_min_bytes: usize::MAX,
+                band_bytes: 256 << 10,
                 threads,
                 ..Default::default()
             },
         )
         .unwrap();
+        arena::check(&p.layout, &p.lifetimes).unwrap();
         assert!(p.pipeline.is_none());
-        assert_eq!(chains(&p) == 0, threads > 1, "{threads} thread(s)");
+        assert_eq!(count(&p, false) == 0, threads > 1, "{threads} thread(s)");
+        assert_eq!(count(&p, true), 1, "{threads} thread(s)");
     }
 }

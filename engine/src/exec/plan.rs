@@ -104,12 +104,17 @@ pub struct ExecOptions {
     /// are split over the threads instead. Results do not depend on it.
     pub segments: usize,
     /// Threads the session splits its kernel calls over. With more than one, a
-    /// program that is not pipelined runs its units and stem on whole tensors
-    /// instead of band by band: split over threads, a band's kernel calls are too
-    /// small (a fork and join for a few microseconds of work each, and every band
-    /// buffer written by one core and read by the other). Measured on the x86-64
-    /// host, 1x g = 3, two threads against one: 480x640 1.49x streamed, 1.72x on
-    /// whole tensors; 224x224 1.16x and 1.37x. Results do not depend on it.
+    /// program that is not pipelined runs its units on whole tensors instead of
+    /// band by band: split over threads, a band's kernel calls are too small (a
+    /// fork and join for a few microseconds of work each, and every band buffer
+    /// written by one core and read by the other). Measured on the x86-64 host,
+    /// 1x g = 3, two threads against one: 480x640 1.49x streamed, 1.72x on whole
+    /// tensors; 224x224 1.16x and 1.37x. The stem still streams: its conv and
+    /// pool split at the same channels, so a band stays on its core, and its
+    /// whole conv output (22 MB at 720x1280) is what two threads cannot share
+    /// well (AMD EPYC Zen 4, two threads, stem time paired against whole
+    /// tensors over 10 profiled rounds: 0.84 at 720x1280, 0.88 at 480x640;
+    /// about 2% of the network). Results do not depend on it.
     pub threads: usize,
 }
 
@@ -493,41 +498,39 @@ impl ExecPlan {
         // from reaching it.)
         let uses = Uses::of(program);
         let try_pipeline = opts.stream && opts.pipeline_min_bytes != usize::MAX;
-        // Chains outside a pipeline stream only on one thread (see `threads`).
-        let stream_chains = opts.stream && opts.threads <= 1;
+        // Units outside a pipeline stream only on one thread; the stem on any
+        // number (see `threads`).
+        let chains = Streamed {
+            units: opts.stream && opts.threads <= 1,
+            stem: opts.stream,
+            fuse_pools: FUSE_SHORTCUT_POOLS,
+        };
         let snapshot = try_pipeline.then(|| (buffer_hw.clone(), sizes.clone(), lifetimes.clone()));
-        let (stream, budget) = if try_pipeline {
-            (true, 0)
+        // (The pipeline pairs each stride-2 unit with its pool itself.)
+        let (streamed, budget) = if try_pipeline {
+            let all = Streamed {
+                units: true,
+                stem: true,
+                fuse_pools: false,
+            };
+            (all, 0)
         } else {
-            (stream_chains, opts.band_bytes)
+            (chains, opts.band_bytes)
         };
         let mut areas = Areas {
             buffer_hw: &mut buffer_hw,
             sizes: &mut sizes,
             lifetimes: &mut lifetimes,
         };
-        // (The pipeline pairs each stride-2 unit with its pool itself.)
-        let (mut stages, mut scratch) = schedule(
-            program,
-            &shapes,
-            &uses,
-            (stream, !try_pipeline && FUSE_SHORTCUT_POOLS),
-            budget,
-            &mut areas,
-        );
+        let (mut stages, mut scratch) =
+            schedule(program, &shapes, &uses, streamed, budget, &mut areas);
         let mut pipeline = None;
         if let Some((hw0, sizes0, lifetimes0)) = snapshot {
             pipeline = super::pipeline::plan(program, &shapes, &stages, opts, &mut areas);
             if pipeline.is_none() {
                 (*areas.buffer_hw, *areas.sizes, *areas.lifetimes) = (hw0, sizes0, lifetimes0);
-                (stages, scratch) = schedule(
-                    program,
-                    &shapes,
-                    &uses,
-                    (stream_chains, FUSE_SHORTCUT_POOLS),
-                    opts.band_bytes,
-                    &mut areas,
-                );
+                (stages, scratch) =
+                    schedule(program, &shapes, &uses, chains, opts.band_bytes, &mut areas);
             }
         }
         if pipeline.is_some() {
@@ -640,14 +643,24 @@ impl ExecPlan {
     }
 }
 
-/// The schedule: each step alone, or streamed chains with band buffers sized by
-/// `budget` (and, with `fuse_pools`, each streamed stride-2 unit with its shortcut
-/// pool); also the scratch area of each step.
+/// Which chains a schedule streams.
+#[derive(Clone, Copy)]
+struct Streamed {
+    /// Pointwise -> depthwise -> pointwise units.
+    units: bool,
+    /// Conv -> max pool stems.
+    stem: bool,
+    /// Each streamed stride-2 unit with its shortcut pool.
+    fuse_pools: bool,
+}
+
+/// The schedule: each step alone, or the chains `streamed` names with band
+/// buffers sized by `budget`; also the scratch area of each step.
 fn schedule(
     program: &Program,
     shapes: &[StepShape],
     uses: &Uses,
-    (stream, fuse_pools): (bool, bool),
+    streamed: Streamed,
     budget: usize,
     areas: &mut Areas,
 ) -> (Vec<Stage>, Vec<Option<usize>>) {
@@ -658,19 +671,24 @@ fn schedule(
         if let Step::GapFc { input, .. } = program.steps[i] {
             scratch[i] = Some(areas.add(input.channels as usize, i, i));
         }
-        let stage = if stream {
-            unit_band(program, shapes, uses, i, budget, areas)
-                .map(|unit| match shortcut_pool(&program.steps, &unit, i + 3) {
-                    Some(_) if fuse_pools => Stage::Down(DownBand {
-                        unit,
-                        steps: [i, i + 1, i + 2, i + 3],
-                    }),
-                    _ => Stage::Unit(unit),
-                })
-                .or_else(|| stem_band(program, shapes, uses, i, budget, areas).map(Stage::Stem))
-        } else {
-            None
-        };
+        let unit = streamed
+            .units
+            .then(|| unit_band(program, shapes, uses, i, budget, areas))
+            .flatten()
+            .map(|unit| match shortcut_pool(&program.steps, &unit, i + 3) {
+                Some(_) if streamed.fuse_pools => Stage::Down(DownBand {
+                    unit,
+                    steps: [i, i + 1, i + 2, i + 3],
+                }),
+                _ => Stage::Unit(unit),
+            });
+        let stage = unit.or_else(|| {
+            streamed
+                .stem
+                .then(|| stem_band(program, shapes, uses, i, budget, areas))
+                .flatten()
+                .map(Stage::Stem)
+        });
         let stage = stage.unwrap_or(Stage::Step(i));
         i += stage.steps().len();
         stages.push(stage);

@@ -11,7 +11,8 @@ pub use crate::scalar::elementwise::{
     add, add_assign, affine, permute, relu_in_place, softmax_in_place,
 };
 pub use arch::{
-    conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, move_to_front, pointwise, pool,
+    conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, move_to_front, pointwise, pointwise_rows,
+    pool,
 };
 
 /// Name of the best instruction set the kernels run with on this machine ("neon",

@@ -3,7 +3,7 @@
 //! function at entry, so a fast kernel's unchecked inner loop only ever sees shapes
 //! whose every access has been proven in bounds here.
 
-use crate::KernelError;
+use crate::{KernelError, PlaneRows};
 use std::ops::Range;
 
 /// Output rows per packed weight panel of the pointwise GEMM. Fixed by the model
@@ -127,6 +127,36 @@ impl Pointwise<'_> {
         output: &[f32],
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
+        self.check_out_len(input, output.len(), call)
+    }
+
+    /// [`Self::check`] against rows of output planes (see [`PlaneRows`]): the
+    /// call's output stride must be the planes' and every run inside the window.
+    pub fn check_rows(
+        &self,
+        input: &[f32],
+        output: &PlaneRows,
+        call: &PointwiseCall,
+    ) -> Result<(), KernelError> {
+        const K: &str = "pointwise";
+        self.check_out_len(input, output.len(), call)?;
+        if call.count == 0 || call.panels.is_empty() {
+            return Ok(());
+        }
+        if call.output.stride != output.stride() {
+            return Err(err(K, "output stride is not the planes' stride"));
+        }
+        let planes = self.channels_of(&call.panels).len();
+        output.check_runs(K, call.output.start, call.count, planes)
+    }
+
+    /// [`Self::check`] against an output of `output_len` floats.
+    pub fn check_out_len(
+        &self,
+        input: &[f32],
+        output_len: usize,
+        call: &PointwiseCall,
+    ) -> Result<(), KernelError> {
         const K: &str = "pointwise";
         if self.groups == 0 || self.k == 0 || self.m == 0 {
             return Err(err(K, "groups, k and m must be positive"));
@@ -172,7 +202,7 @@ impl Pointwise<'_> {
             call.output.stride,
             call.output.start + call.count,
         )?;
-        need(K, "output", output.len(), out_end)?;
+        need(K, "output", output_len, out_end)?;
         if chans.len() > 1 && call.output.start + call.count > call.output.stride {
             return Err(err(K, "pixel run crosses into the next output plane"));
         }

@@ -143,6 +143,95 @@ fn pointwise_matches_scalar() {
     }
 }
 
+/// Threads writing different rows of the same output planes through
+/// [`PlaneRows`] (two to four parts, cut at random rows) give the scalar twin's
+/// result over all rows; runs outside a part's rows, and a stride other than the
+/// planes', are refused.
+#[test]
+fn pointwise_rows_in_threads_match_scalar() {
+    let mut rng = Rng(0x5eed_0f7a_110f_f5e5);
+    for case in 0..60 {
+        let (groups, k, m) = (
+            rng.pick(&[1, 2, 3, 4, 8]),
+            1 + rng.below(40),
+            1 + rng.below(30),
+        );
+        let (h, w) = (1 + rng.below(13), 1 + rng.below(37));
+        let stride = h * w + rng.below(3);
+        let cin = groups * k;
+        let in_rows = shuffle_table(cin, groups);
+        let weights = pack_pointwise(groups, m, k, &rng.vec(groups * m * k));
+        let bias = rng.vec(groups * m);
+        let epilogue = Epilogue {
+            accumulate: rng.below(2) == 1,
+            relu: rng.below(2) == 1,
+        };
+        let p = Pointwise {
+            floor: None,
+            groups,
+            k,
+            m,
+            weights: &weights,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue,
+        };
+        let input = rng.vec(cin * stride);
+        let out0 = rng.vec(groups * m * stride);
+        let call = |r0: usize, r1: usize| PointwiseCall {
+            input: PixelSpan {
+                stride,
+                start: r0 * w,
+            },
+            output: PixelSpan {
+                stride,
+                start: r0 * w,
+            },
+            count: (r1 - r0) * w,
+            panels: 0..p.panels(),
+        };
+        let mut want = out0.clone();
+        scalar::pointwise::pointwise(&p, &input, &mut want, &call(0, h)).unwrap();
+        let parts = 2 + rng.below(3);
+        let mut cuts: Vec<usize> = (0..parts - 1).map(|_| rng.below(h + 1)).collect();
+        cuts.sort_unstable();
+        let mut got = out0.clone();
+        let mut rest = PlaneRows::new(&mut got, stride).unwrap();
+        let mut pieces = Vec::new();
+        let mut r0 = 0;
+        for &cut in &cuts {
+            let (a, b) = rest.split_at(cut * w).unwrap();
+            pieces.push((r0, cut, a));
+            (rest, r0) = (b, cut);
+        }
+        pieces.push((r0, h, rest));
+        let what = format!("case {case}: g={groups} k={k} m={m} {h}x{w} cuts {cuts:?}");
+        std::thread::scope(|s| {
+            for (r0, r1, mut part) in pieces {
+                let (p, input, what) = (&p, &input, &what);
+                s.spawn(move || {
+                    dispatch::pointwise_rows(p, input, &mut part, &call(r0, r1))
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if r1 < h || r0 > 0 {
+                        let over = if r1 < h {
+                            call(r0, r1 + 1)
+                        } else {
+                            call(r0 - 1, r1)
+                        };
+                        assert!(dispatch::pointwise_rows(p, input, &mut part, &over).is_err());
+                    }
+                    let mut skew = call(r0, r1);
+                    skew.output.stride += 1;
+                    if skew.count > 0 {
+                        assert!(dispatch::pointwise_rows(p, input, &mut part, &skew).is_err());
+                    }
+                });
+            }
+        });
+        assert_close(&got, &want, &what);
+    }
+}
+
 /// Every epilogue (bias or a zero bias with the residual, ReLU, floors) on whole
 /// 12-pixel tiles of every panel height (2, 4, 6, 8 rows), K rows read in place
 /// (shuffle table) and packed (a random table), K both even and odd: NEON runs

@@ -25,7 +25,7 @@ use super::pw_tile::{
     fill_bias_table, strip, strip_whole, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB,
     RELU,
 };
-use crate::{KernelError, Pointwise, PointwiseCall, MR};
+use crate::{KernelError, PlaneRows, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
 use core::arch::asm;
 use core::mem::MaybeUninit;
@@ -327,8 +327,36 @@ pub fn pointwise(
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
+    // SAFETY: `check` proved every run of the call inside `output`.
+    unsafe { compute(p, input, output.as_mut_ptr(), call) };
+    Ok(())
+}
+
+/// [`pointwise`] writing its output runs into rows of planes that other threads
+/// write other rows of: `call.output` must use the planes' stride, and every run
+/// must lie inside `output`'s window.
+pub fn pointwise_rows(
+    p: &Pointwise,
+    input: &[f32],
+    output: &mut PlaneRows,
+    call: &PointwiseCall,
+) -> Result<(), KernelError> {
+    p.check_rows(input, output, call)?;
+    // SAFETY: `check_rows` proved every run of the call inside the buffer and
+    // inside `output`'s window, which no other thread writes.
+    unsafe { compute(p, input, output.as_mut_ptr(), call) };
+    Ok(())
+}
+
+/// Runs a call that `p.check` accepted for an output at `output`.
+///
+/// # Safety
+/// Every output run of the call (`count` floats at `ch * stride + start` from
+/// `output`, for the call's channels) is writable and written by no one else
+/// during the call.
+unsafe fn compute(p: &Pointwise, input: &[f32], output: *mut f32, call: &PointwiseCall) {
     if call.count == 0 || call.panels.is_empty() {
-        return Ok(());
+        return;
     }
     let c0 = p.channels_of(&call.panels).start;
     let ppg = p.panels_per_group();
@@ -349,7 +377,7 @@ pub fn pointwise(
         offs.as_mut_ptr().cast::<usize>(),
         packed.as_mut_ptr().cast::<f32>(),
     );
-    let (inp, out) = (input.as_ptr(), output.as_mut_ptr());
+    let (inp, out) = (input.as_ptr(), output);
     let full = count - count % NR;
     let mut panel = call.panels.start;
     // The group whose K rows `prog` describes.
@@ -366,11 +394,11 @@ pub fn pointwise(
             let ch_g = p.channel_of(pn, 0);
             let ch = ch_g - c0;
             // SAFETY: panel i < PB of the block has its PANEL_TAB floats (bias
-            // table, then MR floors) and its entry of `po`; `check` proved the bias (and any floor) holds the
-            // panel's `rows` channels from `ch_g` on,
-            // the weights hold every panel of the call (`(pn + 1) * k * MR
-            // <= len`) and the output holds channel `ch` at
-            // `ch * os + call.output.start` (plus `count` pixels).
+            // table, then MR floors) and its entry of `po`; `check` proved the
+            // bias (and any floor) holds the panel's `rows` channels from `ch_g`
+            // on and the weights hold every panel of the call (`(pn + 1) * k *
+            // MR <= len`); the caller vouched that the output holds channel
+            // `ch` at `ch * os + call.output.start` (plus `count` pixels).
             unsafe {
                 let b = p.bias.as_ptr().add(ch_g);
                 // A zero bias is looked for only with floors: the planner's offset
@@ -509,5 +537,4 @@ pub fn pointwise(
         }
         panel = end;
     }
-    Ok(())
 }

@@ -119,7 +119,7 @@
 use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
-use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
+use crate::{Epilogue, KernelError, PlaneRows, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU. Where
 /// that level's vectors are wider than AVX2's (AVX-512), a call of fewer pixels
@@ -132,13 +132,27 @@ pub fn pointwise(
 ) -> Result<(), KernelError> {
     let best = Level::best();
     p.check(input, output, call)?;
-    compute(
-        narrow_level(best, call.count).unwrap_or(best),
-        p,
-        input,
-        output,
-        call,
-    );
+    let level = narrow_level(best, call.count).unwrap_or(best);
+    // SAFETY: `check` proved every run of the call inside `output`.
+    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
+    Ok(())
+}
+
+/// [`pointwise`] writing its output runs into rows of planes that other threads
+/// write other rows of: `call.output` must use the planes' stride, and every run
+/// must lie inside `output`'s window.
+pub fn pointwise_rows(
+    p: &Pointwise,
+    input: &[f32],
+    output: &mut PlaneRows,
+    call: &PointwiseCall,
+) -> Result<(), KernelError> {
+    let best = Level::best();
+    p.check_rows(input, output, call)?;
+    let level = narrow_level(best, call.count).unwrap_or(best);
+    // SAFETY: `check_rows` proved every run of the call inside the buffer and
+    // inside `output`'s window, which no other thread writes.
+    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
     Ok(())
 }
 
@@ -177,12 +191,24 @@ pub fn pointwise_at(
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
-    compute(level, p, input, output, call);
+    // SAFETY: `check` proved every run of the call inside `output`.
+    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
     Ok(())
 }
 
 /// Runs a call that `p.check` accepted (or a sub-span of one) at `level`.
-fn compute(level: Level, p: &Pointwise, input: &[f32], output: &mut [f32], call: &PointwiseCall) {
+///
+/// # Safety
+/// Every output run of the call (`count` floats at `ch * stride + start` from
+/// `output`, for the call's channels) is writable and written by no one else
+/// during the call.
+unsafe fn compute(
+    level: Level,
+    p: &Pointwise,
+    input: &[f32],
+    output: *mut f32,
+    call: &PointwiseCall,
+) {
     if call.count == 0 || call.panels.is_empty() {
         return;
     }
@@ -197,7 +223,8 @@ fn compute(level: Level, p: &Pointwise, input: &[f32], output: &mut [f32], call:
 struct Op<'a, 'b> {
     p: &'a Pointwise<'b>,
     input: &'a [f32],
-    output: &'a mut [f32],
+    /// The output's first float: `compute`'s caller vouched for every run.
+    output: *mut f32,
     call: &'a PointwiseCall,
 }
 
@@ -798,9 +825,9 @@ impl Kernel for Op<'_, '_> {
         let (k, ppg) = (p.k, p.panels_per_group());
         let c0 = p.channels_of(&call.panels).start;
         let count = call.count;
-        // All output access goes through this pointer (check() validated the
-        // extent of every channel's run).
-        let out_base = output.as_mut_ptr();
+        // All output access goes through this pointer (`compute`'s caller
+        // vouched for the extent of every channel's run).
+        let out_base = output;
         let (ostride, ostart) = (call.output.stride, call.output.start);
         let mut rows = scratch::take(0, core::ptr::null::<f32>());
         // Fewer than one vector of pixels at the end: with at least one vector in

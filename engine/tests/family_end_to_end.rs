@@ -16,7 +16,7 @@
 use kernels::PoolKind;
 use shufflenet::arena;
 use shufflenet::exec::{
-    execute, ExecOptions, ExecPlan, SessionError, Stage, FUSE_SHORTCUT_POOLS,
+    execute, ExecOptions, ExecPlan, SessionError, Stage, UnitBand, FUSE_SHORTCUT_POOLS,
     THREADED_PIPELINE_FACTOR,
 };
 use shufflenet::program::{LoweredModel, Step};
@@ -318,17 +318,15 @@ fn threads_splitting_calls_raise_the_pipeline_threshold() {
 }
 
 #[test]
-fn several_threads_run_unpipelined_units_on_whole_tensors_and_stream_the_stem() {
+fn several_threads_split_units_by_rows_where_they_do_not_write_over_their_input() {
     let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
-    let count = |p: &ExecPlan, stem: bool| {
-        p.stages
-            .iter()
-            .filter(|s| match s {
-                Stage::Stem(_) => stem,
-                Stage::Unit(_) | Stage::Down(_) => !stem,
-                Stage::Step(_) => false,
-            })
-            .count()
+    let steps = &lowered.program.steps;
+    // Whether a unit writes over its input (a stride-1 unit's residual).
+    let in_place = |u: &UnitBand| match (&steps[u.steps[0]], &steps[u.steps[2]]) {
+        (Step::Pointwise { input, .. }, Step::Pointwise { output, .. }) => {
+            input.buffer == output.buffer
+        }
+        _ => panic!("unit over the wrong steps"),
     };
     for threads in [1, 2, 4] {
         let p = ExecPlan::new(
@@ -337,7 +335,7 @@ fn several_threads_run_unpipelined_units_on_whole_tensors_and_stream_the_stem() 
             224,
             &ExecOptions {
                 pipeline_min_bytes: usize::MAX,
-                band_bytes: 256 << 10,
+                band_bytes: 64 << 10,
                 threads,
                 ..Default::default()
             },
@@ -345,7 +343,22 @@ fn several_threads_run_unpipelined_units_on_whole_tensors_and_stream_the_stem() 
         .unwrap();
         arena::check(&p.layout, &p.lifetimes).unwrap();
         assert!(p.pipeline.is_none());
-        assert_eq!(count(&p, false) == 0, threads > 1, "{threads} thread(s)");
-        assert_eq!(count(&p, true), 1, "{threads} thread(s)");
+        let what = format!("{threads} thread(s)");
+        let units: Vec<UnitBand> = p
+            .stages
+            .iter()
+            .filter_map(|s| match s {
+                Stage::Unit(u) => Some(*u),
+                Stage::Down(d) => Some(d.unit),
+                _ => None,
+            })
+            .collect();
+        assert!(units.iter().all(|u| u.parts == threads), "{what}");
+        assert_eq!(units.iter().any(in_place), threads == 1, "{what}");
+        assert!(units.iter().any(|u| !in_place(u)), "{what}");
+        let downs = p.stages.iter().filter(|s| matches!(s, Stage::Down(_)));
+        assert!(threads == 1 || downs.count() == 0, "{what}: no fused pools");
+        let stems = p.stages.iter().filter(|s| matches!(s, Stage::Stem(_)));
+        assert_eq!(stems.count(), 1, "{what}");
     }
 }

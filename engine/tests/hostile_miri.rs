@@ -1,8 +1,9 @@
 //! Small enough for Miri (`tools/hostile.sh miri`), and run by every `cargo test`:
 //! every dispatched kernel against its scalar twin on tiny shapes with guard zones;
 //! a miniature ShuffleNet through the planner, the model-file writer and loader
-//! (aligned and unaligned bytes), a session and the reference executor; and damaged
-//! model files (every truncation, resealed byte flips), which must be errors.
+//! (aligned and unaligned bytes), sessions on one and two threads and the reference
+//! executor; and damaged model files (every truncation, resealed byte flips),
+//! which must be errors.
 
 use kernels::{dispatch, scalar, *};
 use shufflenet::graph::{
@@ -376,6 +377,34 @@ fn mini_network_through_planner_file_loader_and_session() {
         }
         assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
+}
+
+/// Two threads with one-row bands: the stem streams with its calls split, the
+/// stride-2 unit runs on both threads at once, each on its own output rows (the
+/// pointwise kernel writing through `PlaneRows`); the same bits as one thread.
+/// (Under Miri with Tree Borrows: rayon's crossbeam-epoch breaks a Stacked
+/// Borrows rule when its pool starts, see `tools/hostile.sh`.)
+#[test]
+fn mini_network_on_two_threads_by_rows() {
+    let lowered = plan::lower(&mini_shufflenet()).unwrap();
+    let model = Arc::new(Model::from_lowered(&lowered).unwrap());
+    let mut rng = Rng(78);
+    // At 24x20 the stride-2 unit has three output rows: two parts.
+    let (h, w) = (24, 20);
+    let x = rng.vec(3 * h * w);
+    let run = |threads| {
+        let opts = SessionOptions {
+            threads,
+            band_bytes: 1,
+            pipeline_min_bytes: usize::MAX,
+            ..SessionOptions::default()
+        };
+        let mut s = Session::new(model.clone(), h, w, opts).unwrap();
+        let mut y = vec![0.0; s.output_len()];
+        s.run(&x, &mut y).unwrap();
+        y.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(2), run(1));
 }
 
 #[test]

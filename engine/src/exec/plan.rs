@@ -103,16 +103,24 @@ pub struct ExecOptions {
     /// when executed with that many threads; 1: one pipeline, whose kernel calls
     /// are split over the threads instead. Results do not depend on it.
     pub segments: usize,
-    /// Threads the session splits its kernel calls over. With more than one, a
-    /// program that is not pipelined runs its units on whole tensors instead of
-    /// band by band: split over threads, a band's kernel calls are too small (a
-    /// fork and join for a few microseconds of work each, and every band buffer
-    /// written by one core and read by the other). Measured on the x86-64 host,
-    /// 1x g = 3, two threads against one: 480x640 1.49x streamed, 1.72x on whole
-    /// tensors; 224x224 1.16x and 1.37x. The stem still streams: its conv and
-    /// pool split at the same channels, so a band stays on its core, and its
-    /// whole conv output (22 MB at 720x1280) is what two threads cannot share
-    /// well (AMD EPYC Zen 4, two threads, stem time paired against whole
+    /// Threads the session splits its work over. With more than one, in a
+    /// program that is not pipelined, a unit that does not write over its input
+    /// (a stride-2 unit) runs on all threads at once, each streaming its own rows
+    /// of the output through its own band buffers (no kernel call split; AMD EPYC
+    /// Zen 4, 1x g = 3 at 720x1280, two threads, paired against those units on
+    /// whole tensors: the stride-2 units 0.84 of the time, all stages 0.92 over
+    /// 10 profiled rounds, whole runs 0.94 and 0.98 in two sets of 12 rounds; at
+    /// 480x640 1.00, at 224x224 no unit needs a second band). The other units
+    /// run on whole tensors, their kernel calls split over the threads: split
+    /// band by band, a band's calls are too small
+    /// (a fork and join for a few microseconds of work each, and every band
+    /// buffer written by one core and read by the other; measured, 1x g = 3, two
+    /// threads against one: 480x640 1.49x streamed, 1.72x on whole tensors;
+    /// 224x224 1.16x and 1.37x), and split by rows, a part would overwrite the
+    /// input rows its neighbour still reads. The stem streams with its calls
+    /// split: its conv and pool split at the same channels, so a band stays on
+    /// its core, and its whole conv output (22 MB at 720x1280) is what two
+    /// threads cannot share well (two threads, stem time paired against whole
     /// tensors over 10 profiled rounds: 0.84 at 720x1280, 0.88 at 480x640;
     /// about 2% of the network). Results do not depend on it.
     pub threads: usize,
@@ -169,6 +177,10 @@ pub struct UnitBand {
     pub band_in: usize,
     /// Arena area of the depthwise conv's band.
     pub band_out: usize,
+    /// Threads that run the unit at once, each on its own rows of the output
+    /// with its own band buffers (the areas hold one pair per part); 1: one
+    /// band loop, whose kernel calls may be split over threads.
+    pub parts: usize,
 }
 
 /// A stride-2 unit band with its shortcut pool: per band, the pool's output rows
@@ -501,15 +513,17 @@ impl ExecPlan {
         // Units outside a pipeline stream only on one thread; the stem on any
         // number (see `threads`).
         let chains = Streamed {
-            units: opts.stream && opts.threads <= 1,
+            units: opts.stream,
+            parts: opts.threads,
             stem: opts.stream,
-            fuse_pools: FUSE_SHORTCUT_POOLS,
+            fuse_pools: FUSE_SHORTCUT_POOLS && opts.threads <= 1,
         };
         let snapshot = try_pipeline.then(|| (buffer_hw.clone(), sizes.clone(), lifetimes.clone()));
         // (The pipeline pairs each stride-2 unit with its pool itself.)
         let (streamed, budget) = if try_pipeline {
             let all = Streamed {
                 units: true,
+                parts: 1,
                 stem: true,
                 fuse_pools: false,
             };
@@ -648,6 +662,9 @@ impl ExecPlan {
 struct Streamed {
     /// Pointwise -> depthwise -> pointwise units.
     units: bool,
+    /// Threads a unit's rows are split over ([`UnitBand::parts`]); with more
+    /// than one, only units that do not write over their input stream.
+    parts: usize,
     /// Conv -> max pool stems.
     stem: bool,
     /// Each streamed stride-2 unit with its shortcut pool.
@@ -673,7 +690,7 @@ fn schedule(
         }
         let unit = streamed
             .units
-            .then(|| unit_band(program, shapes, uses, i, budget, areas))
+            .then(|| unit_band(program, shapes, uses, i, (budget, streamed.parts), areas))
             .flatten()
             .map(|unit| match shortcut_pool(&program.steps, &unit, i + 3) {
                 Some(_) if streamed.fuse_pools => Stage::Down(DownBand {
@@ -730,7 +747,7 @@ fn unit_band(
     shapes: &[StepShape],
     uses: &Uses,
     i: usize,
-    budget: usize,
+    (budget, parts): (usize, usize),
     areas: &mut Areas,
 ) -> Option<UnitBand> {
     let steps = program.steps.get(i..i + 3)?;
@@ -769,6 +786,11 @@ fn unit_band(
     if out.buffer == x.buffer && (out != x || *stride != 1 || pads.top != 1 || pads.bottom != 1) {
         return None;
     }
+    // Split by rows, a part would overwrite input rows the next part still reads.
+    let parts = parts.max(1);
+    if parts > 1 && out.buffer == x.buffer {
+        return None;
+    }
     let (stride, c) = (*stride as usize, b1.channels as usize);
     let ((_, w1), (h2, w2)) = (shapes[i + 1].input, shapes[i + 1].output);
     let bytes = |r: usize, rin: usize| 4 * c * (rin * w1 + r * w2);
@@ -782,8 +804,9 @@ fn unit_band(
         steps: [i, i + 1, i + 2],
         rows,
         in_rows,
-        band_in: areas.add(c * in_rows * w1, i, i + 2),
-        band_out: areas.add(c * rows * w2, i, i + 2),
+        band_in: areas.add(parts * c * in_rows * w1, i, i + 2),
+        band_out: areas.add(parts * c * rows * w2, i, i + 2),
+        parts,
     })
 }
 

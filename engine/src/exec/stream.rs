@@ -16,7 +16,7 @@ use super::{split, ExecPlan};
 use crate::graph::{Pads, PoolSpec};
 use crate::program::{Step, TensorSource, View};
 use crate::Error;
-use kernels::{dispatch, PixelSpan, PlaneGeom, PoolKind};
+use kernels::{dispatch, PixelSpan, PlaneGeom, PlaneRows, PointwiseCall, PoolKind};
 use std::ops::Range;
 
 /// Where some rows of a tensor's planes are stored: in the arena, or in the
@@ -233,63 +233,119 @@ impl<'t> Unit<'t> {
         ext: &[f32],
         threads: usize,
     ) -> Result<(), Error> {
-        let ((_, w1), (_, w2)) = (self.hw1, self.hw2);
-        let (stride_in, stride_out) = (self.in_rows * w1, self.out_rows * w2);
-        let need = self.needs(&rows);
         {
             let (band, xs) = write_read(arena, ext, self.band_in.clone(), x)?;
-            let todo = win.advance(need.clone(), band, self.channels, stride_in, w1)?;
-            if !todo.is_empty() {
-                let spans = (
-                    PixelSpan {
-                        stride: x.stride,
-                        start: x.at(todo.start),
-                    },
-                    PixelSpan {
-                        stride: stride_in,
-                        start: (todo.start - need.start) * w1,
-                    },
-                );
-                par_pointwise(&self.pw1, xs, band, spans, todo.len() * w1, threads)?;
-            }
+            self.gconv1(win, &rows, (xs, x), band, threads)?;
         }
         {
             let [band2, band1] = split(arena, [self.band_out.clone(), self.band_in.clone()])?;
-            let g = PlaneGeom {
-                in_h: need.len(),
-                in_w: w1,
-                in_stride: stride_in,
-                out_h: rows.len(),
-                out_w: w2,
-                out_stride: stride_out,
-                pad_top: need.start + self.pads.top - rows.start * self.dw.stride,
-                pad_left: self.pads.left,
-            };
-            let dw = &self.dw;
-            par_channels(band2, self.channels, stride_out, threads, |r, o| {
-                dispatch::dwconv3x3(dw, &g, band1, o, r)
-            })?;
+            self.depthwise(&rows, band1, band2, threads)?;
         }
         let [o, band2] = split(arena, [out.range(), self.band_out.clone()])?;
+        let (call, w2) = (self.gconv2_spans(&rows, out), self.hw2.1);
+        par_pointwise(&self.pw2, band2, o, call, rows.len() * w2, threads)
+    }
+
+    /// [`Unit::band`] for one of several threads that split the output rows:
+    /// its own band buffers `band1` and `band2` (`x` read from `xs`), its rows
+    /// of the output in `out` (planes as `out_loc` describes them).
+    fn band_of_part(
+        &self,
+        win: &mut Window,
+        rows: Range<usize>,
+        (xs, x): (&[f32], &Loc),
+        (band1, band2): (&mut [f32], &mut [f32]),
+        out: &mut PlaneRows,
+        out_loc: &Loc,
+    ) -> Result<(), Error> {
+        self.gconv1(win, &rows, (xs, x), band1, 1)?;
+        self.depthwise(&rows, band1, band2, 1)?;
+        let (input, output) = self.gconv2_spans(&rows, out_loc);
+        let call = PointwiseCall {
+            input,
+            output,
+            count: rows.len() * self.hw2.1,
+            panels: 0..self.pw2.panels(),
+        };
+        Ok(dispatch::pointwise_rows(&self.pw2, band2, out, &call)?)
+    }
+
+    /// The first pointwise conv of the input rows output rows `rows` need (those
+    /// the band buffer does not hold yet), from `x` (read from `xs`).
+    fn gconv1(
+        &self,
+        win: &mut Window,
+        rows: &Range<usize>,
+        (xs, x): (&[f32], &Loc),
+        band: &mut [f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let w1 = self.hw1.1;
+        let stride_in = self.in_rows * w1;
+        let need = self.needs(rows);
+        let todo = win.advance(need.clone(), band, self.channels, stride_in, w1)?;
+        if todo.is_empty() {
+            return Ok(());
+        }
         let spans = (
             PixelSpan {
-                stride: stride_out,
-                start: 0,
+                stride: x.stride,
+                start: x.at(todo.start),
             },
             PixelSpan {
-                stride: out.stride,
-                start: out.at(rows.start),
+                stride: stride_in,
+                start: (todo.start - need.start) * w1,
             },
         );
-        par_pointwise(&self.pw2, band2, o, spans, rows.len() * w2, threads)
+        par_pointwise(&self.pw1, xs, band, spans, todo.len() * w1, threads)
+    }
+
+    /// The depthwise conv of output rows `rows`, from `band1` into `band2`.
+    fn depthwise(
+        &self,
+        rows: &Range<usize>,
+        band1: &[f32],
+        band2: &mut [f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let ((_, w1), (_, w2)) = (self.hw1, self.hw2);
+        let need = self.needs(rows);
+        let g = PlaneGeom {
+            in_h: need.len(),
+            in_w: w1,
+            in_stride: self.in_rows * w1,
+            out_h: rows.len(),
+            out_w: w2,
+            out_stride: self.out_rows * w2,
+            pad_top: need.start + self.pads.top - rows.start * self.dw.stride,
+            pad_left: self.pads.left,
+        };
+        let dw = &self.dw;
+        par_channels(band2, self.channels, g.out_stride, threads, |r, o| {
+            dispatch::dwconv3x3(dw, &g, band1, o, r)
+        })
+    }
+
+    /// Where the second pointwise conv reads output rows `rows` (its band) and
+    /// writes them (`out`).
+    fn gconv2_spans(&self, rows: &Range<usize>, out: &Loc) -> (PixelSpan, PixelSpan) {
+        let input = PixelSpan {
+            stride: self.out_rows * self.hw2.1,
+            start: 0,
+        };
+        let output = PixelSpan {
+            stride: out.stride,
+            start: out.at(rows.start),
+        };
+        (input, output)
     }
 }
 
-/// Output rows `0..h` in bands of `rows` rows (the last may be shorter).
-fn bands(h: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
-    (0..h)
-        .step_by(rows.max(1))
-        .map(move |r0| r0..(r0 + rows.max(1)).min(h))
+/// Output rows `all` in bands of `rows` rows (the last may be shorter).
+fn bands(all: Range<usize>, rows: usize) -> impl Iterator<Item = Range<usize>> {
+    let end = all.end;
+    all.step_by(rows.max(1))
+        .map(move |r0| r0..(r0 + rows.max(1)).min(end))
 }
 
 /// Runs a pointwise -> depthwise -> pointwise unit band by band between whole
@@ -321,14 +377,96 @@ pub fn run_unit<T: TensorSource + ?Sized>(
         None => None,
     };
     let (x, out) = (Loc::view(p, *x), Loc::view(p, *out));
+    if u.parts > 1 {
+        if shortcut.is_some() {
+            return Err(Error::Argument(
+                "a unit split by rows has no shortcut".into(),
+            ));
+        }
+        return run_unit_rows(&unit, u.parts, (&x, &out), arena, ext);
+    }
     let mut win = Window::default();
-    for rows in bands(unit.hw2.0, u.rows) {
+    for rows in bands(0..unit.hw2.0, u.rows) {
         unit.band(&mut win, rows.clone(), &x, &out, arena, ext, threads)?;
         if let Some(sc) = &shortcut {
             sc.band(&unit.needs(&rows), rows, &x, arena, ext, threads)?;
         }
     }
     Ok(())
+}
+
+/// Runs a unit on `parts` threads at once, each on its own rows of the output
+/// with its own pair of band buffers (see [`UnitBand::parts`]): no kernel call
+/// is split, and each thread's bands stay in its core's cache.
+fn run_unit_rows(
+    unit: &Unit,
+    parts: usize,
+    (x, out): (&Loc, &Loc),
+    arena: &mut [f32],
+    ext: &[f32],
+) -> Result<(), Error> {
+    let areas = [out.range(), unit.band_in.clone(), unit.band_out.clone()];
+    let (o, b1, b2, xs) = if x.external {
+        let xs = ext
+            .get(x.range())
+            .ok_or_else(|| Error::Argument("input rows outside the input".into()))?;
+        let [o, b1, b2] = split(arena, areas)?;
+        (o, b1, b2, xs)
+    } else {
+        let [a, b, c] = areas;
+        let [o, b1, b2, xs] = split(arena, [a, b, c, x.range()])?;
+        (o, b1, b2, &*xs)
+    };
+    let job = RowsJob {
+        unit,
+        x: (xs, x),
+        out,
+        band_floats: (b1.len() / parts, b2.len() / parts),
+    };
+    let rows = PlaneRows::new(o, out.stride)?;
+    job.split(parts, 0..unit.hw2.0, rows, (b1, b2))
+}
+
+/// What the parts of a unit split by rows share.
+struct RowsJob<'a, 't> {
+    unit: &'a Unit<'t>,
+    x: (&'a [f32], &'a Loc),
+    out: &'a Loc,
+    /// Floats of one part's first and second band buffer.
+    band_floats: (usize, usize),
+}
+
+impl RowsJob<'_, '_> {
+    /// Output rows `rows` in `parts` parts at once (rayon joins, which
+    /// allocate nothing): `out` holds these rows, `b1` and `b2` the parts' bands.
+    fn split(
+        &self,
+        parts: usize,
+        rows: Range<usize>,
+        out: PlaneRows,
+        (b1, b2): (&mut [f32], &mut [f32]),
+    ) -> Result<(), Error> {
+        if parts <= 1 {
+            let mut out = out;
+            let mut win = Window::default();
+            for band in bands(rows, self.unit.out_rows) {
+                let bufs = (&mut *b1, &mut *b2);
+                self.unit
+                    .band_of_part(&mut win, band, self.x, bufs, &mut out, self.out)?;
+            }
+            return Ok(());
+        }
+        let left = parts / 2;
+        let mid = rows.start + rows.len() * left / parts;
+        let (oa, ob) = out.split_at(self.out.at(mid))?;
+        let (b1a, b1b) = b1.split_at_mut(left * self.band_floats.0);
+        let (b2a, b2b) = b2.split_at_mut(left * self.band_floats.1);
+        let (ra, rb) = rayon::join(
+            || self.split(left, rows.start..mid, oa, (b1a, b2a)),
+            || self.split(parts - left, mid..rows.end, ob, (b1b, b2b)),
+        );
+        ra.and(rb)
+    }
 }
 
 /// A stride-2 unit's shortcut pool, run band by band after it (here and in the
@@ -514,7 +652,7 @@ pub fn run_stem<T: TensorSource + ?Sized>(
     let stem = Stem::new(p, s, steps, t)?;
     let (x, out) = (Loc::view(p, *input), Loc::view(p, *output));
     let mut win = Window::default();
-    for rows in bands(stem.hw_out.0, s.rows) {
+    for rows in bands(0..stem.hw_out.0, s.rows) {
         stem.band(&mut win, rows, &x, &out, arena, ext, threads)?;
     }
     Ok(())

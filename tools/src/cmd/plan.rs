@@ -67,14 +67,17 @@ pub fn run(argv: &[String]) -> CliResult {
     let unstreamed = whole.layout.peak * 4;
     let mut band = vec![String::new(); program.steps.len()];
     for stage in &plan.stages {
-        let (steps, rows): (&[usize], usize) = match stage {
-            Stage::Unit(u) => (&u.steps, u.rows),
-            Stage::Down(d) => (&d.steps, d.unit.rows),
-            Stage::Stem(s) => (&s.steps, s.rows),
+        let (steps, rows, parts): (&[usize], usize, usize) = match stage {
+            Stage::Unit(u) => (&u.steps, u.rows, u.parts),
+            Stage::Down(d) => (&d.steps, d.unit.rows, d.unit.parts),
+            Stage::Stem(s) => (&s.steps, s.rows, 1),
             Stage::Step(_) => continue,
         };
         for &s in steps {
-            band[s] = format!("band of {rows} rows");
+            band[s] = match parts {
+                1 => format!("band of {rows} rows"),
+                n => format!("band of {rows} rows, {n} row parts at once"),
+            };
         }
     }
     let mut ops = Vec::new();

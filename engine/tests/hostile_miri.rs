@@ -381,7 +381,8 @@ fn mini_network_through_planner_file_loader_and_session() {
 
 /// Two threads with one-row bands: the stem streams with its calls split, the
 /// stride-2 unit runs on both threads at once, each on its own output rows (the
-/// pointwise kernel writing through `PlaneRows`); the same bits as one thread.
+/// pointwise kernel writing through `PlaneRows`; where `SPLIT_UNITS_BY_ROWS`,
+/// else on whole tensors); the same bits as one thread.
 /// (Under Miri with Tree Borrows: rayon's crossbeam-epoch breaks a Stacked
 /// Borrows rule when its pool starts, see `tools/hostile.sh`.)
 #[test]

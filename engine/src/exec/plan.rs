@@ -81,6 +81,20 @@ pub const FUSE_SHORTCUT_POOLS: bool = true;
 #[cfg(not(target_arch = "x86_64"))]
 pub const FUSE_SHORTCUT_POOLS: bool = false;
 
+/// Whether a session on several threads runs each unit that does not write over
+/// its input on all threads at once, each on its own output rows (see
+/// [`ExecOptions::threads`]). On x86-64: yes (measured there).
+#[cfg(target_arch = "x86_64")]
+pub const SPLIT_UNITS_BY_ROWS: bool = true;
+
+/// Whether a session on several threads runs each unit that does not write over
+/// its input on all threads at once, each on its own output rows. On ARM (and
+/// anything but x86-64): no. The rows are split evenly, while a phone's big and
+/// little cores need the uneven parts the pool's balance gives a split kernel
+/// call (`parallel::Balance`); not measured on a phone.
+#[cfg(not(target_arch = "x86_64"))]
+pub const SPLIT_UNITS_BY_ROWS: bool = false;
+
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -105,7 +119,8 @@ pub struct ExecOptions {
     pub segments: usize,
     /// Threads the session splits its work over. With more than one, in a
     /// program that is not pipelined, a unit that does not write over its input
-    /// (a stride-2 unit) runs on all threads at once, each streaming its own rows
+    /// (a stride-2 unit) runs on all threads at once (where
+    /// [`SPLIT_UNITS_BY_ROWS`]), each streaming its own rows
     /// of the output through its own band buffers (no kernel call split; AMD EPYC
     /// Zen 4, 1x g = 3 at 720x1280, two threads, paired against those units on
     /// whole tensors: the stride-2 units 0.84 of the time, all stages 0.92 over
@@ -513,7 +528,7 @@ impl ExecPlan {
         // Units outside a pipeline stream only on one thread; the stem on any
         // number (see `threads`).
         let chains = Streamed {
-            units: opts.stream,
+            units: opts.stream && (opts.threads <= 1 || SPLIT_UNITS_BY_ROWS),
             parts: opts.threads,
             stem: opts.stream,
             fuse_pools: FUSE_SHORTCUT_POOLS && opts.threads <= 1,

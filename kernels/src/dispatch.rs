@@ -6,14 +6,30 @@
 use crate::neon as arch;
 #[cfg(not(target_arch = "aarch64"))]
 use crate::portable as arch;
+use crate::{KernelError, PlaneRows, Pointwise, PointwiseCall};
 
 pub use crate::scalar::elementwise::{
     add, add_assign, affine, permute, relu_in_place, softmax_in_place,
 };
 pub use arch::{
-    conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, move_to_front, pointwise, pointwise_rows,
-    pool,
+    conv2d, copy, dwconv3x3, fc, gap_fc, global_avg_pool, move_to_front, pointwise, pool,
 };
+
+/// [`pointwise`] writing its output runs into rows of planes that other threads
+/// write other rows of (see [`PlaneRows`]): `call.output` must use the planes'
+/// stride, and every run must lie inside `output`'s window.
+pub fn pointwise_rows(
+    p: &Pointwise,
+    input: &[f32],
+    output: &mut PlaneRows,
+    call: &PointwiseCall,
+) -> Result<(), KernelError> {
+    p.check_rows(input, output, call)?;
+    // SAFETY: `check_rows` proved the call valid and every run of it inside
+    // the buffer and inside `output`'s window, which no other thread writes.
+    unsafe { arch::pointwise_raw(p, input, output.as_mut_ptr(), call) };
+    Ok(())
+}
 
 /// Name of the best instruction set the kernels run with on this machine ("neon",
 /// "avx512", "avx2+fma" or "scalar"). With AVX-512, depthwise convs and pools on

@@ -24,7 +24,8 @@ use std::ops::Range;
 pub use conv3x3s2_stem::conv2d;
 pub use copy::{copy, move_to_front};
 pub use gap_fc::{fc, gap_fc, global_avg_pool};
-pub use pointwise::{pointwise, pointwise_rows};
+pub use pointwise::pointwise;
+pub(crate) use pointwise::pointwise_raw;
 pub use pool3x3s2::pool;
 
 /// 3x3 depthwise convolution of planes `channels` (contract of the scalar twin).

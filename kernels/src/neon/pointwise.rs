@@ -25,7 +25,7 @@ use super::pw_tile::{
     fill_bias_table, strip, strip_whole, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB,
     RELU,
 };
-use crate::{KernelError, PlaneRows, Pointwise, PointwiseCall, MR};
+use crate::{KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
 use core::arch::asm;
 use core::mem::MaybeUninit;
@@ -328,33 +328,23 @@ pub fn pointwise(
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
     // SAFETY: `check` proved every run of the call inside `output`.
-    unsafe { compute(p, input, output.as_mut_ptr(), call) };
+    unsafe { pointwise_raw(p, input, output.as_mut_ptr(), call) };
     Ok(())
 }
 
-/// [`pointwise`] writing its output runs into rows of planes that other threads
-/// write other rows of: `call.output` must use the planes' stride, and every run
-/// must lie inside `output`'s window.
-pub fn pointwise_rows(
-    p: &Pointwise,
-    input: &[f32],
-    output: &mut PlaneRows,
-    call: &PointwiseCall,
-) -> Result<(), KernelError> {
-    p.check_rows(input, output, call)?;
-    // SAFETY: `check_rows` proved every run of the call inside the buffer and
-    // inside `output`'s window, which no other thread writes.
-    unsafe { compute(p, input, output.as_mut_ptr(), call) };
-    Ok(())
-}
-
-/// Runs a call that `p.check` accepted for an output at `output`.
+/// [`pointwise`] after its checks, for an output at `output` (also the body of
+/// `dispatch::pointwise_rows`).
 ///
 /// # Safety
-/// Every output run of the call (`count` floats at `ch * stride + start` from
-/// `output`, for the call's channels) is writable and written by no one else
-/// during the call.
-unsafe fn compute(p: &Pointwise, input: &[f32], output: *mut f32, call: &PointwiseCall) {
+/// `p.check` accepts the call for some output; every output run of the call
+/// (`count` floats at `ch * stride + start` from `output`, for the call's
+/// channels) is writable and written by no one else during the call.
+pub(crate) unsafe fn pointwise_raw(
+    p: &Pointwise,
+    input: &[f32],
+    output: *mut f32,
+    call: &PointwiseCall,
+) {
     if call.count == 0 || call.panels.is_empty() {
         return;
     }

@@ -23,7 +23,9 @@ pub use crate::scalar::elementwise::{copy, move_to_front};
 pub use conv2d::{conv2d, conv2d_at, conv2d_with};
 pub use dwconv3x3::{dwconv3x3, dwconv3x3_at};
 pub use gap_fc::{fc, fc_at, gap_fc, gap_fc_at, global_avg_pool, global_avg_pool_at};
-pub use pointwise_gemm::{pointwise, pointwise_at, pointwise_rows};
+#[cfg(not(target_arch = "aarch64"))]
+pub(crate) use pointwise_gemm::pointwise_raw;
+pub use pointwise_gemm::{pointwise, pointwise_at};
 pub use pool::{pool, pool_at};
 pub use simd::Level;
 

@@ -119,7 +119,7 @@
 use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
-use crate::{Epilogue, KernelError, PlaneRows, Pointwise, PointwiseCall, MR};
+use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU. Where
 /// that level's vectors are wider than AVX2's (AVX-512), a call of fewer pixels
@@ -130,30 +130,29 @@ pub fn pointwise(
     output: &mut [f32],
     call: &PointwiseCall,
 ) -> Result<(), KernelError> {
-    let best = Level::best();
     p.check(input, output, call)?;
-    let level = narrow_level(best, call.count).unwrap_or(best);
     // SAFETY: `check` proved every run of the call inside `output`.
-    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
+    unsafe { pointwise_raw(p, input, output.as_mut_ptr(), call) };
     Ok(())
 }
 
-/// [`pointwise`] writing its output runs into rows of planes that other threads
-/// write other rows of: `call.output` must use the planes' stride, and every run
-/// must lie inside `output`'s window.
-pub fn pointwise_rows(
+/// [`pointwise`] after its checks, for an output at `output` (also the body of
+/// `dispatch::pointwise_rows`).
+///
+/// # Safety
+/// `p.check` accepts the call for some output; every output run of the call
+/// (`count` floats at `ch * stride + start` from `output`, for the call's
+/// channels) is writable and written by no one else during the call.
+pub(crate) unsafe fn pointwise_raw(
     p: &Pointwise,
     input: &[f32],
-    output: &mut PlaneRows,
+    output: *mut f32,
     call: &PointwiseCall,
-) -> Result<(), KernelError> {
+) {
     let best = Level::best();
-    p.check_rows(input, output, call)?;
     let level = narrow_level(best, call.count).unwrap_or(best);
-    // SAFETY: `check_rows` proved every run of the call inside the buffer and
-    // inside `output`'s window, which no other thread writes.
-    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
-    Ok(())
+    // SAFETY: as this function's contract.
+    unsafe { compute(level, p, input, output, call) };
 }
 
 /// AVX2 where `best` has wider vectors than AVX2 (AVX-512) and the call is

@@ -6,7 +6,7 @@
 use crate::neon as arch;
 #[cfg(not(target_arch = "aarch64"))]
 use crate::portable as arch;
-use crate::{KernelError, PlaneRows, Pointwise, PointwiseCall};
+use crate::{InputPlanes, KernelError, PlaneRows, Pointwise, PointwiseCall};
 
 pub use crate::scalar::elementwise::{
     add, add_assign, affine, permute, relu_in_place, softmax_in_place,
@@ -27,7 +27,25 @@ pub fn pointwise_rows(
     p.check_rows(input, output, call)?;
     // SAFETY: `check_rows` proved the call valid and every run of it inside
     // the buffer and inside `output`'s window, which no other thread writes.
-    unsafe { arch::pointwise_raw(p, input, output.as_mut_ptr(), call) };
+    unsafe { arch::pointwise_raw(p, InputPlanes::of(input), output.as_mut_ptr(), call) };
+    Ok(())
+}
+
+/// [`pointwise`] reading its input runs from rows of planes that other threads
+/// write other rows of (see [`PlaneRows`]): `call.input` must use the planes'
+/// stride, and every run must lie inside `input`'s window. (A unit split by
+/// rows that writes over its input reads its rows this way, then writes them.)
+pub fn pointwise_from_rows(
+    p: &Pointwise,
+    input: &PlaneRows,
+    output: &mut [f32],
+    call: &PointwiseCall,
+) -> Result<(), KernelError> {
+    p.check_rows_input(input, output, call)?;
+    // SAFETY: `check_rows_input` proved the call valid, every run of it inside
+    // `output` and every run it reads inside `input`'s window, which no other
+    // thread writes; `as_input` bounds the kernel's spare reads by the window.
+    unsafe { arch::pointwise_raw(p, input.as_input(), output.as_mut_ptr(), call) };
     Ok(())
 }
 

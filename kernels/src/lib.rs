@@ -24,4 +24,5 @@ pub mod scratch;
 
 pub use error::KernelError;
 pub use params::*;
+use plane_rows::InputPlanes;
 pub use plane_rows::PlaneRows;

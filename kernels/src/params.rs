@@ -127,7 +127,7 @@ impl Pointwise<'_> {
         output: &[f32],
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
-        self.check_out_len(input, output.len(), call)
+        self.check_lens(input.len(), output.len(), call)
     }
 
     /// [`Self::check`] against rows of output planes (see [`PlaneRows`]): the
@@ -139,7 +139,7 @@ impl Pointwise<'_> {
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
         const K: &str = "pointwise";
-        self.check_out_len(input, output.len(), call)?;
+        self.check_lens(input.len(), output.len(), call)?;
         if call.count == 0 || call.panels.is_empty() {
             return Ok(());
         }
@@ -150,10 +150,32 @@ impl Pointwise<'_> {
         output.check_runs(K, call.output.start, call.count, planes)
     }
 
-    /// [`Self::check`] against an output of `output_len` floats.
-    pub fn check_out_len(
+    /// [`Self::check`] reading rows of input planes (see [`PlaneRows`]) that
+    /// other threads write other rows of: the call's input stride must be the
+    /// planes' and every run it reads inside the window.
+    pub fn check_rows_input(
         &self,
-        input: &[f32],
+        input: &PlaneRows,
+        output: &[f32],
+        call: &PointwiseCall,
+    ) -> Result<(), KernelError> {
+        const K: &str = "pointwise";
+        self.check_lens(input.len(), output.len(), call)?;
+        if call.count == 0 || call.panels.is_empty() {
+            return Ok(());
+        }
+        if call.input.stride != input.stride() {
+            return Err(err(K, "input stride is not the planes' stride"));
+        }
+        let planes = self.in_rows.iter().copied().max().unwrap_or(0) as usize + 1;
+        input.check_runs(K, call.input.start, call.count, planes)
+    }
+
+    /// [`Self::check`] against an input of `input_len` floats and an output of
+    /// `output_len`.
+    pub fn check_lens(
+        &self,
+        input_len: usize,
         output_len: usize,
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
@@ -191,7 +213,7 @@ impl Pointwise<'_> {
         }
         let max_row = self.in_rows.iter().copied().max().unwrap_or(0) as usize;
         let in_end = mul_add(K, max_row, call.input.stride, call.input.start + call.count)?;
-        need(K, "input", input.len(), in_end)?;
+        need(K, "input", input_len, in_end)?;
         if max_row > 0 && call.input.start + call.count > call.input.stride {
             return Err(err(K, "pixel run crosses into the next input plane"));
         }

@@ -100,7 +100,7 @@ impl<'a> PlaneRows<'a> {
         count: usize,
         planes: usize,
     ) -> Result<(), KernelError> {
-        let outside = || shape(kernel, "output run outside its plane rows");
+        let outside = || shape(kernel, "run outside its plane rows");
         if count == 0 || planes == 0 {
             return Ok(());
         }
@@ -119,6 +119,43 @@ impl<'a> PlaneRows<'a> {
     /// `check_runs`.
     pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
         self.ptr
+    }
+
+    /// These rows as a kernel's input, for a kernel that has checked its runs
+    /// with `check_runs`.
+    pub(crate) fn as_input(&self) -> InputPlanes {
+        InputPlanes {
+            ptr: self.ptr,
+            len: self.len,
+            row_end: self.window.end,
+        }
+    }
+}
+
+/// Input planes a kernel reads from: a whole slice, or the rows of a
+/// [`PlaneRows`] (whose floats past the window other threads may be writing).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InputPlanes {
+    /// The buffer's first float.
+    pub ptr: *const f32,
+    /// Floats of the buffer.
+    // (Only NEON's pointwise tail reads past its runs and needs these bounds.)
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub len: usize,
+    /// End of the floats of each plane that may be read: a kernel reading past
+    /// its runs (a vector's spare lanes) stays below it.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub row_end: usize,
+}
+
+impl InputPlanes {
+    /// All of `input`: every float may be read.
+    pub(crate) fn of(input: &[f32]) -> InputPlanes {
+        InputPlanes {
+            ptr: input.as_ptr(),
+            len: input.len(),
+            row_end: usize::MAX,
+        }
     }
 }
 

@@ -232,6 +232,184 @@ fn pointwise_rows_in_threads_match_scalar() {
     }
 }
 
+/// Threads that each read their rows of the same planes through
+/// [`PlaneRows`] (`pointwise_from_rows`, into a buffer of their own) and then
+/// write a residual over those rows (`pointwise_rows`, accumulating), as a unit
+/// split by rows that writes over its input does, give the scalar twin's result
+/// over all rows; reads outside a part's rows, and a stride other than the
+/// planes', are refused.
+#[test]
+fn pointwise_reading_then_writing_rows_in_threads_matches_scalar() {
+    let mut rng = Rng(0x0dd_ba11_5eed_0001);
+    for case in 0..60 {
+        let (groups, k, m) = (
+            rng.pick(&[1, 2, 3, 4, 8]),
+            1 + rng.below(24),
+            1 + rng.below(20),
+        );
+        let (h, w) = (1 + rng.below(13), 1 + rng.below(37));
+        let stride = h * w + rng.below(3);
+        let (cin, mid) = (groups * k, groups * m);
+        let in_rows = shuffle_table(cin, groups);
+        let (wa, ba) = (
+            pack_pointwise(groups, m, k, &rng.vec(mid * k)),
+            rng.vec(mid),
+        );
+        let (wb, bb) = (
+            pack_pointwise(1, cin, mid, &rng.vec(cin * mid)),
+            rng.vec(cin),
+        );
+        let ident: Vec<u32> = (0..mid as u32).collect();
+        let relu = Epilogue {
+            accumulate: false,
+            relu: true,
+        };
+        let a = Pointwise {
+            floor: None,
+            groups,
+            k,
+            m,
+            weights: &wa,
+            bias: &ba,
+            in_rows: &in_rows,
+            epilogue: relu,
+        };
+        let b = Pointwise {
+            floor: None,
+            groups: 1,
+            k: mid,
+            m: cin,
+            weights: &wb,
+            bias: &bb,
+            in_rows: &ident,
+            epilogue: Epilogue {
+                accumulate: true,
+                relu: rng.below(2) == 1,
+            },
+        };
+        // Rows r0..r1 of the planes, and the same pixels of a buffer of r rows.
+        let planes = |r0: usize, r1: usize, panels| PointwiseCall {
+            input: PixelSpan {
+                stride,
+                start: r0 * w,
+            },
+            output: PixelSpan {
+                stride: (r1 - r0).max(1) * w,
+                start: 0,
+            },
+            count: (r1 - r0) * w,
+            panels,
+        };
+        let back = |r0: usize, r1: usize| {
+            let c = planes(r0, r1, 0..b.panels());
+            PointwiseCall {
+                input: c.output,
+                output: c.input,
+                ..c
+            }
+        };
+        let x = rng.vec(cin * stride);
+        let mut want = x.clone();
+        let mut t = vec![0.0; mid * h * w];
+        scalar::pointwise::pointwise(&a, &x, &mut t, &planes(0, h, 0..a.panels())).unwrap();
+        scalar::pointwise::pointwise(&b, &t, &mut want, &back(0, h)).unwrap();
+        let cut = rng.below(h + 1);
+        let mut got = x.clone();
+        let (top, bottom) = PlaneRows::new(&mut got, stride)
+            .unwrap()
+            .split_at(cut * w)
+            .unwrap();
+        let what = format!("case {case}: g={groups} k={k} m={m} {h}x{w} cut {cut}");
+        std::thread::scope(|s| {
+            for (r0, r1, mut part) in [(0, cut, top), (cut, h, bottom)] {
+                let (a, b, what) = (&a, &b, &what);
+                s.spawn(move || {
+                    let mut t = vec![0.0; mid * (r1 - r0).max(1) * w];
+                    let read = planes(r0, r1, 0..a.panels());
+                    dispatch::pointwise_from_rows(a, &part, &mut t, &read)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if r1 < h || r0 > 0 {
+                        let over = if r1 < h {
+                            planes(r0, r1 + 1, 0..a.panels())
+                        } else {
+                            planes(r0 - 1, r1, 0..a.panels())
+                        };
+                        let mut t = vec![0.0; mid * (r1 - r0 + 1) * w];
+                        assert!(dispatch::pointwise_from_rows(a, &part, &mut t, &over).is_err());
+                    }
+                    let mut skew = read.clone();
+                    skew.input.stride += 1;
+                    if skew.count > 0 {
+                        assert!(dispatch::pointwise_from_rows(a, &part, &mut t, &skew).is_err());
+                    }
+                    dispatch::pointwise_rows(b, &t, &mut part, &back(r0, r1))
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                });
+            }
+        });
+        assert_close(&got, &want, &what);
+    }
+}
+
+/// A call split into pieces of pixels gives the bits of the whole call, with
+/// K rows read in place (shuffle table) and packed (a random table), K past
+/// the kernels' K blocks (NEON: 256) and every epilogue: a unit band by band,
+/// split by rows or on whole tensors gets the same result.
+#[test]
+fn pointwise_pixel_pieces_give_the_whole_calls_bits() {
+    let mut rng = Rng(0x91ec_e5b1_75aa_3e01);
+    // Every K with and without the residual, K rows in order (read in place),
+    // shuffled and at random.
+    let ks = [3, 40, 255, 256, 257, 288, 600];
+    for case in 0..ks.len() * 12 {
+        let (k, accumulate, table) = (ks[case % 7], case / 7 % 2 == 1, case / 14 % 3);
+        let groups = rng.pick(&[1, 2, 3]);
+        let m = 1 + rng.below(20);
+        let n = 1 + rng.below(200);
+        let cin = groups * k;
+        let in_rows: Vec<u32> = match table {
+            0 => (0..cin as u32).collect(),
+            1 => shuffle_table(cin, groups),
+            _ => (0..cin).map(|_| rng.below(cin) as u32).collect(),
+        };
+        let weights = pack_pointwise(groups, m, k, &rng.vec(groups * m * k));
+        let (bias, floor) = (rng.vec(groups * m), rng.vec(groups * m));
+        let relu = rng.below(2) == 1;
+        let p = Pointwise {
+            floor: (relu && rng.below(2) == 1).then_some(&floor[..]),
+            groups,
+            k,
+            m,
+            weights: &weights,
+            bias: &bias,
+            in_rows: &in_rows,
+            epilogue: Epilogue { accumulate, relu },
+        };
+        let input = rng.vec(cin * n);
+        let out0 = rng.vec(groups * m * n);
+        let call = |a: usize, b: usize| PointwiseCall::same_span(n, a, b - a, 0..p.panels());
+        let mut whole = out0.clone();
+        dispatch::pointwise(&p, &input, &mut whole, &call(0, n)).unwrap();
+        // Each piece's input ends at its last pixel (as a band buffer does):
+        // its tail cannot read whole vectors in place.
+        let last_row = *in_rows.iter().max().unwrap() as usize;
+        let mut pieces = out0.clone();
+        let mut a = 0;
+        while a < n {
+            let b = (a + 1 + rng.below(30)).min(n);
+            let input = &input[..last_row * n + b];
+            dispatch::pointwise(&p, input, &mut pieces, &call(a, b)).unwrap();
+            a = b;
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&whole) == bits(&pieces),
+            "case {case}: g={groups} k={k} m={m} n={n} {:?}",
+            p.epilogue
+        );
+    }
+}
+
 /// Every epilogue (bias or a zero bias with the residual, ReLU, floors) on whole
 /// 12-pixel tiles of every panel height (2, 4, 6, 8 rows), K rows read in place
 /// (shuffle table) and packed (a random table), K both even and odd: NEON runs

@@ -25,7 +25,7 @@ use super::pw_tile::{
     fill_bias_table, strip, strip_whole, Strip, ADD_OUT, BIAS_TAB, FLOOR, INIT_OUT, NR, PANEL_TAB,
     RELU,
 };
-use crate::{KernelError, Pointwise, PointwiseCall, MR};
+use crate::{InputPlanes, KernelError, Pointwise, PointwiseCall, MR};
 use core::arch::aarch64::*;
 use core::arch::asm;
 use core::mem::MaybeUninit;
@@ -328,7 +328,7 @@ pub fn pointwise(
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
     // SAFETY: `check` proved every run of the call inside `output`.
-    unsafe { pointwise_raw(p, input, output.as_mut_ptr(), call) };
+    unsafe { pointwise_raw(p, InputPlanes::of(input), output.as_mut_ptr(), call) };
     Ok(())
 }
 
@@ -338,10 +338,12 @@ pub fn pointwise(
 /// # Safety
 /// `p.check` accepts the call for some output; every output run of the call
 /// (`count` floats at `ch * stride + start` from `output`, for the call's
-/// channels) is writable and written by no one else during the call.
+/// channels) is writable and written by no one else during the call; `input`
+/// holds every run the call reads, and no one writes it or the floats of its
+/// planes below `input.row_end` during the call.
 pub(crate) unsafe fn pointwise_raw(
     p: &Pointwise,
-    input: &[f32],
+    input: InputPlanes,
     output: *mut f32,
     call: &PointwiseCall,
 ) {
@@ -367,7 +369,7 @@ pub(crate) unsafe fn pointwise_raw(
         offs.as_mut_ptr().cast::<usize>(),
         packed.as_mut_ptr().cast::<f32>(),
     );
-    let (inp, out) = (input.as_ptr(), output);
+    let (inp, out) = (input.ptr, output);
     let full = count - count % NR;
     let mut panel = call.panels.start;
     // The group whose K rows `prog` describes.
@@ -430,40 +432,55 @@ pub(crate) unsafe fn pointwise_raw(
             let base = first * is + call.input.start;
             let ps = (step * is as i64 * 4) as isize;
             // The tail tile reads its whole vectors of every K row in place if
-            // they stay inside the input (the last row read is the largest).
+            // they stay inside the input (the last row read is the largest) and
+            // inside the readable floats of each plane.
             let last = (first as i64 + step * (k as i64 - 1)).max(first as i64) as usize;
             let tail = count - full;
-            let tail_in_place = tail > 0
-                && last * is + call.input.start + full + 4 * tail.div_ceil(4) <= input.len();
+            let read_end = call.input.start + full + 4 * tail.div_ceil(4);
+            let tail_in_place =
+                tail > 0 && last * is + read_end <= input.len && read_end <= input.row_end;
             for po in po {
-                let flags = po.first | last_flags;
-                let s = Strip {
-                    nt: 0,
-                    kc: k,
-                    px: inp.wrapping_add(base),
-                    ps,
-                    pt: 4 * NR as isize,
-                    w: po.w,
-                    bias: po.bias,
-                    out: po.out,
-                    os: 0,
-                    flags,
-                };
-                // SAFETY: every K row `first + kk * step` is a row of the index
-                // table, so `check` proved `row * is + start + count <= len`: the
-                // whole tiles read pixels below `full <= count`, the tail tile up
-                // to `last * is + start + full + 4 ceil(tail / 4) <= len` (tested
-                // above). The panel writes its rows at pixels below `count`.
-                unsafe {
-                    if full > 0 {
-                        panel_strip::<true>(po, 0, s, po.out, os, full / NR, NR);
-                    }
-                    if tail_in_place {
-                        let s = Strip {
-                            px: s.px.add(full),
-                            ..s
-                        };
-                        panel_strip::<false>(po, 0, s, po.out.add(full), os, 1, tail);
+                // With ADD_OUT (the output added after the strip's K loop)
+                // K runs in the packed path's chunks of KC steps, each stored
+                // and the next starting from it, so that the output is added
+                // at the same point on both paths: every pixel rounds the same
+                // whatever the call's pixel count. (Other sums are one chain
+                // of FMAs either way.)
+                let chunk = if po.first == ADD_OUT { KC } else { k };
+                for k0 in (0..k).step_by(chunk) {
+                    let kc = chunk.min(k - k0);
+                    let first = if k0 == 0 { po.first } else { INIT_OUT };
+                    let last = if k0 + kc == k { last_flags } else { 0 };
+                    let s = Strip {
+                        nt: 0,
+                        kc,
+                        px: inp.wrapping_add(base).wrapping_offset(k0 as isize * ps / 4),
+                        ps,
+                        pt: 4 * NR as isize,
+                        w: po.w,
+                        bias: po.bias,
+                        out: po.out,
+                        os: 0,
+                        flags: first | last,
+                    };
+                    // SAFETY: every K row `first + kk * step` is a row of the
+                    // index table, so `check` proved `row * is + start + count <=
+                    // len`: the whole tiles read pixels below `full <= count`,
+                    // the tail tile up to `last * is + start + full + 4 ceil(tail
+                    // / 4) <= len`, and below the plane's readable end (tested
+                    // above); the strip reads K rows k0 .. k0 + kc. The panel
+                    // writes its rows at pixels below `count`.
+                    unsafe {
+                        if full > 0 {
+                            panel_strip::<true>(po, k0, s, po.out, os, full / NR, NR);
+                        }
+                        if tail_in_place {
+                            let s = Strip {
+                                px: s.px.add(full),
+                                ..s
+                            };
+                            panel_strip::<false>(po, k0, s, po.out.add(full), os, 1, tail);
+                        }
                     }
                 }
             }

@@ -119,7 +119,7 @@
 use super::pointwise_tail::{gemv_tail_applies, tail_block, try_gemv_tail};
 use super::simd::{blend, load, store, Kernel, Level, SimdExt, MAX_LANES};
 use crate::scratch;
-use crate::{Epilogue, KernelError, Pointwise, PointwiseCall, MR};
+use crate::{Epilogue, InputPlanes, KernelError, Pointwise, PointwiseCall, MR};
 
 /// Computes the panels and pixels of `call` with the best level of this CPU. Where
 /// that level's vectors are wider than AVX2's (AVX-512), a call of fewer pixels
@@ -132,7 +132,7 @@ pub fn pointwise(
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
     // SAFETY: `check` proved every run of the call inside `output`.
-    unsafe { pointwise_raw(p, input, output.as_mut_ptr(), call) };
+    unsafe { pointwise_raw(p, InputPlanes::of(input), output.as_mut_ptr(), call) };
     Ok(())
 }
 
@@ -142,10 +142,12 @@ pub fn pointwise(
 /// # Safety
 /// `p.check` accepts the call for some output; every output run of the call
 /// (`count` floats at `ch * stride + start` from `output`, for the call's
-/// channels) is writable and written by no one else during the call.
+/// channels) is writable and written by no one else during the call; `input`
+/// holds every run the call reads, and no one writes those runs during the
+/// call (this path reads nothing past them).
 pub(crate) unsafe fn pointwise_raw(
     p: &Pointwise,
-    input: &[f32],
+    input: InputPlanes,
     output: *mut f32,
     call: &PointwiseCall,
 ) {
@@ -191,7 +193,7 @@ pub fn pointwise_at(
 ) -> Result<(), KernelError> {
     p.check(input, output, call)?;
     // SAFETY: `check` proved every run of the call inside `output`.
-    unsafe { compute(level, p, input, output.as_mut_ptr(), call) };
+    unsafe { compute(level, p, InputPlanes::of(input), output.as_mut_ptr(), call) };
     Ok(())
 }
 
@@ -200,11 +202,12 @@ pub fn pointwise_at(
 /// # Safety
 /// Every output run of the call (`count` floats at `ch * stride + start` from
 /// `output`, for the call's channels) is writable and written by no one else
-/// during the call.
+/// during the call; `input` holds every run the call reads, which no one
+/// writes during the call.
 unsafe fn compute(
     level: Level,
     p: &Pointwise,
-    input: &[f32],
+    input: InputPlanes,
     output: *mut f32,
     call: &PointwiseCall,
 ) {
@@ -213,7 +216,7 @@ unsafe fn compute(
     }
     level.run(Op {
         p,
-        input,
+        input: input.ptr,
         output,
         call,
     });
@@ -221,7 +224,8 @@ unsafe fn compute(
 
 struct Op<'a, 'b> {
     p: &'a Pointwise<'b>,
-    input: &'a [f32],
+    /// The input's first float: `compute`'s caller vouched for every run.
+    input: *const f32,
     /// The output's first float: `compute`'s caller vouched for every run.
     output: *mut f32,
     call: &'a PointwiseCall,
@@ -873,7 +877,7 @@ impl Kernel for Op<'_, '_> {
             for &r in &p.in_rows[g * k..(g + 1) * k] {
                 let off = r as usize * call.input.stride + call.input.start;
                 // SAFETY: check() proved every in_rows plane holds the pixel run.
-                rows.push(unsafe { input.as_ptr().add(off) });
+                rows.push(unsafe { input.add(off) });
             }
             let gm = Gemm {
                 p,

@@ -74,7 +74,7 @@ miri() {
   #   other planner unit tests build and calibrate full ShuffleNets: too slow);
   # - the kernels' short-buffer test (the against_scalar sweeps take hours under
   #   Miri; hostile_miri covers every kernel at tiny sizes instead, and a session
-  #   whose stride-2 unit runs on two threads by rows) and `PlaneRows`' own tests.
+  #   whose units run on two threads by rows) and `PlaneRows`' own tests.
   step "miri: hostile_miri (kernels, planner, loader, session)"
   nice -n 19 cargo +nightly miri test -p engine --test hostile_miri -- --skip two_threads
   # A session on two threads starts a rayon pool, whose crossbeam-epoch breaks a

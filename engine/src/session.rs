@@ -8,7 +8,7 @@
 use crate::arena_memory::ArenaMemory;
 use crate::exec::{
     self, ExecOptions, ExecPlan, SessionError, StageTimes, DEFAULT_BAND_BYTES,
-    DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
+    DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES, SPLIT_IN_PLACE_MIN_BYTES,
 };
 use crate::model::Model;
 use crate::program::Program;
@@ -45,6 +45,11 @@ pub struct SessionOptions {
     /// per call). Which is faster depends on the CPU: see the thread measurements
     /// in `tools/PERFORMANCE.md`. Results are the same either way.
     pub pipeline_segments: bool,
+    /// With several threads: the smallest input tensor, in bytes, of a stride-1
+    /// unit that all threads run at once, each on its own rows (default
+    /// [`SPLIT_IN_PLACE_MIN_BYTES`]);
+    /// smaller ones run on whole tensors. Results are the same either way.
+    pub split_in_place_min_bytes: usize,
 }
 
 impl Default for SessionOptions {
@@ -56,6 +61,7 @@ impl Default for SessionOptions {
             band_bytes: DEFAULT_BAND_BYTES,
             pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
             pipeline_segments: false,
+            split_in_place_min_bytes: SPLIT_IN_PLACE_MIN_BYTES,
         }
     }
 }
@@ -107,6 +113,7 @@ impl Session {
             } else {
                 1
             },
+            split_in_place_min_bytes: options.split_in_place_min_bytes,
             threads: options.threads,
         };
         let plan = ExecPlan::new(model.program(), height, width, &exec_options)?;

@@ -80,7 +80,8 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                 let want = reference::run(&graph, h, w, &x).unwrap().data;
                 let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 let tensors = lowered.tensors.as_slice();
-                // Whole tensors; streamed in one-row bands, on 1 and 2 threads;
+                // Whole tensors; streamed in one-row bands, on 1 and 2 threads
+                // (planned for 2: units split by rows where SPLIT_UNITS_BY_ROWS);
                 // streamed in bands sized by a small cache budget.
                 let whole = ExecOptions {
                     stream: false,
@@ -89,6 +90,12 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                 let one_row = ExecOptions {
                     band_bytes: 0,
                     ..Default::default()
+                };
+                // Planned for two threads: units split by rows.
+                let one_row2 = ExecOptions {
+                    threads: 2,
+                    split_in_place_min_bytes: 0,
+                    ..one_row
                 };
                 let banded = ExecOptions {
                     band_bytes: 3 << 10,
@@ -106,7 +113,7 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     &[
                         (whole, 1),
                         (one_row, 1),
-                        (one_row, 2),
+                        (one_row2, 2),
                         (segmented(2), 2),
                         (segmented(3), 1),
                         (piped, 1),
@@ -115,7 +122,7 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                     &[
                         (whole, 1),
                         (one_row, 1),
-                        (one_row, 2),
+                        (one_row2, 2),
                         (banded, 1),
                         (piped, 2),
                         (segmented(2), 2),
@@ -152,8 +159,12 @@ fn every_family_member_matches_the_reference_with_a_sound_arena() {
                         .filter(|s| matches!(s, Stage::Stem(_)))
                         .count();
                     if opts.band_bytes == 0 {
-                        assert_eq!((units, stems), (16, 1), "{what}: one-row bands stream all");
-                        let fused = FUSE_SHORTCUT_POOLS && p.pipeline.is_none();
+                        // (Units stream on several threads only split by rows.)
+                        let all = opts.threads == 1 || SPLIT_UNITS_BY_ROWS;
+                        let want = (if all { 16 } else { 0 }, 1);
+                        assert_eq!((units, stems), want, "{what}: one-row bands stream all");
+                        let fused =
+                            FUSE_SHORTCUT_POOLS && p.pipeline.is_none() && opts.threads == 1;
                         let want = if fused { 3 } else { 0 };
                         assert_eq!(downs, want, "{what}: shortcut pools in their units");
                     }
@@ -317,8 +328,12 @@ fn threads_splitting_calls_raise_the_pipeline_threshold() {
     );
 }
 
+/// With several threads (where `SPLIT_UNITS_BY_ROWS`), every streamed unit
+/// runs on all of them at once, each on its own rows; a unit that writes over
+/// its input convolves the rows at each cut first (its halo area), and splits
+/// only from `split_in_place_min_bytes`.
 #[test]
-fn several_threads_split_units_by_rows_where_they_do_not_write_over_their_input() {
+fn several_threads_split_streamed_units_by_rows() {
     let lowered = plan::lower(&family::build(3, 1.0, 1).unwrap()).unwrap();
     let steps = &lowered.program.steps;
     // Whether a unit writes over its input (a stride-1 unit's residual).
@@ -337,6 +352,7 @@ fn several_threads_split_units_by_rows_where_they_do_not_write_over_their_input(
                 pipeline_min_bytes: usize::MAX,
                 band_bytes: 64 << 10,
                 threads,
+                split_in_place_min_bytes: 0,
                 ..Default::default()
             },
         )
@@ -354,12 +370,34 @@ fn several_threads_split_units_by_rows_where_they_do_not_write_over_their_input(
             })
             .collect();
         assert!(units.iter().all(|u| u.parts == threads), "{what}");
-        assert_eq!(units.iter().any(in_place), threads == 1, "{what}");
         let split = threads == 1 || SPLIT_UNITS_BY_ROWS;
+        assert_eq!(units.iter().any(in_place), split, "{what}");
         assert_eq!(units.iter().any(|u| !in_place(u)), split, "{what}");
+        for u in &units {
+            assert_eq!(u.halo.is_some(), threads > 1 && in_place(u), "{what}");
+        }
         let downs = p.stages.iter().filter(|s| matches!(s, Stage::Down(_)));
         assert!(threads == 1 || downs.count() == 0, "{what}: no fused pools");
         let stems = p.stages.iter().filter(|s| matches!(s, Stage::Stem(_)));
         assert_eq!(stems.count(), 1, "{what}");
     }
+    // By default a stride-1 unit's tensor at 224x224 is too small to split (it
+    // runs on whole tensors); the stride-2 units split.
+    let opts = ExecOptions {
+        pipeline_min_bytes: usize::MAX,
+        band_bytes: 64 << 10,
+        threads: 2,
+        ..Default::default()
+    };
+    let p = ExecPlan::new(&lowered.program, 224, 224, &opts).unwrap();
+    let units = p.stages.iter().filter_map(|s| match s {
+        Stage::Unit(u) => Some(*u),
+        _ => None,
+    });
+    let (mut down, mut same) = (0, 0);
+    for u in units {
+        *(if in_place(&u) { &mut same } else { &mut down }) += 1;
+    }
+    let split = if SPLIT_UNITS_BY_ROWS { 3 } else { 0 };
+    assert_eq!((down, same), (split, 0));
 }

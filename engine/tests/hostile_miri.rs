@@ -379,10 +379,11 @@ fn mini_network_through_planner_file_loader_and_session() {
     }
 }
 
-/// Two threads with one-row bands: the stem streams with its calls split, the
-/// stride-2 unit runs on both threads at once, each on its own output rows (the
-/// pointwise kernel writing through `PlaneRows`; where `SPLIT_UNITS_BY_ROWS`,
-/// else on whole tensors); the same bits as one thread.
+/// Two threads with one-row bands: the stem streams with its calls split, each
+/// unit runs on both threads at once, each on its own output rows (the
+/// pointwise kernel writing through `PlaneRows`, and in the stride-1 units also
+/// reading its input rows through it; where `SPLIT_UNITS_BY_ROWS`, else on
+/// whole tensors); the same bits as one thread.
 /// (Under Miri with Tree Borrows: rayon's crossbeam-epoch breaks a Stacked
 /// Borrows rule when its pool starts, see `tools/hostile.sh`.)
 #[test]
@@ -398,6 +399,7 @@ fn mini_network_on_two_threads_by_rows() {
             threads,
             band_bytes: 1,
             pipeline_min_bytes: usize::MAX,
+            split_in_place_min_bytes: 0,
             ..SessionOptions::default()
         };
         let mut s = Session::new(model.clone(), h, w, opts).unwrap();

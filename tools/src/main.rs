@@ -25,12 +25,13 @@ commands:
   convert IN.onnx -o FILE                             convert an ONNX model to the engine's file
   info    [FILE] [--resolution HxW] [--json]          architecture, parameters, MFLOPs
   plan    [FILE] [--resolution HxW] [--json] [--no-stream] [--band-kib N] [--segments N]
-          [--threads N] [--pipeline-kib N]            the fused op list and the arena
+          [--threads N] [--pipeline-kib N] [--split-kib N]
+                                                      the fused op list and the arena
   run     FILE --input IN.npy --output OUT.npy [--threads N]
                                                       one inference; prints the top-5 classes
   bench   [FILE] [--resolutions 224x224,480x640,720x1280] [--runs N] [--warmup N]
           [--threads N] [--json] [--compare] [--scaling] [--no-stream] [--no-pipeline]
-          [--segments] [--band-kib N] [--pipeline-kib N] [--profile]
+          [--segments] [--band-kib N] [--pipeline-kib N] [--split-kib N] [--profile]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
                                                       --scaling: 1 thread vs --threads N side by side
@@ -46,7 +47,10 @@ N KiB (0: always), and whenever whole tensors would pass the arena limit; defaul
 only over the limit); on x86-64 a session splitting its calls over --threads N > 1
 (no --segments) uses 4x that.
 --band-kib N: cache budget of a streamed unit's band buffers (default 256 on ARM,
-1024 on x86-64).";
+1024 on x86-64).
+--split-kib N: with --threads N > 1 on x86-64, split a stride-1 unit by rows over
+the threads from an input tensor of N KiB (default 4096); smaller ones run on
+whole tensors.";
 
 /// A failure of the command line itself (print the usage) or of the work.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ pub use pipeline::{Element, HandoffSpec, Pipeline, Segment, WindowSpec, MAX_SEGM
 pub use plan::{
     input_rows, DownBand, ExecOptions, ExecPlan, Stage, StemBand, StepShape, UnitBand,
     DEFAULT_BAND_BYTES, DEFAULT_MAX_ARENA_BYTES, DEFAULT_PIPELINE_MIN_BYTES, FUSE_SHORTCUT_POOLS,
-    SPLIT_UNITS_BY_ROWS, THREADED_PIPELINE_FACTOR,
+    SPLIT_IN_PLACE_MIN_BYTES, SPLIT_UNITS_BY_ROWS, THREADED_PIPELINE_FACTOR,
 };
 
 use crate::graph::Layout as InputLayout;

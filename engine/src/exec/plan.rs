@@ -95,6 +95,23 @@ pub const SPLIT_UNITS_BY_ROWS: bool = true;
 #[cfg(not(target_arch = "x86_64"))]
 pub const SPLIT_UNITS_BY_ROWS: bool = false;
 
+/// The smallest input tensor (bytes) of a unit that writes over its input (a
+/// stride-1 unit) that a session on several threads splits by rows (see
+/// [`ExecOptions::threads`]); smaller ones run on whole tensors, their kernel
+/// calls split by channels. AMD EPYC Zen 4, 1x g = 3, two threads, profiled
+/// against whole tensors: at 720x1280 the stage-2 units (13.8 MB) took 0.78 of
+/// the time split by rows, the stage-3 units (6.9 MB) 0.88, the stage-4 units
+/// (3.5 MB) 1.30; at 480x640 stage 2 (4.6 MB) 1.00, stage 3 (2.3 MB) 1.15. Each
+/// part reads all of a unit's weights, and the rows at each cut are convolved
+/// on one thread first: on small tensors that costs more than the memory
+/// traffic it saves.
+pub const SPLIT_IN_PLACE_MIN_BYTES: usize = 4 << 20;
+
+/// Rows at each cut between the parts of a unit split by rows that writes over
+/// its input whose first pointwise conv runs before the parts (see
+/// [`UnitBand::halo`]): the last row above the cut and the first below.
+pub(crate) const HALO_ROWS: usize = 2;
+
 /// How a program is bound to an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -117,27 +134,33 @@ pub struct ExecOptions {
     /// when executed with that many threads; 1: one pipeline, whose kernel calls
     /// are split over the threads instead. Results do not depend on it.
     pub segments: usize,
+    /// With several threads (where [`SPLIT_UNITS_BY_ROWS`]): the smallest input
+    /// tensor, in bytes, of a unit that writes over its input that is split by
+    /// rows (default [`SPLIT_IN_PLACE_MIN_BYTES`]); smaller ones run on whole
+    /// tensors. Results do not depend on it.
+    pub split_in_place_min_bytes: usize,
     /// Threads the session splits its work over. With more than one, in a
-    /// program that is not pipelined, a unit that does not write over its input
-    /// (a stride-2 unit) runs on all threads at once (where
-    /// [`SPLIT_UNITS_BY_ROWS`]), each streaming its own rows
-    /// of the output through its own band buffers (no kernel call split; AMD EPYC
+    /// program that is not pipelined, where [`SPLIT_UNITS_BY_ROWS`], a unit runs
+    /// on all threads at once, each streaming its own rows of the output through
+    /// its own band buffers (no kernel call split): every stride-2 unit (AMD EPYC
     /// Zen 4, 1x g = 3 at 720x1280, two threads, paired against those units on
     /// whole tensors: the stride-2 units 0.84 of the time, all stages 0.92 over
     /// 10 profiled rounds, whole runs 0.94 and 0.98 in two sets of 12 rounds; at
-    /// 480x640 1.00, at 224x224 no unit needs a second band). The other units
-    /// run on whole tensors, their kernel calls split over the threads: split
-    /// band by band, a band's calls are too small
-    /// (a fork and join for a few microseconds of work each, and every band
-    /// buffer written by one core and read by the other; measured, 1x g = 3, two
-    /// threads against one: 480x640 1.49x streamed, 1.72x on whole tensors;
-    /// 224x224 1.16x and 1.37x), and split by rows, a part would overwrite the
-    /// input rows its neighbour still reads. The stem streams with its calls
-    /// split: its conv and pool split at the same channels, so a band stays on
-    /// its core, and its whole conv output (22 MB at 720x1280) is what two
-    /// threads cannot share well (two threads, stem time paired against whole
-    /// tensors over 10 profiled rounds: 0.84 at 720x1280, 0.88 at 480x640;
-    /// about 2% of the network). Results do not depend on it.
+    /// 480x640 1.00, at 224x224 no unit needs a second band), and each stride-1
+    /// unit (which writes over its input) from an input tensor of
+    /// [`Self::split_in_place_min_bytes`]: it first convolves the input rows at
+    /// each cut between parts, which a part overwrites while its neighbour still
+    /// reads them ([`UnitBand::halo`]). The other units run on whole tensors,
+    /// their kernel calls split over the threads: split band by band, a band's
+    /// calls are too small (a fork and join for a few microseconds of work each,
+    /// and every band buffer written by one core and read by the other;
+    /// measured, 1x g = 3, two threads against one: 480x640 1.49x streamed,
+    /// 1.72x on whole tensors; 224x224 1.16x and 1.37x). The stem streams with
+    /// its calls split: its conv and pool split at the same channels, so a band
+    /// stays on its core, and its whole conv output (22 MB at 720x1280) is what
+    /// two threads cannot share well (two threads, stem time paired against
+    /// whole tensors over 10 profiled rounds: 0.84 at 720x1280, 0.88 at
+    /// 480x640; about 2% of the network). Results do not depend on it.
     pub threads: usize,
 }
 
@@ -163,6 +186,7 @@ impl Default for ExecOptions {
             band_bytes: DEFAULT_BAND_BYTES,
             pipeline_min_bytes: DEFAULT_PIPELINE_MIN_BYTES,
             segments: 1,
+            split_in_place_min_bytes: SPLIT_IN_PLACE_MIN_BYTES,
             threads: 1,
         }
     }
@@ -196,6 +220,11 @@ pub struct UnitBand {
     /// with its own band buffers (the areas hold one pair per part); 1: one
     /// band loop, whose kernel calls may be split over threads.
     pub parts: usize,
+    /// With several parts, in a unit that writes over its input: the arena area
+    /// of the first pointwise conv's output on the two input rows at each cut
+    /// between parts (computed before the parts start, as each part overwrites
+    /// the row its neighbour's depthwise conv reads).
+    pub halo: Option<usize>,
 }
 
 /// A stride-2 unit band with its shortcut pool: per band, the pool's output rows
@@ -530,6 +559,7 @@ impl ExecPlan {
         let chains = Streamed {
             units: opts.stream && (opts.threads <= 1 || SPLIT_UNITS_BY_ROWS),
             parts: opts.threads,
+            split_in_place_min_bytes: opts.split_in_place_min_bytes,
             stem: opts.stream,
             fuse_pools: FUSE_SHORTCUT_POOLS && opts.threads <= 1,
         };
@@ -539,6 +569,7 @@ impl ExecPlan {
             let all = Streamed {
                 units: true,
                 parts: 1,
+                split_in_place_min_bytes: 0,
                 stem: true,
                 fuse_pools: false,
             };
@@ -677,9 +708,11 @@ impl ExecPlan {
 struct Streamed {
     /// Pointwise -> depthwise -> pointwise units.
     units: bool,
-    /// Threads a unit's rows are split over ([`UnitBand::parts`]); with more
-    /// than one, only units that do not write over their input stream.
+    /// Threads a unit's rows are split over ([`UnitBand::parts`]).
     parts: usize,
+    /// With several parts, the smallest input tensor (bytes) of a unit that
+    /// writes over its input that streams (split by rows).
+    split_in_place_min_bytes: usize,
     /// Conv -> max pool stems.
     stem: bool,
     /// Each streamed stride-2 unit with its shortcut pool.
@@ -705,7 +738,10 @@ fn schedule(
         }
         let unit = streamed
             .units
-            .then(|| unit_band(program, shapes, uses, i, (budget, streamed.parts), areas))
+            .then(|| {
+                let split = (budget, streamed.parts, streamed.split_in_place_min_bytes);
+                unit_band(program, shapes, uses, i, split, areas)
+            })
             .flatten()
             .map(|unit| match shortcut_pool(&program.steps, &unit, i + 3) {
                 Some(_) if streamed.fuse_pools => Stage::Down(DownBand {
@@ -762,7 +798,7 @@ fn unit_band(
     shapes: &[StepShape],
     uses: &Uses,
     i: usize,
-    (budget, parts): (usize, usize),
+    (budget, parts, split_min): (usize, usize, usize),
     areas: &mut Areas,
 ) -> Option<UnitBand> {
     let steps = program.steps.get(i..i + 3)?;
@@ -801,17 +837,21 @@ fn unit_band(
     if out.buffer == x.buffer && (out != x || *stride != 1 || pads.top != 1 || pads.bottom != 1) {
         return None;
     }
-    // Split by rows, a part would overwrite input rows the next part still reads.
     let parts = parts.max(1);
-    if parts > 1 && out.buffer == x.buffer {
-        return None;
-    }
     let (stride, c) = (*stride as usize, b1.channels as usize);
     let ((_, w1), (h2, w2)) = (shapes[i + 1].input, shapes[i + 1].output);
     let bytes = |r: usize, rin: usize| 4 * c * (rin * w1 + r * w2);
     let (rows, in_rows) = band_rows(h2, stride, 3, bytes, budget);
     if rows >= h2 {
         return None; // One band holds everything: nothing to save.
+    }
+    // Split by rows over a unit that writes over its input, each part
+    // overwrites an input row next to a cut that its neighbour's depthwise conv
+    // also reads: the first conv of the rows at each cut runs before the parts.
+    let in_place = parts > 1 && out.buffer == x.buffer;
+    let (h1, _) = shapes[i].input;
+    if in_place && 4 * x.channels as usize * h1 * w1 < split_min {
+        return None; // Whole tensors, calls split by channels: faster there.
     }
     areas.retire(b1.buffer);
     areas.retire(b2.buffer);
@@ -822,6 +862,7 @@ fn unit_band(
         band_in: areas.add(parts * c * in_rows * w1, i, i + 2),
         band_out: areas.add(parts * c * rows * w2, i, i + 2),
         parts,
+        halo: in_place.then(|| areas.add((parts - 1) * c * HALO_ROWS * w1, i, i + 2)),
     })
 }
 

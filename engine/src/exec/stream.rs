@@ -10,7 +10,7 @@
 //! serves whole tensors (the chain's input and output are full buffers) and the
 //! row windows of the whole-network pipeline (see `pipeline/`).
 
-use super::plan::{input_rows, StemBand, UnitBand};
+use super::plan::{input_rows, StemBand, UnitBand, HALO_ROWS};
 use super::step::{conv_of, depthwise_of, par_channels, par_pointwise, pointwise_of, pool_of};
 use super::{split, ExecPlan};
 use crate::graph::{Pads, PoolSpec};
@@ -176,6 +176,7 @@ pub struct Unit<'t> {
     in_rows: usize,
     band_out: Range<usize>,
     out_rows: usize,
+    halo: Option<Range<usize>>,
 }
 
 impl<'t> Unit<'t> {
@@ -205,6 +206,7 @@ impl<'t> Unit<'t> {
             in_rows: u.in_rows,
             band_out: p.area(u.band_out),
             out_rows: u.rows,
+            halo: u.halo.map(|a| p.area(a)),
         })
     }
 
@@ -213,6 +215,7 @@ impl<'t> Unit<'t> {
     pub fn rebased(mut self, base: usize) -> Result<Unit<'t>, Error> {
         self.band_in = shift(self.band_in, base)?;
         self.band_out = shift(self.band_out, base)?;
+        self.halo = self.halo.map(|h| shift(h, base)).transpose()?;
         Ok(self)
     }
 
@@ -247,18 +250,25 @@ impl<'t> Unit<'t> {
     }
 
     /// [`Unit::band`] for one of several threads that split the output rows:
-    /// its own band buffers `band1` and `band2` (`x` read from `xs`), its rows
-    /// of the output in `out` (planes as `out_loc` describes them).
+    /// its own band buffers `band1` and `band2` (`x` read as `input` says), its
+    /// rows of the output in `out` (planes as `out_loc` describes them).
+    #[allow(clippy::too_many_arguments)]
     fn band_of_part(
         &self,
         win: &mut Window,
         rows: Range<usize>,
-        (xs, x): (&[f32], &Loc),
+        input: &PartInput,
         (band1, band2): (&mut [f32], &mut [f32]),
         out: &mut PlaneRows,
         out_loc: &Loc,
+        own: &Range<usize>,
     ) -> Result<(), Error> {
-        self.gconv1(win, &rows, (xs, x), band1, 1)?;
+        match *input {
+            PartInput::Shared(xs, x) => self.gconv1(win, &rows, (xs, x), band1, 1)?,
+            PartInput::Own { x, halo, part } => {
+                self.gconv1_own(win, &rows, (out, x), (halo, part, own), band1)?
+            }
+        }
         self.depthwise(&rows, band1, band2, 1)?;
         let (input, output) = self.gconv2_spans(&rows, out_loc);
         let call = PointwiseCall {
@@ -280,24 +290,145 @@ impl<'t> Unit<'t> {
         band: &mut [f32],
         threads: usize,
     ) -> Result<(), Error> {
-        let w1 = self.hw1.1;
-        let stride_in = self.in_rows * w1;
-        let need = self.needs(rows);
-        let todo = win.advance(need.clone(), band, self.channels, stride_in, w1)?;
+        let (need, todo) = self.advance(win, rows, band)?;
         if todo.is_empty() {
             return Ok(());
         }
-        let spans = (
-            PixelSpan {
-                stride: x.stride,
-                start: x.at(todo.start),
-            },
-            PixelSpan {
-                stride: stride_in,
-                start: (todo.start - need.start) * w1,
-            },
-        );
-        par_pointwise(&self.pw1, xs, band, spans, todo.len() * w1, threads)
+        let spans = self.gconv1_spans(x, &need, &todo);
+        par_pointwise(&self.pw1, xs, band, spans, todo.len() * self.hw1.1, threads)
+    }
+
+    /// [`Unit::gconv1`] for part `part` of a unit split by rows that writes
+    /// over its input: the part's own input rows `own` are read from `xo` (its
+    /// rows of the input, which it overwrites band by band; stored as `x`
+    /// says), the rows next to them from `halo` (see [`UnitBand::halo`]).
+    fn gconv1_own(
+        &self,
+        win: &mut Window,
+        rows: &Range<usize>,
+        (xo, x): (&PlaneRows, &Loc),
+        (halo, part, own): (&[f32], usize, &Range<usize>),
+        band: &mut [f32],
+    ) -> Result<(), Error> {
+        let (need, todo) = self.advance(win, rows, band)?;
+        let mine = todo.start.max(own.start)..todo.end.min(own.end);
+        if !mine.is_empty() {
+            let (input, output) = self.gconv1_spans(x, &need, &mine);
+            let call = PointwiseCall {
+                input,
+                output,
+                count: mine.len() * self.hw1.1,
+                panels: 0..self.pw1.panels(),
+            };
+            dispatch::pointwise_from_rows(&self.pw1, xo, band, &call)?;
+        }
+        // The row above the part is the second-last of the cut above it (the
+        // part's first cut), the row below the last of the cut below.
+        for r in todo.filter(|r| !own.contains(r)) {
+            let (cut, i) = if r < own.start {
+                (part.wrapping_sub(1), 0)
+            } else {
+                (part, 1)
+            };
+            self.copy_halo_row(halo, (cut, i), band, r - need.start)?;
+        }
+        Ok(())
+    }
+
+    /// Copies row `i` of cut `cut`'s rows in `halo` to row `at` of the first
+    /// band buffer `band`.
+    fn copy_halo_row(
+        &self,
+        halo: &[f32],
+        (cut, i): (usize, usize),
+        band: &mut [f32],
+        at: usize,
+    ) -> Result<(), Error> {
+        let w1 = self.hw1.1;
+        let (hs, bs) = (HALO_ROWS * w1, self.in_rows * w1);
+        let first = cut
+            .checked_mul(self.channels * hs)
+            .ok_or_else(|| Error::Argument("halo row outside its area".into()))?;
+        for c in 0..self.channels {
+            let src = halo
+                .get(first + c * hs + i * w1..)
+                .and_then(|h| h.get(..w1));
+            let dst = band
+                .get_mut(c * bs + at * w1..)
+                .and_then(|b| b.get_mut(..w1));
+            let (Some(src), Some(dst)) = (src, dst) else {
+                return Err(Error::Argument("halo row outside its band".into()));
+            };
+            dispatch::copy(src, dst)?;
+        }
+        Ok(())
+    }
+
+    /// Computes the first pointwise conv of the rows at each cut between the
+    /// `parts` parts of a unit split by rows into `halo` (see
+    /// [`UnitBand::halo`]), from `x` (read from `xs`), before any part runs.
+    fn gconv1_halo(
+        &self,
+        parts: usize,
+        (xs, x): (&[f32], &Loc),
+        halo: &mut [f32],
+    ) -> Result<(), Error> {
+        let (h, w1) = (self.hw1.0, self.hw1.1);
+        let per_cut = self.channels * HALO_ROWS * w1;
+        for (t, slot) in (1..parts).zip(halo.chunks_exact_mut(per_cut)) {
+            let cut = part_start(h, parts, t);
+            // A cut at the top or bottom has a part on one side only.
+            if cut == 0 || cut >= h {
+                continue;
+            }
+            let spans = (
+                PixelSpan {
+                    stride: x.stride,
+                    start: x.at(cut - 1),
+                },
+                PixelSpan {
+                    stride: HALO_ROWS * w1,
+                    start: 0,
+                },
+            );
+            par_pointwise(&self.pw1, xs, slot, spans, HALO_ROWS * w1, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the input rows the first band buffer holds that output rows
+    /// `rows` no longer read; returns the input rows they read and those among
+    /// them still to compute.
+    fn advance(
+        &self,
+        win: &mut Window,
+        rows: &Range<usize>,
+        band: &mut [f32],
+    ) -> Result<(Range<usize>, Range<usize>), Error> {
+        let w1 = self.hw1.1;
+        let need = self.needs(rows);
+        let todo = win.advance(need.clone(), band, self.channels, self.in_rows * w1, w1)?;
+        Ok((need, todo))
+    }
+
+    /// Where the first pointwise conv reads input rows `todo` (from `x`) and
+    /// writes them (in the first band buffer, which holds rows `need`).
+    fn gconv1_spans(
+        &self,
+        x: &Loc,
+        need: &Range<usize>,
+        todo: &Range<usize>,
+    ) -> (PixelSpan, PixelSpan) {
+        let w1 = self.hw1.1;
+        let input = PixelSpan {
+            stride: x.stride,
+            start: x.at(todo.start),
+        };
+        let output = PixelSpan {
+            stride: self.in_rows * w1,
+            start: (todo.start - need.start) * w1,
+        };
+        (input, output)
     }
 
     /// The depthwise conv of output rows `rows`, from `band1` into `band2`.
@@ -397,7 +528,9 @@ pub fn run_unit<T: TensorSource + ?Sized>(
 
 /// Runs a unit on `parts` threads at once, each on its own rows of the output
 /// with its own pair of band buffers (see [`UnitBand::parts`]): no kernel call
-/// is split, and each thread's bands stay in its core's cache.
+/// is split, and each thread's bands stay in its core's cache. A unit that
+/// writes over its input first convolves the rows at each cut (see
+/// [`UnitBand::halo`]); then each part reads and writes its own rows only.
 fn run_unit_rows(
     unit: &Unit,
     parts: usize,
@@ -405,65 +538,132 @@ fn run_unit_rows(
     arena: &mut [f32],
     ext: &[f32],
 ) -> Result<(), Error> {
-    let areas = [out.range(), unit.band_in.clone(), unit.band_out.clone()];
+    let bands = [unit.band_in.clone(), unit.band_out.clone()];
+    if let Some(halo) = unit.halo.clone() {
+        if x != out {
+            return Err(Error::Argument(
+                "a unit with cut rows must write over its input".into(),
+            ));
+        }
+        {
+            let [hs, xs] = split(arena, [halo.clone(), x.range()])?;
+            unit.gconv1_halo(parts, (xs, x), hs)?;
+        }
+        let [b1, b2] = bands;
+        let [o, b1, b2, hs] = split(arena, [out.range(), b1, b2, halo])?;
+        let input = PartInput::Own {
+            x,
+            halo: hs,
+            part: 0,
+        };
+        return RowsJob::new(unit, parts, input, out, (b1, b2)).run(o, (b1, b2));
+    }
+    let [b1, b2] = bands;
     let (o, b1, b2, xs) = if x.external {
         let xs = ext
             .get(x.range())
             .ok_or_else(|| Error::Argument("input rows outside the input".into()))?;
-        let [o, b1, b2] = split(arena, areas)?;
+        let [o, b1, b2] = split(arena, [out.range(), b1, b2])?;
         (o, b1, b2, xs)
     } else {
-        let [a, b, c] = areas;
-        let [o, b1, b2, xs] = split(arena, [a, b, c, x.range()])?;
+        let [o, b1, b2, xs] = split(arena, [out.range(), b1, b2, x.range()])?;
         (o, b1, b2, &*xs)
     };
-    let job = RowsJob {
-        unit,
-        x: (xs, x),
-        out,
-        band_floats: (b1.len() / parts, b2.len() / parts),
-    };
-    let rows = PlaneRows::new(o, out.stride)?;
-    job.split(parts, 0..unit.hw2.0, rows, (b1, b2))
+    let input = PartInput::Shared(xs, x);
+    RowsJob::new(unit, parts, input, out, (b1, b2)).run(o, (b1, b2))
+}
+
+/// First output row of part `t` of `parts` over `h` rows.
+fn part_start(h: usize, parts: usize, t: usize) -> usize {
+    h * t / parts.max(1)
+}
+
+/// Where the parts of a unit split by rows read its input.
+#[derive(Clone, Copy)]
+enum PartInput<'a> {
+    /// From the whole input (read from the slice, stored as the [`Loc`] says),
+    /// which no part writes.
+    Shared(&'a [f32], &'a Loc),
+    /// Each part from its own rows of the output, which are also the input
+    /// (stored as `x` says), the rows next to them from `halo`; `part` is the
+    /// part's index.
+    Own {
+        /// How the input (and output) is stored.
+        x: &'a Loc,
+        /// The first conv's output at each cut.
+        halo: &'a [f32],
+        /// The part's index.
+        part: usize,
+    },
 }
 
 /// What the parts of a unit split by rows share.
 struct RowsJob<'a, 't> {
     unit: &'a Unit<'t>,
-    x: (&'a [f32], &'a Loc),
+    parts: usize,
+    input: PartInput<'a>,
     out: &'a Loc,
     /// Floats of one part's first and second band buffer.
     band_floats: (usize, usize),
 }
 
-impl RowsJob<'_, '_> {
-    /// Output rows `rows` in `parts` parts at once (rayon joins, which
-    /// allocate nothing): `out` holds these rows, `b1` and `b2` the parts' bands.
+impl<'a, 't> RowsJob<'a, 't> {
+    /// The job of `parts` parts whose band buffers are `b1` and `b2`.
+    fn new(
+        unit: &'a Unit<'t>,
+        parts: usize,
+        input: PartInput<'a>,
+        out: &'a Loc,
+        (b1, b2): (&[f32], &[f32]),
+    ) -> Self {
+        RowsJob {
+            unit,
+            parts,
+            input,
+            out,
+            band_floats: (b1.len() / parts, b2.len() / parts),
+        }
+    }
+
+    /// Runs every part, writing output `o`.
+    fn run(&self, o: &mut [f32], bufs: (&mut [f32], &mut [f32])) -> Result<(), Error> {
+        let rows = PlaneRows::new(o, self.out.stride)?;
+        self.split(0..self.parts, rows, bufs)
+    }
+
+    /// Parts `parts` at once (rayon joins, which allocate nothing): `out` holds
+    /// their rows, `b1` and `b2` their bands.
     fn split(
         &self,
-        parts: usize,
-        rows: Range<usize>,
+        parts: Range<usize>,
         out: PlaneRows,
         (b1, b2): (&mut [f32], &mut [f32]),
     ) -> Result<(), Error> {
-        if parts <= 1 {
+        let h = self.unit.hw2.0;
+        if parts.len() <= 1 {
+            let t = parts.start;
+            let own = part_start(h, self.parts, t)..part_start(h, self.parts, t + 1);
+            let input = match self.input {
+                PartInput::Own { x, halo, .. } => PartInput::Own { x, halo, part: t },
+                shared => shared,
+            };
             let mut out = out;
             let mut win = Window::default();
-            for band in bands(rows, self.unit.out_rows) {
+            for band in bands(own.clone(), self.unit.out_rows) {
                 let bufs = (&mut *b1, &mut *b2);
                 self.unit
-                    .band_of_part(&mut win, band, self.x, bufs, &mut out, self.out)?;
+                    .band_of_part(&mut win, band, &input, bufs, &mut out, self.out, &own)?;
             }
             return Ok(());
         }
-        let left = parts / 2;
-        let mid = rows.start + rows.len() * left / parts;
-        let (oa, ob) = out.split_at(self.out.at(mid))?;
+        let mid = parts.start + parts.len() / 2;
+        let (oa, ob) = out.split_at(self.out.at(part_start(h, self.parts, mid)))?;
+        let left = mid - parts.start;
         let (b1a, b1b) = b1.split_at_mut(left * self.band_floats.0);
         let (b2a, b2b) = b2.split_at_mut(left * self.band_floats.1);
         let (ra, rb) = rayon::join(
-            || self.split(left, rows.start..mid, oa, (b1a, b2a)),
-            || self.split(parts - left, mid..rows.end, ob, (b1b, b2b)),
+            || self.split(parts.start..mid, oa, (b1a, b2a)),
+            || self.split(mid..parts.end, ob, (b1b, b2b)),
         );
         ra.and(rb)
     }

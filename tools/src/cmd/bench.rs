@@ -76,6 +76,7 @@ impl Bench {
             },
             pipeline_segments: s.segments,
             band_bytes: s.band_kib.saturating_mul(1024),
+            split_in_place_min_bytes: s.split_kib.saturating_mul(1024),
             ..Default::default()
         };
         let session = Session::new(model, h, w, opts)?;
@@ -199,6 +200,7 @@ struct Settings {
     segments: bool,
     band_kib: usize,
     pipeline_kib: usize,
+    split_kib: usize,
     json: bool,
     profile: bool,
 }
@@ -223,6 +225,7 @@ pub fn run(argv: &[String]) -> CliResult {
             "threads",
             "band-kib",
             "pipeline-kib",
+            "split-kib",
         ],
     )?;
     let s = Settings {
@@ -243,6 +246,12 @@ pub fn run(argv: &[String]) -> CliResult {
             .parsed(
                 "pipeline-kib",
                 shufflenet::exec::DEFAULT_PIPELINE_MIN_BYTES >> 10,
+            )
+            .map_err(CliError::Usage)?,
+        split_kib: a
+            .parsed(
+                "split-kib",
+                shufflenet::exec::SPLIT_IN_PLACE_MIN_BYTES >> 10,
             )
             .map_err(CliError::Usage)?,
         json: a.flag("json"),

@@ -6,6 +6,7 @@ use crate::{json, load, CliError, CliResult};
 use shufflenet::complexity::step_macs;
 use shufflenet::exec::{
     ExecOptions, ExecPlan, Stage, DEFAULT_BAND_BYTES, DEFAULT_PIPELINE_MIN_BYTES,
+    SPLIT_IN_PLACE_MIN_BYTES,
 };
 use shufflenet::program::View;
 
@@ -32,6 +33,7 @@ pub fn run(argv: &[String]) -> CliResult {
             "segments",
             "threads",
             "pipeline-kib",
+            "split-kib",
         ],
     )?;
     let model = load::model(model_path(&a)?)?;
@@ -49,6 +51,10 @@ pub fn run(argv: &[String]) -> CliResult {
         pipeline_min_bytes: pipeline_kib.saturating_mul(1024),
         segments: a.parsed("segments", 1).map_err(CliError::Usage)?,
         threads: super::threads(&a)?,
+        split_in_place_min_bytes: a
+            .parsed("split-kib", SPLIT_IN_PLACE_MIN_BYTES >> 10)
+            .map_err(CliError::Usage)?
+            .saturating_mul(1024),
         ..Default::default()
     };
     let plan = ExecPlan::new(program, h, w, &opts)?;

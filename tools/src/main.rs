@@ -49,7 +49,7 @@ only over the limit); on x86-64 a session splitting its calls over --threads N >
 --band-kib N: cache budget of a streamed unit's band buffers (default 256 on ARM,
 1024 on x86-64).
 --split-kib N: with --threads N > 1 on x86-64, split a stride-1 unit by rows over
-the threads from an input tensor of N KiB (default 4096); smaller ones run on
+the threads from an input tensor of N KiB (default 8192); smaller ones run on
 whole tensors.";
 
 /// A failure of the command line itself (print the usage) or of the work.

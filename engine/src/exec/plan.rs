@@ -98,14 +98,14 @@ pub const SPLIT_UNITS_BY_ROWS: bool = false;
 /// The smallest input tensor (bytes) of a unit that writes over its input (a
 /// stride-1 unit) that a session on several threads splits by rows (see
 /// [`ExecOptions::threads`]); smaller ones run on whole tensors, their kernel
-/// calls split by channels. AMD EPYC Zen 4, 1x g = 3, two threads, profiled
-/// against whole tensors: at 720x1280 the stage-2 units (13.8 MB) took 0.78 of
-/// the time split by rows, the stage-3 units (6.9 MB) 0.88, the stage-4 units
-/// (3.5 MB) 1.30; at 480x640 stage 2 (4.6 MB) 1.00, stage 3 (2.3 MB) 1.15. Each
-/// part reads all of a unit's weights, and the rows at each cut are convolved
-/// on one thread first: on small tensors that costs more than the memory
-/// traffic it saves.
-pub const SPLIT_IN_PLACE_MIN_BYTES: usize = 4 << 20;
+/// calls split by channels. AMD EPYC Zen 4, 1x g = 3 at 720x1280, two threads,
+/// 8 profiled rounds paired against whole tensors: the stage-2 units (13.8 MB
+/// tensors) took 0.86 of the time split by rows, the stage-3 units (6.9 MB)
+/// 1.04 (split from 4 MiB, the stage-2 ones then 0.94); whole runs 0.976
+/// (identical-binary control 1.011). Each part reads all of a unit's weights,
+/// and the rows at each cut are convolved on one thread first: on tensors that
+/// the caches nearly hold, that costs what the memory traffic saves.
+pub const SPLIT_IN_PLACE_MIN_BYTES: usize = 8 << 20;
 
 /// Rows at each cut between the parts of a unit split by rows that writes over
 /// its input whose first pointwise conv runs before the parts (see

@@ -138,16 +138,9 @@ impl Pointwise<'_> {
         output: &PlaneRows,
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
-        const K: &str = "pointwise";
         self.check_lens(input.len(), output.len(), call)?;
-        if call.count == 0 || call.panels.is_empty() {
-            return Ok(());
-        }
-        if call.output.stride != output.stride() {
-            return Err(err(K, "output stride is not the planes' stride"));
-        }
         let planes = self.channels_of(&call.panels).len();
-        output.check_runs(K, call.output.start, call.count, planes)
+        check_window(output, &call.output, planes, call, "output")
     }
 
     /// [`Self::check`] reading rows of input planes (see [`PlaneRows`]) that
@@ -159,16 +152,9 @@ impl Pointwise<'_> {
         output: &[f32],
         call: &PointwiseCall,
     ) -> Result<(), KernelError> {
-        const K: &str = "pointwise";
         self.check_lens(input.len(), output.len(), call)?;
-        if call.count == 0 || call.panels.is_empty() {
-            return Ok(());
-        }
-        if call.input.stride != input.stride() {
-            return Err(err(K, "input stride is not the planes' stride"));
-        }
         let planes = self.in_rows.iter().copied().max().unwrap_or(0) as usize + 1;
-        input.check_runs(K, call.input.start, call.count, planes)
+        check_window(input, &call.input, planes, call, "input")
     }
 
     /// [`Self::check`] against an input of `input_len` floats and an output of
@@ -230,6 +216,25 @@ impl Pointwise<'_> {
         }
         Ok(())
     }
+}
+
+/// Checks that the `which` side (`span`, over planes `0..planes`) of a
+/// pointwise call lies inside the window of `rows`, with the planes' stride.
+fn check_window(
+    rows: &PlaneRows,
+    span: &PixelSpan,
+    planes: usize,
+    call: &PointwiseCall,
+    which: &str,
+) -> Result<(), KernelError> {
+    const K: &str = "pointwise";
+    if call.count == 0 || call.panels.is_empty() {
+        return Ok(());
+    }
+    if span.stride != rows.stride() {
+        return Err(err(K, format!("{which} stride is not the planes' stride")));
+    }
+    rows.check_runs(K, span.start, call.count, planes)
 }
 
 /// One call of the pointwise kernel: which pixels and which output panels.

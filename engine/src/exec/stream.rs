@@ -322,31 +322,34 @@ impl<'t> Unit<'t> {
             };
             dispatch::pointwise_from_rows(&self.pw1, xo, band, &call)?;
         }
-        // The row above the part is the second-last of the cut above it (the
-        // part's first cut), the row below the last of the cut below.
+        // Cut t (between parts t - 1 and t) holds the rows on both sides of it:
+        // the row above part t is the first of cut t, the row below it the
+        // second of cut t + 1 (slots t - 1 and t).
         for r in todo.filter(|r| !own.contains(r)) {
-            let (cut, i) = if r < own.start {
-                (part.wrapping_sub(1), 0)
+            let slot = if r < own.start {
+                part.checked_sub(1).map(|s| (s, 0))
             } else {
-                (part, 1)
+                Some((part, 1))
             };
-            self.copy_halo_row(halo, (cut, i), band, r - need.start)?;
+            let slot =
+                slot.ok_or_else(|| Error::Argument("no rows above the first part".into()))?;
+            self.copy_halo_row(halo, slot, band, r - need.start)?;
         }
         Ok(())
     }
 
-    /// Copies row `i` of cut `cut`'s rows in `halo` to row `at` of the first
-    /// band buffer `band`.
+    /// Copies row `i` of halo slot `slot` (the rows at cut `slot + 1`) to row
+    /// `at` of the first band buffer `band`.
     fn copy_halo_row(
         &self,
         halo: &[f32],
-        (cut, i): (usize, usize),
+        (slot, i): (usize, usize),
         band: &mut [f32],
         at: usize,
     ) -> Result<(), Error> {
         let w1 = self.hw1.1;
         let (hs, bs) = (HALO_ROWS * w1, self.in_rows * w1);
-        let first = cut
+        let first = slot
             .checked_mul(self.channels * hs)
             .ok_or_else(|| Error::Argument("halo row outside its area".into()))?;
         for c in 0..self.channels {

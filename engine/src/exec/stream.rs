@@ -378,6 +378,9 @@ impl<'t> Unit<'t> {
     ) -> Result<(), Error> {
         let (h, w1) = (self.hw1.0, self.hw1.1);
         let per_cut = self.channels * HALO_ROWS * w1;
+        if halo.len() < parts.saturating_sub(1) * per_cut {
+            return Err(Error::Argument("halo area shorter than its cuts".into()));
+        }
         for (t, slot) in (1..parts).zip(halo.chunks_exact_mut(per_cut)) {
             let cut = part_start(h, parts, t);
             // A cut at the top or bottom has a part on one side only.

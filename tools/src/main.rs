@@ -34,7 +34,8 @@ commands:
           [--segments] [--band-kib N] [--pipeline-kib N] [--split-kib N] [--profile]
                                                       latency per resolution (median, min);
                                                       --compare: 0.5x/1x/2x g=3 side by side
-                                                      --scaling: 1 thread vs --threads N side by side
+                                                      --scaling: 1 thread vs --threads N, and N
+                                                      one-thread sessions side by side (the ceiling)
                                                       --profile: then the time per stage and kernel
                                                       (with --compare: each model's share per
                                                       kernel class, side by side)

@@ -486,10 +486,25 @@ fn bench_scaling_compares_thread_counts() {
             "\"median_ms_n\": ",
             "\"speedup\": ",
             "\"paired_speedup\": ",
+            "\"median_ms_side_by_side\": ",
+            "\"paired_share_of_ceiling\": ",
             "\"threads\": 2",
         ] {
             assert!(line.contains(key), "{key} missing in {line}");
         }
+        // Two one-thread sessions side by side: each as slow as one alone at
+        // best, so at most 2x one's throughput (with a margin for timer noise on
+        // runs this short), and more than nothing.
+        let c = numbers_of(line, "paired_ceiling")[0];
+        let cq = array_of(line, "paired_ceiling_quartiles").unwrap_or_default();
+        assert!(
+            cq.len() == 2 && 0.0 < cq[0] && cq[0] <= c && c <= cq[1] && c < 3.0,
+            "{line}"
+        );
+        assert!(
+            numbers_of(line, "paired_share_of_ceiling")[0] > 0.0,
+            "{line}"
+        );
         // Three rounds of three timed runs: the paired speedup lies between its
         // quartiles over those rounds.
         let p = numbers_of(line, "paired_speedup")[0];

@@ -3,9 +3,12 @@
 //! interleaved at each resolution and prints the paper's Table 8 view: the speedup
 //! between model sizes next to their FLOP ratio, and the efficiency ratio
 //! E = GFLOP/s(0.5x) / GFLOP/s(2x). `--scaling` runs one thread and `--threads N`
-//! interleaved and prints the speedup. `--profile` adds the time per stage
+//! interleaved and prints the speedup against the machine's ceiling
+//! ([`scaling`]). `--profile` adds the time per stage
 //! ([`super::profile`]); with `--compare`, each model's share of it per kernel
 //! class, side by side.
+
+mod scaling;
 
 use super::profile::{self, Class};
 use super::progress::Progress;
@@ -99,13 +102,25 @@ impl Bench {
             mflops: macs as f64 / 1e6,
         })
     }
+}
 
+/// What [`interleaved`] times, one run at a time.
+trait Timed {
     /// One timed run, in milliseconds.
+    fn time(&mut self) -> Result<f64, CliError>;
+}
+
+impl Timed for Bench {
     fn time(&mut self) -> Result<f64, CliError> {
         let t = Instant::now();
         self.session.run(&self.input, &mut self.output)?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     }
+}
+
+/// `benches` as [`interleaved`] takes them.
+fn timed(benches: &mut [Bench]) -> Vec<&mut dyn Timed> {
+    benches.iter_mut().map(|b| b as &mut dyn Timed).collect()
 }
 
 /// Timed runs of benches run in turn.
@@ -123,7 +138,7 @@ struct Timings {
 /// has `warmup + runs` counted runs, and returns the timed runs of each with
 /// their per-round means ([`Timings`]; pair them with [`paired_quartiles`]).
 fn interleaved(
-    benches: &mut [Bench],
+    benches: &mut [&mut dyn Timed],
     label: &str,
     (warmup, runs): (usize, usize),
     (block, untimed): (usize, usize),
@@ -170,11 +185,6 @@ fn paired_quartiles(a: &[f64], b: &[f64]) -> [f64; 3] {
     let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     quartiles(&mut ratios)
 }
-
-/// Runs per bench and round of `--scaling`, the first untimed: a thread pool idle
-/// during the other session's runs starts its block cold, which that run absorbs,
-/// so the timed runs show back-to-back inference.
-const BLOCK: usize = 4;
 
 /// Runs per model and round of `--compare`, and the untimed first ones of each.
 /// A block shows a model run back to back, as an app runs it. With one run per
@@ -275,7 +285,7 @@ pub fn run(argv: &[String]) -> CliResult {
     }
     let model = load::model(model_path(&a)?)?;
     if a.flag("scaling") {
-        return scaling(&model, &s);
+        return scaling::run(&model, &s);
     }
     if !s.json {
         out!(
@@ -295,7 +305,8 @@ pub fn run(argv: &[String]) -> CliResult {
     }
     for &(h, w) in &s.resolutions {
         let mut b = [Bench::new(model.clone(), h, w, &s)?];
-        let times = interleaved(&mut b, &format!("{h}x{w}"), (s.warmup, s.runs), (1, 0))?.runs;
+        let label = format!("{h}x{w}");
+        let times = interleaved(&mut timed(&mut b), &label, (s.warmup, s.runs), (1, 0))?.runs;
         let m = Measurement::from_times(b[0].mflops, times.into_iter().next().unwrap_or_default());
         if s.json {
             out!(
@@ -369,7 +380,7 @@ fn compare(s: &Settings) -> CliResult {
             .map(|m| Bench::new(m.clone(), h, w, s))
             .collect::<Result<Vec<_>, _>>()?;
         let times = interleaved(
-            &mut benches,
+            &mut timed(&mut benches),
             &format!("{h}x{w}"),
             (s.warmup, s.runs),
             COMPARE_BLOCK,
@@ -510,76 +521,6 @@ fn compare_profiles(benches: &mut [Bench], scales: &[f32], label: &str, s: &Sett
     for (class, v) in &table {
         let cells: Vec<String> = v.iter().map(|x| format!("{:>6.1}%", 100.0 * x)).collect();
         out!("{:>10} {:<30} {}", "", class.label(), cells.join(" "));
-    }
-    Ok(())
-}
-
-/// One thread against `s.threads`, interleaved, at each resolution: both medians,
-/// the speedup (ratio of the medians) and the paired speedup (median over rounds
-/// of the ratio within a round, which cancels the machine's slower drifts).
-fn scaling(model: &Arc<Model>, s: &Settings) -> CliResult {
-    if s.threads < 2 {
-        return Err(CliError::Usage(
-            "--scaling compares one thread with --threads N, N >= 2".into(),
-        ));
-    }
-    if !s.json {
-        out!(
-            "{} ({} kernels), 1 vs {} threads, median of {} interleaved runs",
-            model.program().description,
-            kernels::dispatch::isa(),
-            s.threads,
-            s.runs
-        );
-        out!(
-            "{:>10} {:>9} {:>12} {:>12} {:>8} {:>8}  {}",
-            "resolution",
-            "MFLOPs",
-            "1 thread ms",
-            format!("{} threads ms", s.threads),
-            "speedup",
-            "paired",
-            "(quartiles over rounds)"
-        );
-    }
-    for &(h, w) in &s.resolutions {
-        let mut benches = [
-            Bench::with_threads(model.clone(), h, w, s, 1)?,
-            Bench::new(model.clone(), h, w, s)?,
-        ];
-        let label = format!("{h}x{w}");
-        let times = interleaved(&mut benches, &label, (s.warmup, s.runs), (BLOCK, 1))?;
-        let [one, many]: [Measurement; 2] =
-            [0, 1].map(|i| Measurement::from_times(benches[i].mflops, times.runs[i].clone()));
-        let speedup = one.median_ms / many.median_ms;
-        let [q1, paired, q3] = paired_quartiles(&times.rounds[0], &times.rounds[1]);
-        if s.json {
-            out!(
-                "{}",
-                json::object(&[
-                    ("resolution", json::string(&format!("{h}x{w}"))),
-                    ("mflops", json::number(one.mflops)),
-                    ("median_ms_1", json::number(one.median_ms)),
-                    ("median_ms_n", json::number(many.median_ms)),
-                    ("speedup", json::number(speedup)),
-                    ("paired_speedup", json::number(paired)),
-                    ("paired_speedup_quartiles", json::numbers(&[q1, q3])),
-                    ("runs", s.runs.to_string()),
-                    ("threads", s.threads.to_string()),
-                    ("isa", json::string(kernels::dispatch::isa())),
-                ])
-            );
-        } else {
-            out!(
-                "{:>10} {:>9.1} {:>12.3} {:>12.3} {:>8.2} {:>8.2}  ({q1:.2} - {q3:.2})",
-                format!("{h}x{w}"),
-                one.mflops,
-                one.median_ms,
-                many.median_ms,
-                speedup,
-                paired
-            );
-        }
     }
     Ok(())
 }

@@ -20,7 +20,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 pub struct SessionOptions {
     /// Worker threads (1 = run on the caller's thread). The workers split each
     /// kernel call by their measured relative speeds (up to 16 workers; more
-    /// split evenly).
+    /// split evenly). During a run they spin between calls rather than sleep
+    /// (giving up after half a millisecond without work), so a call's parts start
+    /// at once: a session of N threads uses N cores while it runs.
     pub threads: usize,
     /// Refuse input sizes whose arena plus one input image (the session warms
     /// its kernels up on a zero image at creation) would exceed this many bytes.
@@ -239,7 +241,7 @@ impl Session {
             exec::execute(plan, program, model, arena, input, output, threads, times)
         };
         match &self.pool {
-            Some(pool) => pool.install(run),
+            Some(pool) => pool.install(|| exec::awake::with_workers_awake(threads, run)),
             None => run(),
         }
     }

@@ -4,6 +4,7 @@
 //! band and scratch area is a range of the arena, split into disjoint slices with
 //! safe `split_at_mut`; threads split kernels by output channels.
 
+pub(crate) mod awake;
 mod handoff;
 pub(crate) mod parallel;
 mod pipeline;

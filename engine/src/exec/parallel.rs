@@ -2,7 +2,9 @@
 //! each thread gets a contiguous range of units and the matching contiguous part of
 //! the output, so the split is safe (`split_at_mut`) and every output value is
 //! computed by the same code as in a single-threaded run: results are bit-identical
-//! for any thread count and any cut. Uses `rayon::join`, which allocates nothing.
+//! for any thread count and any cut. Forks with [`super::awake::join`]
+//! (`rayon::join` whose forking side does not sleep while the other half runs),
+//! which allocates nothing.
 //!
 //! Workers of unequal speed get unequal parts ([`Balance`]): a phone's big and
 //! little cores, or a virtual CPU whose host core is shared. The pool made by
@@ -50,7 +52,7 @@ where
         return f(units, out);
     }
     let (a, b) = split_at_unit(out, units.start, mid, offset)?;
-    let (ra, rb) = rayon::join(
+    let (ra, rb) = super::awake::join(
         || for_parts(a, units.start..mid, left_parts, offset, f),
         || for_parts(b, mid..units.end, parts - left_parts, offset, f),
     );
@@ -144,7 +146,7 @@ fn run_parts<F: PartFn, O: UnitOffset>(
         return run_claimed(state, end, offset, f);
     }
     let half = parts / 2;
-    let (ra, rb) = rayon::join(
+    let (ra, rb) = super::awake::join(
         || run_parts(half, state, end, offset, f),
         || run_parts(parts - half, state, end, offset, f),
     );

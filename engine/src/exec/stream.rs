@@ -637,7 +637,7 @@ impl<'a, 't> RowsJob<'a, 't> {
         self.split(0..self.parts, rows, bufs)
     }
 
-    /// Parts `parts` at once (rayon joins, which allocate nothing): `out` holds
+    /// Parts `parts` at once ([`super::awake::join`]s, which allocate nothing): `out` holds
     /// their rows, `b1` and `b2` their bands.
     fn split(
         &self,
@@ -667,7 +667,7 @@ impl<'a, 't> RowsJob<'a, 't> {
         let left = mid - parts.start;
         let (b1a, b1b) = b1.split_at_mut(left * self.band_floats.0);
         let (b2a, b2b) = b2.split_at_mut(left * self.band_floats.1);
-        let (ra, rb) = rayon::join(
+        let (ra, rb) = super::awake::join(
             || self.split(parts.start..mid, oa, (b1a, b2a)),
             || self.split(mid..parts.end, ob, (b1b, b2b)),
         );

@@ -22,7 +22,8 @@ pub struct SessionOptions {
     /// kernel call by their measured relative speeds (up to 16 workers; more
     /// split evenly). During a run they spin between calls rather than sleep
     /// (giving up after half a millisecond without work), so a call's parts start
-    /// at once: a session of N threads uses N cores while it runs.
+    /// at once, and the worker that split a call spins until its other parts
+    /// end: a session of N threads uses N cores while it runs.
     pub threads: usize,
     /// Refuse input sizes whose arena plus one input image (the session warms
     /// its kernels up on a zero image at creation) would exceed this many bytes.

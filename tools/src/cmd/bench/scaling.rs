@@ -30,27 +30,25 @@ struct SideBySide<T> {
 /// spawned, then whether all were.
 type Start = (Mutex<Option<bool>>, Condvar);
 
-impl<T> SideBySide<T> {
-    /// Waits for `start`; `Ok(false)` when the run was called off.
-    fn wait(start: &Start) -> Result<bool, CliError> {
-        let (lock, ready) = start;
-        let poisoned = |_| CliError::Failed("side-by-side start lock poisoned".into());
-        let mut go = lock.lock().map_err(poisoned)?;
-        while go.is_none() {
-            go = ready.wait(go).map_err(poisoned)?;
-        }
-        Ok(*go == Some(true))
+/// Waits for `start`; `Ok(false)` when the run was called off.
+fn wait(start: &Start) -> Result<bool, CliError> {
+    let (lock, ready) = start;
+    let poisoned = |_| CliError::Failed("side-by-side start lock poisoned".into());
+    let mut go = lock.lock().map_err(poisoned)?;
+    while go.is_none() {
+        go = ready.wait(go).map_err(poisoned)?;
     }
+    Ok(*go == Some(true))
+}
 
-    /// Releases the waiting threads: all run (`true`) or none does.
-    fn release(start: &Start, all: bool) -> Result<(), CliError> {
-        let (lock, ready) = start;
-        *lock
-            .lock()
-            .map_err(|_| CliError::Failed("side-by-side start lock poisoned".into()))? = Some(all);
-        ready.notify_all();
-        Ok(())
-    }
+/// Releases the waiting threads: all run (`true`) or none does.
+fn release(start: &Start, all: bool) -> Result<(), CliError> {
+    let (lock, ready) = start;
+    *lock
+        .lock()
+        .map_err(|_| CliError::Failed("side-by-side start lock poisoned".into()))? = Some(all);
+    ready.notify_all();
+    Ok(())
 }
 
 impl<T: Timed + Send> Timed for SideBySide<T> {
@@ -67,14 +65,14 @@ impl<T: Timed + Send> Timed for SideBySide<T> {
                 .map(|(i, b)| {
                     thread::Builder::new()
                         .name(format!("side-by-side-{i}"))
-                        .spawn_scoped(scope, move || match Self::wait(start)? {
+                        .spawn_scoped(scope, move || match wait(start)? {
                             true => b.time(),
                             false => Ok(f64::NAN),
                         })
                 })
                 .collect();
             let all = spawned.iter().all(Result::is_ok);
-            let released = Self::release(start, all);
+            let released = release(start, all);
             let mut times = Vec::with_capacity(spawned.len());
             for s in spawned {
                 let handle = s.map_err(|e| CliError::Failed(format!("starting a thread: {e}")))?;

@@ -32,9 +32,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a spinner looks for work before it lets its worker sleep: longer
-/// than the gaps between the split calls of one inference (microseconds), short
-/// enough that a spinner in the wrong place costs little.
+/// How long a spinner looks for work before it lets its worker sleep, and the
+/// least a [`join`] spins for its other side: longer than the gaps between the
+/// split calls of one inference (microseconds), short enough that a spinner in
+/// the wrong place costs little.
 pub const IDLE_LIMIT: Duration = Duration::from_micros(500);
 
 /// `rayon::join(a, b)`, but the worker that ran `a` does not sleep while `b`
